@@ -1,0 +1,1 @@
+"""Data path: phantom generators, raw-layout readers, grain pipelines, decoding and augmentation."""
