@@ -1,0 +1,3 @@
+"""UNITY echo frames, single- vs dual-screen view (EchoSDNet). Importing registers the builder."""
+
+from tfds_builders.unity.unity_dataset_builder import Unity  # noqa: F401
