@@ -1,0 +1,150 @@
+"""2D ResNets in plain PyTorch, mirroring ``echojax.models.resnet`` (torchvision layout and Keras layout).
+
+Inputs are PyTorch layout: ``(N, C, H, W)`` float32 (the JAX model takes ``(B, H, W, C)``). The output is the
+logits ``(N, num_classes)``, or the pooled features ``(N, D)`` when ``num_classes`` is 0/None. Unlike the JAX model,
+which returns ``(output, aux_dict)``, ``forward`` returns only the output tensor.
+
+Layouts (the same constructor argument as the JAX side):
+
+* ``layout="torchvision"``: torchvision's ResNet v1.5 exactly (convolutions without bias, stride on the 3x3 conv of a
+  bottleneck, BatchNorm eps 1e-5). State-dict keys are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
+  ``layer1.0.downsample.0/1``, ``fc``), so a torchvision ImageNet state dict loads into ``ResNet(depth=50)``.
+* ``layout="keras"``: keras.applications ResNet50 (convolutions WITH bias, stride on the first 1x1 conv of a
+  bottleneck, BatchNorm eps 1.001e-5). Same state-dict key names as above; only shapes/biases differ.
+
+BatchNorm epsilons are explicit (:data:`BN_EPS`) and must equal the JAX side's; momentum only matters for training
+(torch momentum 0.1 == flax momentum 0.9). Width scales every stage: ``width * (1, 2, 4, 8)`` channels per stage
+(times 4 for bottlenecks).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from echoforge.models.preprocess import Preprocess
+
+#: BatchNorm epsilon per layout; must match echojax.models.resnet.
+BN_EPS = {"torchvision": 1e-5, "keras": 1.001e-5}
+
+#: depth -> (block kind, blocks per stage), as torchvision.
+DEPTHS: dict[int, tuple[str, Sequence[int]]] = {
+  18: ("basic", (2, 2, 2, 2)),
+  34: ("basic", (3, 4, 6, 3)),
+  50: ("bottleneck", (3, 4, 6, 3)),
+  101: ("bottleneck", (3, 4, 23, 3)),
+  152: ("bottleneck", (3, 8, 36, 3)),
+}
+
+
+def check_layout(layout: str) -> None:
+  if layout not in BN_EPS:
+    raise ValueError(f"unknown ResNet layout {layout!r}; use one of {sorted(BN_EPS)}")
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convs; stride on the first. ``downsample`` (1x1 conv + BN) when shape changes."""
+
+  expansion = 1
+
+  def __init__(self, cin: int, planes: int, stride: int, layout: str):
+    super().__init__()
+    bias, eps = layout == "keras", BN_EPS[layout]
+    self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=bias)
+    self.bn1 = nn.BatchNorm2d(planes, eps=eps)
+    self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=bias)
+    self.bn2 = nn.BatchNorm2d(planes, eps=eps)
+    self.relu = nn.ReLU(inplace=True)
+    self.downsample = None
+    if stride != 1 or cin != planes:
+      self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, 0, bias=bias), nn.BatchNorm2d(planes, eps=eps))
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    y = self.relu(self.bn1(self.conv1(x)))
+    y = self.bn2(self.conv2(y))
+    sc = x if self.downsample is None else self.downsample(x)
+    return self.relu(y + sc)
+
+
+class Bottleneck(nn.Module):
+  """1x1 -> 3x3 -> 1x1 (x4). Stride on the 3x3 (torchvision, v1.5) or on the first 1x1 (keras)."""
+
+  expansion = 4
+
+  def __init__(self, cin: int, planes: int, stride: int, layout: str):
+    super().__init__()
+    bias, eps = layout == "keras", BN_EPS[layout]
+    s1, s2 = (stride, 1) if layout == "keras" else (1, stride)
+    out = planes * self.expansion
+    self.conv1 = nn.Conv2d(cin, planes, 1, s1, 0, bias=bias)
+    self.bn1 = nn.BatchNorm2d(planes, eps=eps)
+    self.conv2 = nn.Conv2d(planes, planes, 3, s2, 1, bias=bias)
+    self.bn2 = nn.BatchNorm2d(planes, eps=eps)
+    self.conv3 = nn.Conv2d(planes, out, 1, 1, 0, bias=bias)
+    self.bn3 = nn.BatchNorm2d(out, eps=eps)
+    self.relu = nn.ReLU(inplace=True)
+    self.downsample = None
+    if stride != 1 or cin != out:
+      self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, 0, bias=bias), nn.BatchNorm2d(out, eps=eps))
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    y = self.relu(self.bn1(self.conv1(x)))
+    y = self.relu(self.bn2(self.conv2(y)))
+    y = self.bn3(self.conv3(y))
+    sc = x if self.downsample is None else self.downsample(x)
+    return self.relu(y + sc)
+
+
+class ResNet(nn.Module):
+  """2D ResNet; ``ResNet(depth=50, num_classes=1000)`` has torchvision's resnet50 parameters and key names.
+
+  Args:
+    depth: 18, 34, 50, 101 or 152.
+    num_classes: size of the final ``fc`` layer; 0/None = no head (returns pooled features).
+    width: channels of the stem / first stage (64 = standard).
+    layout: "torchvision" or "keras" (see module docstring).
+    in_channels: input channels (3 for RGB).
+    preprocess: input normalisation done inside the model, as the JAX model's option of the same name
+      (see :class:`echoforge.models.preprocess.Preprocess`); None = the input is used as given.
+  """
+
+  def __init__(self, depth: int = 50, num_classes: int | None = 1000, width: int = 64, layout: str = "torchvision",
+               in_channels: int = 3, preprocess: str | None = None):
+    super().__init__()
+    if depth not in DEPTHS:
+      raise ValueError(f"unsupported ResNet depth {depth}; use one of {sorted(DEPTHS)}")
+    check_layout(layout)
+    kind, counts = DEPTHS[depth]
+    block = BasicBlock if kind == "basic" else Bottleneck
+    bias, eps = layout == "keras", BN_EPS[layout]
+    self.depth, self.layout, self.width = depth, layout, width
+    self.preprocess = Preprocess(preprocess)
+    self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=bias)
+    self.bn1 = nn.BatchNorm2d(width, eps=eps)
+    self.relu = nn.ReLU(inplace=True)
+    # Max-pool pads with -inf, keras zero-pads: identical after a ReLU (inputs >= 0).
+    self.maxpool = nn.MaxPool2d(3, 2, 1)
+    cin = width
+    for i, n in enumerate(counts):
+      planes = width * 2**i
+      blocks = []
+      for j in range(n):
+        blocks.append(block(cin, planes, (1 if i == 0 else 2) if j == 0 else 1, layout))
+        cin = planes * block.expansion
+      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+    self.num_features = cin
+    self.avgpool = nn.AdaptiveAvgPool2d(1)
+    self.fc = nn.Linear(cin, num_classes) if num_classes else None
+
+  def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> pooled features (N, num_features)."""
+    x = self.preprocess(x)
+    x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    return torch.flatten(self.avgpool(x), 1)
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    x = self.forward_features(x)
+    return x if self.fc is None else self.fc(x)
