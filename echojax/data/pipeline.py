@@ -1,0 +1,541 @@
+"""grain input pipelines over prepared (TFDS array_record) data: clip sampling, normalisation, augmentation,
+fixed-shape batching and per-process sharding.
+
+    loader = make_loader(config.data, "train", train=True, seed=0)
+    for batch in loader: ...                  # dicts of numpy arrays with fixed shapes
+    state = loader.get_state()                # bytes (JSON); orbax saves it with the train state
+    loader.set_state(state)                   # a restored loader continues exactly where the saved one was
+
+Data config fields (ml_collections.ConfigDict or dict; defaults in ``DEFAULTS``):
+
+- ``name`` (dataset / TFDS builder name), ``data_dir`` (prepared data; empty -> the synthetic phantom set is
+  generated and prepared into the cache), ``builder_config`` (e.g. "112").
+- ``preset``: "video_clip" (batch key ``video`` (B,T,H,W,C)) or "image" (batch key ``image`` (B,H,W,C)).
+- ``frames``, ``period``: a clip is ``frames`` frames taken every ``period`` stored frames.
+- ``clips`` (eval only): "one" (one clip per video at ``eval_start`` = "zero" or "center") or "all" (every clip
+  start ``clip_stride`` apart, default ``frames * period``, plus one clip ending at the last frame; each clip is its
+  own row with ``index`` + ``clip_id`` so evaluation can average per video; ``clip_stride=1`` is
+  EchoNet-Dynamic's test-time augmentation).
+- ``pad_mode``: videos shorter than a clip are padded with black frames ("zeros") or the last frame ("repeat");
+  ``mask`` (B,T) is False on padded frames either way.
+- ``batch_size``: the GLOBAL batch; each process loads ``batch_size // process_count`` rows.
+- ``augment``: dict of options of :mod:`echojax.data.augment` (train only).
+- ``targets``: record features copied into the batch (default: whichever of ``ef``/``label`` the records have).
+- ``size``: resize frames to ``size`` x ``size`` after slicing (default: keep the stored size).
+- ``frame_sampler``: name registered with :func:`register_frame_sampler` (or pass a callable to
+  :func:`make_loader`): ``fn(record, rng) -> frame indices`` replaces the start/period rule, e.g. ECG-gated
+  phase sampling. Indices outside ``[0, num_frames)`` become padded frames.
+- ``image_frame`` (image preset over video records): "middle", "random" (train) , "ed" or "es".
+- ``worker_count`` (grain worker processes; 0 = in-process), ``read_threads``, ``prefetch``.
+
+Only the clip is ever converted to float: the stored uint8 record is read, the clip frames are sliced from it,
+then (optionally) warped, converted to float32 and normalised with the per-channel mean/std that
+``python -m echojax.data.prepare`` stores as ``echojax_stats.json`` beside the prepared data.
+
+Train batches are drawn from an infinite, per-epoch-reshuffled stream with ``drop_remainder``. Eval loaders make
+one pass; the last batch is padded with ``valid=False`` rows (``index=-1``) so every batch has the same shape and
+every process yields the same number of batches.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import cv2
+import grain.python as grain
+import numpy as np
+
+from echojax.data import augment as aug
+from echojax.errors import UserError
+
+STATS_FILE = "echojax_stats.json"
+PRESETS = ("video_clip", "image")
+
+DEFAULTS: dict[str, Any] = {
+    "name": "echonet_dynamic",
+    "data_dir": "",
+    "builder_config": None,
+    "preset": "video_clip",
+    "frames": 32,
+    "period": 2,
+    "batch_size": 8,
+    "clips": "one",
+    "clip_stride": None,
+    "eval_start": "zero",
+    "pad_mode": "zeros",
+    "augment": {},
+    "targets": None,
+    "size": None,
+    "frame_sampler": None,
+    "image_frame": "middle",
+    "worker_count": 0,
+    "worker_buffer_size": 2,
+    "read_threads": 2,
+    "prefetch": 8,
+}
+
+FrameSampler = Callable[[Mapping[str, Any], np.random.Generator], np.ndarray]
+_FRAME_SAMPLERS: dict[str, FrameSampler] = {}
+
+
+def register_frame_sampler(name: str, fn: FrameSampler | None = None):
+  """Register ``fn(record, rng) -> int frame indices`` under ``name`` (usable as a decorator).
+
+  Data configs pick it with ``frame_sampler=name``. The function must be importable (module level) so grain
+  worker processes can pickle it. It gets the decoded record (``video`` uint8 (T,H,W,C), ``num_frames``, and any
+  other stored features, e.g. ECG R-peaks) and a per-sample ``np.random.Generator`` (deterministic for the loader
+  seed and the sample's position). For the video preset it must return ``frames`` indices; for the image preset 1.
+  """
+
+  def deco(f):
+    _FRAME_SAMPLERS[name] = f
+    return f
+
+  return deco(fn) if fn is not None else deco
+
+
+def get_frame_sampler(name: str) -> FrameSampler:
+  if name not in _FRAME_SAMPLERS:
+    raise UserError(f"unknown frame sampler {name!r} (config field data.frame_sampler); registered: "
+                    f"{', '.join(sorted(_FRAME_SAMPLERS)) or 'none'}. Register one with "
+                    "echojax.data.pipeline.register_frame_sampler(name, fn) in an imported module.")
+  return _FRAME_SAMPLERS[name]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# config and data source
+
+
+def _cfg_get(cfg: Any, key: str) -> Any:
+  if cfg is None:
+    return DEFAULTS[key]
+  if isinstance(cfg, Mapping):
+    val = cfg.get(key, DEFAULTS[key])
+  else:  # ml_collections.ConfigDict / FrozenConfigDict / any attribute bag
+    val = cfg.get(key, DEFAULTS[key]) if hasattr(cfg, "get") else getattr(cfg, key, DEFAULTS[key])
+  return DEFAULTS[key] if val is None and DEFAULTS[key] is not None else val
+
+
+def _to_dict(x: Any) -> dict:
+  if x is None:
+    return {}
+  if hasattr(x, "to_dict"):
+    return x.to_dict()
+  return dict(x)
+
+
+def resolve_options(data_cfg: Any) -> dict[str, Any]:
+  """Data config -> plain dict of every pipeline option (defaults filled in), validated."""
+  opts = {k: _cfg_get(data_cfg, k) for k in DEFAULTS}
+  opts["augment"] = aug.check_options(_to_dict(opts["augment"]))
+  if opts["preset"] not in PRESETS:
+    raise UserError(f"config field data.preset is {opts['preset']!r}; use one of {', '.join(PRESETS)}")
+  for k in ("frames", "period", "batch_size"):
+    if int(opts[k]) < 1:
+      raise UserError(f"config field data.{k} must be >= 1, got {opts[k]}")
+  if opts["clips"] not in ("one", "all"):
+    raise UserError(f"config field data.clips is {opts['clips']!r}; use 'one' or 'all'")
+  if opts["eval_start"] not in ("zero", "center"):
+    raise UserError(f"config field data.eval_start is {opts['eval_start']!r}; use 'zero' or 'center'")
+  if opts["pad_mode"] not in ("zeros", "repeat"):
+    raise UserError(f"config field data.pad_mode is {opts['pad_mode']!r}; use 'zeros' or 'repeat'")
+  if opts["image_frame"] not in ("middle", "random", "ed", "es"):
+    raise UserError(f"config field data.image_frame is {opts['image_frame']!r}; use middle, random, ed or es")
+  if opts["targets"] is not None:
+    opts["targets"] = [opts["targets"]] if isinstance(opts["targets"], str) else list(opts["targets"])
+  return opts
+
+
+def load_stats(path: str | Path, feature: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Read per-channel (mean, std) in [0, 255] units from an echojax_stats.json.
+
+  Accepted layouts: ``{"mean": [...], "std": [...]}`` at the top level, or under a feature key
+  (``{"video": {"mean":..., "std":...}}``) or under ``"train"``.
+  """
+  path = Path(path)
+  try:
+    stats = json.loads(path.read_text())
+  except FileNotFoundError:
+    raise UserError(f"{path} not found: the prepared data has no normalisation statistics. Prepare the data with "
+                    f"`python -m echojax.data.prepare <name> --manual-dir RAW --data-dir DATA_DIR`, which writes it "
+                    "(or copy the echojax_stats.json of the original preparation next to the array_record files).")
+  except json.JSONDecodeError as e:
+    raise UserError(f"{path} is not valid JSON ({e}); re-run `python -m echojax.data.prepare` to rewrite it")
+  candidates = [stats]
+  for key in (feature, "video", "image", "train", "stats"):
+    if key and isinstance(stats.get(key), Mapping):
+      candidates.append(stats[key])
+  for c in candidates:
+    if "mean" in c and "std" in c:
+      mean = np.asarray(c["mean"], np.float32).reshape(-1)
+      std = np.asarray(c["std"], np.float32).reshape(-1)
+      if mean.shape != std.shape or np.any(std <= 0):
+        raise UserError(f"{path}: fields mean/std must be same-length lists with std > 0, got {c['mean']} / "
+                        f"{c['std']}; re-run `python -m echojax.data.prepare`")
+      return mean, std
+  raise UserError(f"{path} has no 'mean'/'std' fields; re-run `python -m echojax.data.prepare` to rewrite it")
+
+
+def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
+  """Open the prepared split as a random-access source (no TensorFlow) -> (source, prepared version folder)."""
+  import tensorflow_datasets as tfds  # heavy import; only when reading prepared data
+
+  from echojax.data.datasets import DATASETS
+
+  name = _cfg_get(data_cfg, "name")
+  if name not in DATASETS:
+    raise UserError(f"unknown dataset {name!r} (config field data.name); known: {', '.join(sorted(DATASETS))}")
+  info = DATASETS[name]
+  builder_config = _cfg_get(data_cfg, "builder_config") or info.default_config
+  data_dir = _cfg_get(data_cfg, "data_dir")
+  if not data_dir:
+    from echojax.data import datasets as ds_mod
+
+    if not hasattr(ds_mod, "ensure_synthetic"):
+      raise UserError(f"config field data.data_dir is empty and no synthetic {name} set can be made here; set "
+                      "data.data_dir to the folder given to `python -m echojax.data.prepare --data-dir`")
+    data_dir = ds_mod.ensure_synthetic(name, builder_config)
+  importlib.import_module(info.builder_module)
+  try:
+    builder = tfds.builder(name, config=builder_config, data_dir=str(data_dir))
+  except Exception as e:  # tfds raises many types for a wrong name/config/folder
+    raise UserError(f"could not open prepared dataset {name} (config {builder_config}) in {data_dir}: {e}. Prepare "
+                    f"it with `python -m echojax.data.prepare {name} --manual-dir RAW --data-dir {data_dir}`")
+  version_dir = Path(builder.data_dir)
+  if not (version_dir / "dataset_info.json").exists():
+    raise UserError(f"dataset {name} (config {builder_config}) is not prepared in {data_dir} (config field "
+                    f"data.data_dir): run `python -m echojax.data.prepare {name} --manual-dir RAW --data-dir "
+                    f"{data_dir}` first")
+  splits = list(builder.info.splits.keys())
+  if split not in splits:
+    raise UserError(f"split {split!r} not in prepared {name} at {version_dir}; available splits: {', '.join(splits)}")
+  return builder.as_data_source(split=split), version_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# row table: which (record, clip) each sample is; eval padding rows
+
+
+class RowSource:
+  """Random-access source of rows ``(record_index, clip_id, start, valid)`` over a base source.
+
+  Each item is ``{"record": base[record_index], "_index", "_clip_id", "_start", "_valid"}``; ``start = -1`` means
+  "decide in the transform" (random in training, ``eval_start`` otherwise). Padding rows re-read record 0 and are
+  marked invalid. The repr is stable so grain can check a restored iterator state belongs to this source.
+  """
+
+  def __init__(self, base: Any, rows: np.ndarray, desc: str):
+    self._base = base
+    self._rows = np.asarray(rows, np.int64).reshape(-1, 4)
+    self._desc = desc
+
+  def __len__(self) -> int:
+    return len(self._rows)
+
+  def __getitem__(self, i: int) -> dict:
+    rec, clip_id, start, valid = (int(v) for v in self._rows[i])
+    return {"record": self._base[rec], "_index": rec if valid else -1, "_clip_id": clip_id if valid else -1,
+            "_start": start, "_valid": bool(valid)}
+
+  def __repr__(self) -> str:
+    return f"RowSource({self._desc}, rows={len(self._rows)})"
+
+
+def _source_desc(source: Any) -> str:
+  r = repr(source)
+  if " at 0x" in r or len(r) > 300:  # object default repr is not stable across processes
+    return f"{type(source).__name__}(len={len(source)})"
+  return r
+
+
+def clip_starts(num_frames: int, frames: int, period: int, stride: int) -> list[int]:
+  """Starts of all clips of a video: every ``stride`` frames, plus one ending at the last frame (covers it all)."""
+  span = (frames - 1) * period + 1
+  last = max(num_frames - span, 0)
+  starts = list(range(0, last + 1, max(stride, 1)))
+  if starts[-1] != last:
+    starts.append(last)
+  return starts
+
+
+def _num_frames(record: Mapping[str, Any]) -> int:
+  if "num_frames" in record:
+    return int(record["num_frames"])
+  return int(np.asarray(record["video"]).shape[0])
+
+
+def _all_clip_rows(source: Any, frames: int, period: int, stride: int) -> np.ndarray:
+  """Rows for clips='all' (reads each record once for its length, with a progress bar for big splits)."""
+  from tqdm import tqdm
+
+  rows = []
+  for i in tqdm(range(len(source)), desc="counting clips", unit="video", leave=False, disable=len(source) < 200):
+    for c, s in enumerate(clip_starts(_num_frames(source[i]), frames, period, stride)):
+      rows.append((i, c, s, 1))
+  return np.asarray(rows, np.int64).reshape(-1, 4)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# per-sample transforms (module level so grain workers can pickle them)
+
+
+def _frame_indices(num_frames: int, opts: Mapping[str, Any], start: int, train: bool,
+                   rng: np.random.Generator) -> np.ndarray:
+  frames, period = int(opts["frames"]), int(opts["period"])
+  span = (frames - 1) * period + 1
+  if start < 0:
+    last = max(num_frames - span, 0)
+    if train:
+      start = int(rng.integers(0, last + 1))
+    else:
+      start = 0 if opts["eval_start"] == "zero" else last // 2
+  return start + np.arange(frames, dtype=np.int64) * period
+
+
+def _gather(video: np.ndarray, idx: np.ndarray, pad_mode: str) -> tuple[np.ndarray, np.ndarray]:
+  """Slice frames ``idx`` (uint8, only those frames are copied) -> (clip, mask); out-of-range -> padding."""
+  n = video.shape[0]
+  mask = (idx >= 0) & (idx < n)
+  clip = video[np.clip(idx, 0, n - 1)]
+  if pad_mode == "zeros" and not mask.all():
+    clip[~mask] = 0
+  return clip, mask
+
+
+def _resize(clip: np.ndarray, size: int | None) -> np.ndarray:
+  if not size or clip.shape[1:3] == (size, size):
+    return clip
+  c = clip.shape[-1]
+  return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, c) for f in clip])
+
+
+class ClipTransform(grain.RandomMapTransform):
+  """Row -> one sample dict: slice the clip (or frame), augment, normalise, copy targets."""
+
+  def __init__(self, opts: Mapping[str, Any], mean: np.ndarray, std: np.ndarray, train: bool,
+               frame_sampler: FrameSampler | None):
+    self.opts = dict(opts)
+    self.mean = np.asarray(mean, np.float32)
+    self.inv_std = (1.0 / np.asarray(std, np.float32)).astype(np.float32)
+    self.train = train
+    self.frame_sampler = frame_sampler
+    self.image = opts["preset"] == "image"
+
+  def _indices(self, record: Mapping[str, Any], start: int, rng: np.random.Generator) -> np.ndarray:
+    if self.frame_sampler is not None:
+      return np.asarray(self.frame_sampler(record, rng), np.int64).reshape(-1)
+    n = _num_frames(record)
+    if not self.image:
+      return _frame_indices(n, self.opts, start, self.train, rng)
+    mode = self.opts["image_frame"]
+    if mode == "random" and self.train:
+      return np.asarray([rng.integers(0, n)])
+    if mode in ("ed", "es") and int(record.get(f"{mode}_frame", -1)) >= 0:
+      return np.asarray([int(record[f"{mode}_frame"])])
+    return np.asarray([n // 2])
+
+  def random_map(self, element: dict, rng: np.random.Generator) -> dict:
+    record = element["record"]
+    if self.image and "image" in record:
+      clip = np.asarray(record["image"])
+      clip = clip[None, ..., None] if clip.ndim == 2 else clip[None]
+      mask = np.ones((1,), bool)
+    else:
+      if "video" not in record:
+        raise UserError(f"records have no 'video' (or 'image') feature; features present: {sorted(record)}; "
+                        "check config fields data.name and data.preset")
+      video = np.asarray(record["video"])
+      if video.ndim == 3:
+        video = video[..., None]
+      idx = self._indices(record, int(element["_start"]), rng)
+      clip, mask = _gather(video, idx, self.opts["pad_mode"])
+    clip = _resize(clip, self.opts["size"])
+    if self.train and self.opts["augment"]:
+      params = aug.sample_params(rng, self.opts["augment"], clip.shape[1], clip.shape[2])
+      clip = aug.apply_geometric(clip, params)
+      x = clip.astype(np.float32)
+      x = aug.apply_intensity(x, params)
+    else:
+      x = clip.astype(np.float32)
+    if x.shape[-1] != self.mean.shape[0]:
+      if self.mean.shape[0] == 1:
+        pass  # one statistic for every channel
+      else:
+        raise UserError(f"frames have {x.shape[-1]} channels but {STATS_FILE} has {self.mean.shape[0]} means; "
+                        "re-run `python -m echojax.data.prepare` for this dataset")
+    x -= self.mean
+    x *= self.inv_std
+    out: dict[str, Any] = {
+        "valid": np.bool_(element["_valid"]),
+        "index": np.int32(element["_index"]),
+    }
+    if self.image:
+      out["image"] = x[0]
+    else:
+      out["video"] = x
+      out["mask"] = mask & bool(element["_valid"])
+    if self.opts["clips"] == "all" and not self.train:
+      out["clip_id"] = np.int32(element["_clip_id"])
+    for key in self.opts["targets"] or [k for k in ("ef", "label") if k in record]:
+      if key not in record:
+        raise UserError(f"target {key!r} (config field data.targets) is not a feature of the records; features "
+                        f"present: {sorted(record)}")
+      v = np.asarray(record[key])
+      out[key] = v.astype(np.int32) if np.issubdtype(v.dtype, np.integer) or v.dtype == bool else v.astype(np.float32)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# loader
+
+
+class Loader:
+  """Iterable over fixed-shape batches with grain's checkpointable iterator state.
+
+  ``iter(loader)`` continues the current pass (train: infinite). An eval loader starts a new pass once the
+  previous one is exhausted, so ``for batch in loader`` can be repeated for every evaluation.
+  """
+
+  def __init__(self, dataloader: grain.DataLoader, *, train: bool, num_examples: int, num_rows: int,
+               local_batch_size: int, global_batch_size: int, process_index: int, process_count: int,
+               opts: dict):
+    self.dataloader = dataloader
+    self.train = train
+    self.num_examples = num_examples  # records (videos/images) in the split
+    self.num_rows = num_rows  # rows before padding (clips for clips="all")
+    self.local_batch_size = local_batch_size
+    self.global_batch_size = global_batch_size
+    self.process_index = process_index
+    self.process_count = process_count
+    self.options = opts
+    self._it = None
+
+  @property
+  def steps_per_epoch(self) -> int:
+    """Global steps per pass over the split (train: whole batches only; eval: including the padded last batch)."""
+    if self.train:
+      return max(self.num_rows // self.global_batch_size, 1)
+    return math.ceil(self.num_rows / self.global_batch_size)
+
+  def __len__(self) -> int:
+    if self.train:
+      raise TypeError("a training loader is infinite; use loader.steps_per_epoch")
+    return self.steps_per_epoch
+
+  @property
+  def iterator(self):
+    """The underlying grain DataLoaderIterator (for orbax's grain checkpoint handler)."""
+    if self._it is None:
+      self._it = iter(self.dataloader)
+    return self._it
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    try:
+      return next(self.iterator)
+    except StopIteration:
+      self._it = None  # the next iteration starts a new pass
+      raise
+
+  def get_state(self) -> bytes:
+    """grain iterator state (JSON bytes): where the stream is, for checkpoints."""
+    return self.iterator.get_state()
+
+  def set_state(self, state: bytes | str) -> None:
+    """Continue from a state returned by get_state (of a loader built from the same config/seed/process)."""
+    if isinstance(state, str):
+      state = state.encode()
+    try:
+      self.iterator.set_state(state)
+    except ValueError as e:
+      raise UserError(f"data iterator state does not match this loader ({e}); the checkpoint was written with a "
+                      "different data config, split, seed, worker_count or process count") from None
+
+
+def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  if process_index is None or process_count is None:
+    import jax
+
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} out of range for process_count {process_count}")
+  return int(process_index), int(process_count)
+
+
+def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: Any, split: str, *, train: bool,
+                 seed: int, process_index: int | None = None, process_count: int | None = None,
+                 frame_sampler: FrameSampler | None = None) -> Loader:
+  """Loader over any random-access ``source`` (``len`` + ``__getitem__`` -> feature dict); see make_loader."""
+  opts = resolve_options(data_cfg)
+  p, n = _process(process_index, process_count)
+  global_b = int(opts["batch_size"])
+  if global_b % n:
+    raise UserError(f"config field data.batch_size={global_b} is the global batch and must be divisible by the "
+                    f"number of processes ({n}); use a multiple of {n}")
+  local_b = global_b // n
+  if frame_sampler is None and opts["frame_sampler"]:
+    frame_sampler = get_frame_sampler(opts["frame_sampler"])
+  num_examples = len(source)
+  if num_examples == 0:
+    raise UserError(f"split {split!r} of {opts['name']} is empty; check the prepare summary (echojax_report.json)")
+  desc = f"{_source_desc(source)}, split={split}"
+  if train:
+    rows = np.stack([np.arange(num_examples), np.zeros(num_examples), -np.ones(num_examples),
+                     np.ones(num_examples)], axis=1)
+    if num_examples < n:
+      raise UserError(f"split {split!r} has {num_examples} examples, fewer than the {n} processes")
+  else:
+    if opts["clips"] == "all" and opts["preset"] == "video_clip" and frame_sampler is None:
+      stride = int(opts["clip_stride"] or int(opts["frames"]) * int(opts["period"]))
+      rows = _all_clip_rows(source, int(opts["frames"]), int(opts["period"]), stride)
+    else:
+      rows = np.stack([np.arange(num_examples), np.zeros(num_examples), -np.ones(num_examples),
+                       np.ones(num_examples)], axis=1)
+  num_rows = len(rows)
+  if not train:  # pad to whole global batches so every process gets the same number of full batches
+    padded = math.ceil(num_rows / global_b) * global_b
+    pad = np.tile(np.array([[0, 0, -1, 0]]), (padded - num_rows, 1))
+    rows = np.concatenate([rows, pad]) if len(pad) else rows
+  row_source = RowSource(source, rows, desc)
+  shard = grain.ShardOptions(shard_index=p, shard_count=n, drop_remainder=True)
+  sampler = grain.IndexSampler(num_records=len(row_source), shard_options=shard, shuffle=train,
+                               num_epochs=None if train else 1, seed=int(seed) % (2**32))
+  ops = [ClipTransform(opts, stats[0], stats[1], train, frame_sampler),
+         grain.Batch(batch_size=local_b, drop_remainder=train)]
+  dl = grain.DataLoader(data_source=row_source, sampler=sampler, operations=ops,
+                        worker_count=int(opts["worker_count"]), worker_buffer_size=int(opts["worker_buffer_size"]),
+                        read_options=grain.ReadOptions(num_threads=int(opts["read_threads"]),
+                                                       prefetch_buffer_size=int(opts["prefetch"])))
+  return Loader(dl, train=train, num_examples=num_examples, num_rows=num_rows, local_batch_size=local_b,
+                global_batch_size=global_b, process_index=p, process_count=n, opts=opts)
+
+
+def make_loader(data_cfg: Any, split: str, *, train: bool, seed: int, process_index: int | None = None,
+                process_count: int | None = None, frame_sampler: FrameSampler | None = None) -> Loader:
+  """Loader over the prepared ``split`` of ``data_cfg.name`` (see the module docstring for the fields).
+
+  ``process_index``/``process_count`` default to JAX's; process p of n reads a disjoint shard of the split and
+  the shards together cover it. ``frame_sampler`` overrides ``data_cfg.frame_sampler`` with a callable.
+  """
+  source, version_dir = open_source(data_cfg, split)
+  feature = "image" if _cfg_get(data_cfg, "preset") == "image" else "video"
+  stats = load_stats(version_dir / STATS_FILE, feature)
+  return build_loader(source, stats, data_cfg, split, train=train, seed=seed, process_index=process_index,
+                      process_count=process_count, frame_sampler=frame_sampler)
+
+
+def batch_shapes(loader: Loader) -> dict[str, tuple[tuple[int, ...], str]]:
+  """Shapes/dtypes of one batch (for eval_shape / init) without consuming the loader's stream."""
+  probe = Loader(loader.dataloader, train=loader.train, num_examples=loader.num_examples,
+                 num_rows=loader.num_rows, local_batch_size=loader.local_batch_size,
+                 global_batch_size=loader.global_batch_size, process_index=loader.process_index,
+                 process_count=loader.process_count, opts=loader.options)
+  batch = next(probe)
+  return {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()}
