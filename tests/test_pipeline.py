@@ -1,0 +1,285 @@
+"""grain pipeline: shapes/dtypes (train, eval, all clips, image preset), padding masks, normalisation, eval padding
+rows, determinism, iterator-state round trip, augmentation, frame-sampler hook, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from echojax.data import augment as aug
+from echojax.data import pipeline
+from echojax.data.pipeline import build_loader, clip_starts, load_stats
+from echojax.errors import UserError
+
+S = 16
+STATS = (np.array([10.0, 20.0, 30.0], np.float32), np.array([2.0, 4.0, 5.0], np.float32))
+
+
+class FakeVideos:
+  """In-memory random-access source with the echonet_dynamic feature keys. Frame t of video i has pixel value
+  (i * 7 + t) % 256, so a batch tells which record and which frames were taken."""
+
+  def __init__(self, lengths):
+    self.lengths = list(lengths)
+    self.reads = 0
+
+  def __len__(self):
+    return len(self.lengths)
+
+  def __getitem__(self, i):
+    self.reads += 1
+    n = self.lengths[i]
+    v = ((i * 7 + np.arange(n)) % 256).astype(np.uint8)[:, None, None, None] * np.ones((1, S, S, 3), np.uint8)
+    return {"video": v, "num_frames": np.int32(n), "ef": np.float32(40 + i), "fps": np.float32(50.0),
+            "ed_frame": np.int32(1), "es_frame": np.int32(3), "file_name": f"video{i}"}
+
+  def __repr__(self):
+    return f"FakeVideos({len(self)})"
+
+
+class FakeImages:
+  def __init__(self, n):
+    self.n = n
+
+  def __len__(self):
+    return self.n
+
+  def __getitem__(self, i):
+    return {"image": np.full((S, S, 3), i, np.uint8), "label": np.int64(i % 3)}
+
+
+def cfg(**kw):
+  base = dict(frames=4, period=2, batch_size=4)
+  base.update(kw)
+  return base
+
+
+def pixel(batch_video, stats=STATS):
+  """Undo normalisation on channel 0 of the top-left pixel -> raw frame values (B, T)."""
+  return np.rint(batch_video[:, :, 0, 0, 0] * stats[1][0] + stats[0][0]).astype(int)
+
+
+def test_train_shapes_dtypes_and_clip_content():
+  src = FakeVideos([20, 30, 40, 25, 35, 50, 22, 33])
+  loader = build_loader(src, STATS, cfg(), "train", train=True, seed=0, process_index=0, process_count=1)
+  b = next(loader)
+  assert b["video"].shape == (4, 4, S, S, 3) and b["video"].dtype == np.float32
+  assert b["mask"].shape == (4, 4) and b["mask"].dtype == bool and b["mask"].all()
+  assert b["valid"].dtype == bool and b["valid"].all()
+  assert b["index"].dtype == np.int32 and b["ef"].dtype == np.float32
+  np.testing.assert_allclose(b["ef"], 40 + b["index"])
+  raw = pixel(b["video"])
+  for row, i in zip(raw, b["index"]):
+    start = (row[0] - i * 7) % 256
+    np.testing.assert_array_equal(row, (i * 7 + start + np.arange(4) * 2) % 256)  # period 2, consecutive
+  # normalisation is per channel: the 3 channels hold the same raw value
+  ch = b["video"][:, :, 0, 0, :] * STATS[1] + STATS[0]
+  np.testing.assert_allclose(ch[..., 0], ch[..., 1], atol=1e-3)
+  assert loader.steps_per_epoch == 2
+
+
+def test_random_starts_vary_in_training():
+  src = FakeVideos([60] * 8)
+  loader = build_loader(src, STATS, cfg(batch_size=8), "train", train=True, seed=3, process_index=0, process_count=1)
+  starts = set()
+  for _ in range(3):
+    b = next(loader)
+    starts |= set(((pixel(b["video"])[:, 0] - b["index"] * 7) % 256).tolist())
+  assert len(starts) > 3
+
+
+def test_eval_one_clip_fixed_start_and_padding_rows():
+  src = FakeVideos([20, 30, 40, 25, 35])
+  loader = build_loader(src, STATS, cfg(), "val", train=False, seed=0, process_index=0, process_count=1)
+  batches = list(loader)
+  assert len(batches) == len(loader) == 2  # 5 rows -> 2 batches of 4, last padded with 3 invalid rows
+  b = batches[-1]
+  assert b["video"].shape == (4, 4, S, S, 3)
+  np.testing.assert_array_equal(b["valid"], [True, False, False, False])
+  np.testing.assert_array_equal(b["index"], [4, -1, -1, -1])
+  assert not b["mask"][1:].any()
+  raw = pixel(batches[0]["video"])
+  np.testing.assert_array_equal(raw[:, 0], (batches[0]["index"] * 7) % 256)  # eval_start zero
+  # centred start
+  loader = build_loader(src, STATS, cfg(eval_start="center"), "val", train=False, seed=0, process_index=0,
+                        process_count=1)
+  b = next(loader)
+  span = 3 * 2 + 1
+  np.testing.assert_array_equal(pixel(b["video"])[:, 0], [(i * 7 + (n - span) // 2) % 256 for i, n in
+                                                          zip(b["index"], [20, 30, 40, 25])])
+  # iteration continues the current pass; once exhausted, the next pass starts again from the first batch
+  assert [x["index"].tolist() for x in loader] == [[4, -1, -1, -1]]
+  assert [x["index"].tolist() for x in loader] == [[0, 1, 2, 3], [4, -1, -1, -1]]
+
+
+def test_all_clips_rows_cover_each_video():
+  lengths = [20, 9, 33]
+  src = FakeVideos(lengths)
+  loader = build_loader(src, STATS, cfg(clips="all", batch_size=4), "test", train=False, seed=0, process_index=0,
+                        process_count=1)
+  rows = []
+  for b in loader:
+    assert "clip_id" in b and b["clip_id"].dtype == np.int32 and b["video"].shape == (4, 4, S, S, 3)
+    raw = pixel(b["video"])
+    for i, c, v, r in zip(b["index"], b["clip_id"], b["valid"], raw):
+      if v:
+        rows.append((int(i), int(c), int((r[0] - i * 7) % 256)))
+  expected = [(i, c, s) for i, n in enumerate(lengths) for c, s in enumerate(clip_starts(n, 4, 2, 8))]
+  assert rows == expected
+  assert clip_starts(20, 4, 2, 8) == [0, 8, 13] and clip_starts(5, 4, 2, 8) == [0]
+  assert clip_starts(20, 4, 2, 1) == list(range(14))  # stride 1 = every start (EchoNet test-time augmentation)
+
+
+@pytest.mark.parametrize("pad_mode", ["zeros", "repeat"])
+def test_short_video_padding_mask(pad_mode):
+  src = FakeVideos([3, 40])  # span is 7 frames; video 0 has 3 -> frames 0, 2 real; 4, 6 padded
+  loader = build_loader(src, STATS, cfg(batch_size=2, pad_mode=pad_mode), "val", train=False, seed=0,
+                        process_index=0, process_count=1)
+  b = next(loader)
+  np.testing.assert_array_equal(b["mask"][0], [True, True, False, False])
+  assert b["mask"][1].all()
+  raw = pixel(b["video"])[0]
+  np.testing.assert_array_equal(raw[:2], [0, 2])
+  np.testing.assert_array_equal(raw[2:], [0, 0] if pad_mode == "zeros" else [2, 2])
+
+
+def test_deterministic_for_seed_and_differs_across_seeds():
+  src = FakeVideos([30 + i for i in range(12)])
+  c = cfg(augment=dict(pad=2, rotation=10, brightness=0.1, contrast=0.1))
+
+  def take(seed, k=3):
+    loader = build_loader(src, STATS, c, "train", train=True, seed=seed, process_index=0, process_count=1)
+    return [next(loader) for _ in range(k)]
+
+  a, b, other = take(5), take(5), take(6)
+  for x, y in zip(a, b):
+    for key in x:
+      np.testing.assert_array_equal(x[key], y[key])
+  assert any(not np.array_equal(x["video"], y["video"]) for x, y in zip(a, other))
+
+
+def test_iterator_state_round_trip():
+  src = FakeVideos([30 + i for i in range(10)])
+  c = cfg(augment=dict(pad=2, rotation=5))
+  loader = build_loader(src, STATS, c, "train", train=True, seed=1, process_index=0, process_count=1)
+  for _ in range(3):  # k batches, crossing an epoch boundary (10 records / batch 4)
+    next(loader)
+  state = loader.get_state()
+  json.loads(state)  # JSON-serialisable bytes
+  expected = [next(loader) for _ in range(4)]
+  restored = build_loader(src, STATS, c, "train", train=True, seed=1, process_index=0, process_count=1)
+  restored.set_state(state)
+  for want in expected:
+    got = next(restored)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key])
+  wrong = build_loader(FakeVideos([30] * 11), STATS, c, "train", train=True, seed=1, process_index=0,
+                       process_count=1)
+  with pytest.raises(UserError, match="does not match"):
+    wrong.set_state(state)
+
+
+def test_in_process_shards_are_disjoint_and_complete():
+  src = FakeVideos([20] * 11)
+  seen = []
+  for p in range(2):
+    loader = build_loader(src, STATS, cfg(batch_size=4), "val", train=False, seed=0, process_index=p,
+                          process_count=2)
+    assert loader.local_batch_size == 2
+    idx = np.concatenate([b["index"][b["valid"]] for b in loader])
+    assert len(loader) == 3
+    seen.append(set(idx.tolist()))
+  assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(range(11))
+  with pytest.raises(UserError, match="divisible"):
+    build_loader(src, STATS, cfg(batch_size=3), "val", train=False, seed=0, process_index=0, process_count=2)
+
+
+def test_image_preset_and_image_from_video():
+  loader = build_loader(FakeImages(7), STATS, dict(preset="image", batch_size=4, augment=dict(rotation=10, shift=0.1,
+                                                                                              zoom=0.1)),
+                        "train", train=True, seed=0, process_index=0, process_count=1)
+  b = next(loader)
+  assert b["image"].shape == (4, S, S, 3) and b["image"].dtype == np.float32
+  assert b["label"].dtype == np.int32 and "mask" not in b and "video" not in b
+  np.testing.assert_array_equal(b["label"], b["index"] % 3)
+  loader = build_loader(FakeVideos([20, 30]), STATS, dict(preset="image", batch_size=2, image_frame="es", size=8),
+                        "val", train=False, seed=0, process_index=0, process_count=1)
+  b = next(loader)
+  assert b["image"].shape == (2, 8, 8, 3)
+  np.testing.assert_array_equal(np.rint(b["image"][:, 0, 0, 0] * 2 + 10), [3, 10])  # es_frame = 3
+
+
+def gated_sampler(record, rng):
+  """A stand-in for ECG-gated phase sampling: frames ed_frame, es_frame, then beyond the end (padding)."""
+  return [int(record["ed_frame"]), int(record["es_frame"]), int(record["num_frames"]) + 5, -1]
+
+
+def test_frame_sampler_hook():
+  pipeline.register_frame_sampler("test_gated", gated_sampler)
+  src = FakeVideos([20, 30])
+  for kwargs in (dict(frame_sampler=gated_sampler), {}):
+    c = cfg(batch_size=2) if kwargs else cfg(batch_size=2, frame_sampler="test_gated")
+    loader = build_loader(src, STATS, c, "train", train=True, seed=0, process_index=0, process_count=1, **kwargs)
+    b = next(loader)
+    np.testing.assert_array_equal(b["mask"], [[True, True, False, False]] * 2)
+    np.testing.assert_array_equal(pixel(b["video"])[:, :2], np.stack([(b["index"] * 7 + 1), (b["index"] * 7 + 3)], 1))
+  with pytest.raises(UserError, match="unknown frame sampler"):
+    build_loader(src, STATS, cfg(frame_sampler="nope"), "train", train=True, seed=0, process_index=0,
+                 process_count=1)
+
+
+def test_augment_same_transform_for_all_frames_and_deterministic():
+  rng = np.random.default_rng(0)
+  frames = np.repeat(rng.integers(0, 255, (1, S, S, 3), dtype=np.uint8), 5, axis=0)
+  opts = aug.check_options(dict(pad=3, rotation=15, zoom=0.1, shift=0.05))
+  p1 = aug.sample_params(np.random.default_rng(7), opts, S, S)
+  p2 = aug.sample_params(np.random.default_rng(7), opts, S, S)
+  assert p1 == p2 and not p1.is_geometric_identity
+  out = aug.apply_geometric(frames, p1)
+  assert out.shape == frames.shape and out.dtype == np.uint8
+  for t in range(1, 5):
+    np.testing.assert_array_equal(out[t], out[0])  # identical frames stay identical
+  # pad + crop alone is an exact integer shift with black fill
+  shift = aug.AugmentParams(dx=2, dy=-1)
+  moved = aug.apply_geometric(frames, shift)
+  np.testing.assert_array_equal(moved[:, :-1, 2:], frames[:, 1:, :-2])
+  assert (moved[:, :, :2] == 0).all() and (moved[:, -1:] == 0).all()
+  draws = [aug.sample_params(np.random.default_rng(s), dict(pad=2), S, S) for s in range(200)]
+  assert {d.dx for d in draws} == {-2.0, -1.0, 0.0, 1.0, 2.0}
+  with pytest.raises(UserError, match="unknown augmentation"):
+    aug.check_options(dict(rotate=3))
+
+
+def test_transform_converts_only_the_clip_to_float():
+  """Memory during the per-sample transform stays at clip scale: the stored uint8 video (2,000 frames here) is
+  sliced first, so no float copy of the whole video is ever made."""
+  import tracemalloc
+
+  src = FakeVideos([2000])
+  loader = build_loader(src, STATS, cfg(batch_size=1, augment=dict(pad=2, rotation=5)), "train", train=True,
+                        seed=0, process_index=0, process_count=1)
+  transform = loader.dataloader._operations[0]
+  element = pipeline.RowSource(src, np.array([[0, 0, -1, 1]]), "x")[0]  # record read outside the measurement
+  whole_video_float = 2000 * S * S * 3 * 4
+  tracemalloc.start()
+  out = transform.random_map(element, np.random.default_rng(0))
+  _, peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  assert out["video"].shape == (4, S, S, 3)
+  assert peak < whole_video_float / 20, peak
+
+
+def test_stats_and_config_errors(tmp_path):
+  (tmp_path / "echojax_stats.json").write_text(json.dumps({"video": {"mean": [1, 2, 3], "std": [1, 1, 1]}}))
+  mean, std = load_stats(tmp_path / "echojax_stats.json", "video")
+  np.testing.assert_array_equal(mean, [1, 2, 3])
+  with pytest.raises(UserError, match="echojax.data.prepare"):
+    load_stats(tmp_path / "missing" / "echojax_stats.json")
+  with pytest.raises(UserError, match="data.preset"):
+    build_loader(FakeVideos([5]), STATS, dict(preset="audio"), "train", train=True, seed=0, process_index=0,
+                 process_count=1)
+  with pytest.raises(UserError, match="data.targets"):
+    next(build_loader(FakeVideos([9, 9]), STATS, cfg(batch_size=2, targets=["lvef"]), "train", train=True, seed=0,
+                      process_index=0, process_count=1))
