@@ -1,0 +1,274 @@
+"""EchoNet-Dynamic raw layout: reading FileList.csv / VolumeTracings.csv / Videos/*.avi, and method-of-discs volumes.
+
+The raw layout (what real users download, and what the phantom generator writes)::
+
+    <raw>/FileList.csv        FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,Split
+    <raw>/VolumeTracings.csv  FileName,X1,Y1,X2,Y2,Frame   (FileName with .avi)
+    <raw>/Videos/<FileName>.avi
+
+VolumeTracings convention: for each traced frame, the first row is the LV long axis and the following rows are
+the chords perpendicular to it (20 in the real data). The single-plane method of discs turns one traced frame into
+a volume: ``V = pi/4 * sum(d_i^2) * L / n`` with ``L`` the long-axis length, ``d_i`` the chord lengths and ``n``
+the number of chords. Of the traced frames the larger volume is end-diastole (ED), the smaller end-systole (ES).
+
+This module is the one code path the TFDS builder uses for real and synthetic data. Problems are recorded in an
+:class:`~echojax.data.report.SkipReport` (row skipped with a reason, or kept with a note), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+from echojax.data.report import SkipReport
+from echojax.data.video import VideoReadError, read_video, resize_frames
+from echojax.errors import UserError
+
+FILELIST_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split")
+TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
+SPLITS = ("TRAIN", "VAL", "TEST")
+# Pixel spacing the phantom generator uses for its 112x112 videos: volumes from traces in mL = cm^3.
+PHANTOM_CM_PER_PIXEL = 0.15
+# Videos with fewer frames than this are kept but noted (the pipeline pads clips); EchoNet clips are 32 frames.
+SHORT_VIDEO_FRAMES = 32
+# AVI header fps and FileList FPS may differ by this much before it is noted (FileList always wins).
+FPS_TOLERANCE = 0.5
+
+LAYOUT_HELP = ("an EchoNet-Dynamic folder must contain FileList.csv (columns " + ",".join(FILELIST_COLUMNS) +
+               "), VolumeTracings.csv (columns " + ",".join(TRACING_COLUMNS) + ") and Videos/<FileName>.avi; "
+               "make a synthetic one with: python -m echojax.data.synthetic echonet --out DIR")
+
+
+@dataclasses.dataclass
+class FileListRow:
+  """One usable FileList.csv row. ``row`` is the 1-based data row (header not counted)."""
+  file_name: str  # without .avi
+  ef: float
+  esv: float  # NaN when missing
+  edv: float  # NaN when missing
+  fps: float  # NaN when missing (then the AVI header is used)
+  num_frames: int  # -1 when missing
+  split: str  # TRAIN / VAL / TEST
+  row: int
+
+
+def strip_avi(name: str) -> str:
+  """FileName with or without ``.avi`` (any case) -> the bare name."""
+  name = name.strip()
+  return name[:-4] if name.lower().endswith(".avi") else name
+
+
+def _float(value: str | None) -> float:
+  """Parse a CSV cell as float; empty/non-numeric -> NaN."""
+  try:
+    return float(value) if value is not None and value.strip() != "" else math.nan
+  except ValueError:
+    return math.nan
+
+
+def check_raw_dir(raw_dir: str | Path) -> Path:
+  """The raw folder must exist and hold FileList.csv; otherwise a UserError that says what it must contain."""
+  if raw_dir is None:
+    raise UserError(f"no manual dir given: pass --manual-dir RAW where {LAYOUT_HELP}")
+  raw = Path(raw_dir).expanduser()
+  if not raw.is_dir():
+    raise UserError(f"manual dir {raw} does not exist: {LAYOUT_HELP}")
+  if not (raw / "FileList.csv").is_file():
+    raise UserError(f"{raw / 'FileList.csv'} not found: {LAYOUT_HELP}")
+  return raw
+
+
+def read_filelist(raw_dir: str | Path, report: SkipReport) -> list[FileListRow]:
+  """Parse FileList.csv. Rows with a missing/non-numeric EF, an unknown split or a duplicate name are skipped
+  (``report.skip``, which raises in strict mode). Split is case-insensitive; FileName may carry ``.avi``."""
+  path = check_raw_dir(raw_dir) / "FileList.csv"
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    for col in ("FileName", "EF", "Split"):
+      if col not in header:
+        raise UserError(f"{path}: column {col!r} missing (header is {','.join(header)}); {LAYOUT_HELP}")
+    rows, seen = [], set()
+    for i, rec in enumerate(reader, start=1):
+      raw_name = (rec.get("FileName") or "").strip()
+      if not raw_name:
+        report.skip(str(path), "empty FileName", row=i)
+        continue
+      name = strip_avi(raw_name)
+      ef = _float(rec.get("EF"))
+      if math.isnan(ef):
+        report.skip(f"{name}.avi", f"EF missing or not a number ({rec.get('EF')!r}) in FileList.csv", row=i)
+        continue
+      if not 0.0 <= ef <= 100.0:
+        report.skip(f"{name}.avi", f"EF out of range 0..100 ({ef}) in FileList.csv", row=i)
+        continue
+      split = (rec.get("Split") or "").strip().upper()
+      if split not in SPLITS:
+        report.skip(f"{name}.avi", f"unknown Split {rec.get('Split')!r} (expected one of {', '.join(SPLITS)})",
+                    row=i)
+        continue
+      if name in seen:
+        report.skip(f"{name}.avi", "duplicate FileName in FileList.csv (first row kept)", row=i)
+        continue
+      seen.add(name)
+      nf = _float(rec.get("NumberOfFrames"))
+      rows.append(FileListRow(name, ef, _float(rec.get("ESV")), _float(rec.get("EDV")), _float(rec.get("FPS")),
+                              -1 if math.isnan(nf) else int(nf), split, i))
+  return rows
+
+
+def read_tracings(raw_dir: str | Path, report: SkipReport | None = None) -> dict[str, dict[int, np.ndarray]]:
+  """Parse VolumeTracings.csv -> {file name without .avi: {frame: float64 (K, 4) rows X1,Y1,X2,Y2}}.
+
+  Frames keep their order of appearance. A missing file gives {} (every video then has no tracings, noted once);
+  malformed rows are noted and ignored (tracings are optional for training, so they never skip a video).
+  """
+  path = Path(raw_dir) / "VolumeTracings.csv"
+  if not path.is_file():
+    if report is not None:
+      report.note(str(path), "VolumeTracings.csv missing: no tracings for any video")
+    return {}
+  out: dict[str, dict[int, list]] = {}
+  with open(path, newline="") as f:
+    reader = csv.reader(f)
+    header = [h.strip() for h in next(reader, [])]
+    if header[:6] != list(TRACING_COLUMNS):
+      raise UserError(f"{path}: header must be {','.join(TRACING_COLUMNS)}, got {','.join(header)}; {LAYOUT_HELP}")
+    for i, rec in enumerate(reader, start=1):
+      if not rec:
+        continue
+      try:
+        name = strip_avi(rec[0])
+        x1, y1, x2, y2 = (float(v) for v in rec[1:5])
+        frame = int(float(rec[5]))
+      except (ValueError, IndexError):
+        if report is not None:
+          report.note(str(path), f"malformed tracing row ignored: {','.join(rec)}", row=i)
+        continue
+      out.setdefault(name, {}).setdefault(frame, []).append((x1, y1, x2, y2))
+  return {k: {fr: np.asarray(v, dtype=np.float64) for fr, v in d.items()} for k, d in out.items()}
+
+
+def disc_volume(trace: np.ndarray, cm_per_pixel: float = PHANTOM_CM_PER_PIXEL) -> float:
+  """Single-plane method of discs for one traced frame (row 0 = long axis, rows 1.. = chords) -> volume in mL."""
+  t = np.asarray(trace, dtype=np.float64)
+  if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] != 4:
+    raise ValueError(f"a traced frame needs a long-axis row plus chords as (K>=2, 4) rows, got shape {t.shape}")
+  length = math.hypot(t[0, 2] - t[0, 0], t[0, 3] - t[0, 1])
+  d = np.hypot(t[1:, 2] - t[1:, 0], t[1:, 3] - t[1:, 1])
+  return float(math.pi / 4.0 * np.sum(d ** 2) * length / len(d) * cm_per_pixel ** 3)
+
+
+@dataclasses.dataclass
+class TracedPair:
+  ed_frame: int
+  es_frame: int
+  ed_trace: np.ndarray  # (K, 4)
+  es_trace: np.ndarray
+  edv: float  # mL at the given spacing
+  esv: float
+
+  @property
+  def ef(self) -> float:
+    return 100.0 * (1.0 - self.esv / self.edv) if self.edv > 0 else math.nan
+
+
+def ed_es(traces: dict[int, np.ndarray] | None, cm_per_pixel: float = PHANTOM_CM_PER_PIXEL) -> TracedPair | None:
+  """The ED (largest disc volume) and ES (smallest) traced frames, or None with fewer than two usable frames."""
+  if not traces:
+    return None
+  vols = {}
+  for frame, t in traces.items():
+    try:
+      vols[frame] = disc_volume(t, cm_per_pixel)
+    except ValueError:
+      continue
+  if len(vols) < 2:
+    return None
+  ed = max(vols, key=vols.get)
+  es = min(vols, key=vols.get)
+  return TracedPair(ed, es, traces[ed], traces[es], vols[ed], vols[es])
+
+
+def ef_from_tracings(raw_dir: str | Path, cm_per_pixel: float = PHANTOM_CM_PER_PIXEL) -> dict[str, TracedPair]:
+  """{file name: TracedPair} for every video with two traced frames (EF / volumes recomputed from the traces)."""
+  pairs = {}
+  for name, tr in read_tracings(raw_dir).items():
+    p = ed_es(tr, cm_per_pixel)
+    if p is not None:
+      pairs[name] = p
+  return pairs
+
+
+def video_path(raw_dir: str | Path, name: str) -> Path:
+  return Path(raw_dir) / "Videos" / f"{name}.avi"
+
+
+def build_example(raw_dir: str | Path, row: FileListRow, traces: dict[int, np.ndarray] | None, size: int,
+                  report: SkipReport) -> dict | None:
+  """Decode one listed video and assemble the ``echonet_dynamic`` feature dict at ``size`` x ``size``.
+
+  Returns None (after ``report.skip``) when the video is missing or unreadable. Fix-ups are noted and kept:
+  frames not 112x112 (resized), FileList FPS vs AVI header disagreement (FileList wins), short videos, missing
+  tracings (ed/es frame -1, empty traces), traced frames beyond the video. Trace coordinates are scaled from
+  the raw video's pixels to the stored ``size``.
+  """
+  rel = f"Videos/{row.file_name}.avi"
+  try:
+    frames, header_fps = read_video(video_path(raw_dir, row.file_name))
+  except VideoReadError as e:
+    reason = "video missing" if "not found" in str(e) else "video unreadable"
+    report.skip(rel, f"{reason}: {e}", row=row.row)
+    return None
+  t, h, w = frames.shape[:3]
+  if (h, w) != (112, 112):
+    report.note(rel, f"video not 112x112 (resized): {h}x{w} -> {size}x{size}", row=row.row)
+  fps = row.fps
+  if math.isnan(fps) or fps <= 0:
+    if header_fps > 0:
+      report.note(rel, f"FPS missing in FileList (AVI header used): {header_fps:g}", row=row.row)
+      fps = header_fps
+    else:
+      report.skip(rel, "FPS missing in FileList.csv and in the AVI header", row=row.row)
+      return None
+  elif header_fps > 0 and abs(header_fps - fps) > FPS_TOLERANCE:
+    report.note(rel, f"FPS disagrees with AVI header (FileList wins): FileList {fps:g}, header {header_fps:g}",
+                row=row.row)
+  if t < SHORT_VIDEO_FRAMES:
+    report.note(rel, f"short video (kept, the pipeline pads clips): {t} frames", row=row.row)
+  if row.num_frames > 0 and row.num_frames != t:
+    report.note(rel, f"NumberOfFrames differs from decoded frames: FileList {row.num_frames}, decoded {t}",
+                row=row.row)
+  frames = resize_frames(frames, size)
+  pair = ed_es(traces)
+  empty = np.zeros((0, 4), np.float32)
+  ed_frame = es_frame = -1
+  ed_trace = es_trace = empty
+  if pair is None:
+    report.note(rel, "no tracings (kept, ed_frame/es_frame = -1)", row=row.row)
+  elif max(pair.ed_frame, pair.es_frame) >= t or min(pair.ed_frame, pair.es_frame) < 0:
+    report.note(rel, f"traced frame outside the video (tracings dropped): ED {pair.ed_frame}, ES {pair.es_frame}, "
+                f"{t} frames", row=row.row)
+  else:
+    scale = np.array([size / w, size / h, size / w, size / h])
+    ed_frame, es_frame = pair.ed_frame, pair.es_frame
+    ed_trace = (pair.ed_trace * scale).astype(np.float32)
+    es_trace = (pair.es_trace * scale).astype(np.float32)
+  return {
+      "video": frames,
+      "ef": np.float32(row.ef),
+      "esv": np.float32(row.esv),
+      "edv": np.float32(row.edv),
+      "fps": np.float32(fps),
+      "num_frames": np.int32(t),
+      "ed_frame": np.int32(ed_frame),
+      "es_frame": np.int32(es_frame),
+      "ed_trace": ed_trace,
+      "es_trace": es_trace,
+      "file_name": row.file_name,
+  }
