@@ -15,6 +15,7 @@ import ast
 import difflib
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -105,6 +106,7 @@ def _load_module(name: str):
       raise UserError(f"unknown config {name!r} (no file {path}).{hint} Available: {', '.join(list_configs())}")
   spec = importlib.util.spec_from_file_location(f"echojax_experiment_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses (flax modules) in config files look themselves up here
   spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
     raise UserError(f"config file {path} has no get_config(arg) function")

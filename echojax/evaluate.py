@@ -1,0 +1,250 @@
+"""Evaluate a trained run on a split: metrics JSON, per-video predictions CSV and PNG plots.
+
+    python -m echojax.evaluate --workdir DIR [--split test] [--clips all] [--checkpoint best|latest]
+                               [--bootstrap 1000] [--out DIR]
+
+Rebuilds the run's model from ``DIR/config.json``, restores the checkpoint onto the current devices, runs the
+model over the split in fixed-shape batches (padding rows carry ``valid=False`` and are dropped), averages the
+predictions of all clips of a video (test-time augmentation with ``--clips all``), then writes into
+``DIR/eval/<split>_<checkpoint>/``: ``metrics.json``, ``predictions.csv`` (file name / index, target, prediction,
+per-class probabilities for classification) and the task's plots plus training curves from ``metrics.jsonl``.
+
+The trainer validates with the same ``Evaluator`` (best checkpoint, early stopping).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from echojax import config as config_lib
+from echojax import sharding, tasks
+from echojax.errors import UserError, cli_main
+
+log = logging.getLogger("echojax.evaluate")
+
+
+def eval_data_cfg(config: ml_collections.ConfigDict, clips: Any) -> ml_collections.ConfigDict:
+  """config.data with the eval batch size and clip setting (``clips``: an int or "all")."""
+  data = ml_collections.ConfigDict(config.data.to_dict())
+  data.batch_size = int(config.eval.batch_size)
+  if clips is not None:
+    data.clips = clips
+  return data
+
+
+class Evaluator:
+  """Runs a model over a split with fixed shapes and aggregates per video. One compile per batch shape."""
+
+  def __init__(self, config, model, task: tasks.Task, mesh, state_shardings: dict):
+    from echojax.train import input_key, make_loader, numeric
+
+    self.config, self.model, self.task, self.mesh = config, model, task, mesh
+    self._make_loader, self._numeric = make_loader, numeric
+    self.loaders: dict = {}
+    var_sh = {"params": state_shardings["params"], "batch_stats": state_shardings["batch_stats"]}
+    batch_sh = sharding.batch_sharding(mesh)
+    self.batch_sh = batch_sh
+    key_in = input_key(config)
+
+    def step(variables, batch):
+      out, _ = model.apply(variables, batch[key_in], train=False)
+      res = dict(task.predict(out))
+      loss, _ = task.loss(out, batch)
+      n = jnp.sum(batch["valid"]) if "valid" in batch else out.shape[0]
+      res["_loss_sum"] = jnp.broadcast_to(loss * n / out.shape[0], (out.shape[0],))
+      res.update({k: batch[k] for k in ("index", "valid", "clip_id") if k in batch})
+      res.update({"target:" + k: batch[k] for k in task.target_keys})  # targets travel beside predictions
+      return res
+
+    self.step = jax.jit(step, in_shardings=(var_sh, batch_sh), out_shardings=batch_sh)
+
+  def loader(self, split: str, clips: Any):
+    key = (split, str(clips))
+    if key not in self.loaders:
+      self.loaders[key] = self._make_loader(self.config, split, train=False,
+                                            data_cfg=eval_data_cfg(self.config, clips))
+    return self.loaders[key]
+
+  def predict(self, state: dict, split: str, clips: Any = 1) -> tuple[dict, dict, np.ndarray, float]:
+    """(per-video predictions, per-video targets, record indices, mean clip loss) over ``split``."""
+    loader = self.loader(split, clips)
+    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    outs = []
+    for batch in iter(loader):
+      outs.append(self.step(variables, sharding.global_batch(self._numeric(batch), self.batch_sh)))
+    if not outs:
+      raise UserError(f"split {split!r} gave no batches; check the prepared data (config.data.data_dir)")
+    host = [_gather(o) for o in outs]
+    cat = {k: np.concatenate([h[k] for h in host]) for k in host[0]}
+    valid = cat.pop("valid").astype(bool) if "valid" in cat else np.ones(len(cat["_loss_sum"]), bool)
+    loss_sum = cat.pop("_loss_sum")
+    mean_loss = float(loss_sum.sum() / max(valid.sum(), 1))
+    cat = {k: v[valid] for k, v in cat.items()}
+    index = cat.pop("index") if "index" in cat else np.arange(int(valid.sum()))
+    cat.pop("clip_id", None)
+    uniq, inverse = np.unique(index, return_inverse=True)
+    counts = np.bincount(inverse).astype(np.float64)
+    per_video = {}
+    for k, v in cat.items():
+      acc = np.zeros((len(uniq),) + v.shape[1:], np.float64)
+      np.add.at(acc, inverse, v.astype(np.float64))
+      per_video[k] = acc / counts.reshape((-1,) + (1,) * (v.ndim - 1))
+    targets = {k: per_video.pop("target:" + k) for k in self.task.target_keys}
+    return per_video, targets, uniq, mean_loss
+
+  def run(self, state: dict, split: str, clips: Any = 1, bootstrap: int = 0) -> dict:
+    preds, targets, _, loss = self.predict(state, split, clips)
+    return {"loss": loss, **self.task.metrics(preds, targets, bootstrap=bootstrap)}
+
+
+def _gather(tree):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+  return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+
+
+def file_names(loader, indices: np.ndarray) -> list[str] | None:
+  """File names of records, when the loader can tell them (``file_names(indices)`` or a ``file_names`` list)."""
+  fn = getattr(loader, "file_names", None)
+  if fn is None:
+    return None
+  if callable(fn):
+    return [str(x) for x in fn(indices)]
+  return [str(fn[int(i)]) for i in indices]
+
+
+def write_predictions_csv(path: Path, indices, names, columns: dict[str, np.ndarray]) -> None:
+  with path.open("w", newline="") as f:
+    w = csv.writer(f)
+    header = (["file_name"] if names is not None else []) + ["index"] + list(columns)
+    w.writerow(header)
+    for row, idx in enumerate(indices):
+      vals = [columns[c][row] for c in columns]
+      vals = [f"{float(v):.6g}" if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, np.integer)
+              else v for v in vals]
+      w.writerow(([names[row]] if names is not None else []) + [int(idx)] + vals)
+
+
+def _jsonable(x):
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return _jsonable(x.tolist())
+  if isinstance(x, (np.floating, float)):
+    return None if not math.isfinite(float(x)) else float(x)
+  if isinstance(x, np.integer):
+    return int(x)
+  return x
+
+
+def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all", checkpoint: str = "best",
+                     bootstrap: int = 1000, out_dir: str | Path | None = None) -> dict:
+  """The CLI's work: restore, predict, write metrics.json / predictions.csv / plots. Returns the metrics."""
+  from echojax.checkpoint import Checkpointer, abstract_like
+  from echojax.train import (build_model, enable_compilation_cache, input_key, make_init_fn, make_optimizer,
+                             state_shardings)
+
+  workdir = Path(workdir)
+  cfg_path = workdir / "config.json"
+  if not cfg_path.is_file():
+    raise UserError(f"{cfg_path} not found: --workdir must be a training run folder (python -m echojax.train "
+                    f"--config NAME --workdir DIR writes it)")
+  enable_compilation_cache()
+  config = config_lib.from_json(cfg_path.read_text())
+  try:
+    mesh = sharding.make_mesh(config.mesh)
+  except UserError:
+    mesh = sharding.make_mesh([("data", -1)])
+  with config.unlocked():
+    n = mesh.size
+    config.eval.batch_size = int(math.ceil(config.eval.batch_size / n) * n)
+  ckpt = Checkpointer(workdir, read_only=True)
+  if checkpoint == "best" and ckpt.best_step() is None:
+    log.warning("no best checkpoint (no validation ran); using latest")
+    checkpoint = "latest"
+  task = tasks.get_task(config)
+  model = build_model(config, task)
+  spe = int(config.train.get("steps_per_epoch", 0) or 1)
+  tx, _ = make_optimizer(config, spe, int(config.train.get("num_steps", 0) or 1))
+  # Input shape from the first eval batch; the state is restored onto this mesh (8 devices -> 1 works).
+  from echojax.train import make_loader
+  loader = make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))
+  first = next(iter(loader))
+  sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
+  abstract = jax.eval_shape(make_init_fn(model, tx, task, sample_x, int(config.seed)))
+  shardings = state_shardings(abstract, mesh, [tuple(r) for r in config.sharding.rules])
+  step, state, _ = ckpt.restore(abstract_like(abstract, shardings), checkpoint)
+  ckpt.close()
+  log.info("restored %s checkpoint step %d from %s", checkpoint, step, workdir)
+
+  ev = Evaluator(config, model, task, mesh, shardings)
+  ev.loaders[(split, str(clips))] = loader
+  preds, targets, indices, loss = ev.predict(state, split, clips)
+  metrics = {"loss": loss, **task.metrics(preds, targets, bootstrap=bootstrap)}
+  out = Path(out_dir) if out_dir else workdir / "eval" / f"{split}_{checkpoint}"
+  out.mkdir(parents=True, exist_ok=True)
+  summary = {"workdir": str(workdir), "split": split, "checkpoint": checkpoint, "step": int(step),
+             "clips": clips, "num_videos": int(len(indices)), "metrics": metrics}
+  (out / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=True))
+  write_predictions_csv(out / "predictions.csv", indices, file_names(loader, indices),
+                        task.csv_columns(preds, targets))
+  written = task.plots(preds, targets, out)
+  written += training_curves(workdir / "metrics.jsonl", out)
+  log.info("wrote %s (metrics.json, predictions.csv, %d plots)", out, len(written))
+  return summary
+
+
+def training_curves(metrics_path: Path, out: Path) -> list[Path]:
+  try:
+    from echojax import plots
+  except ImportError:
+    return []
+  fn = getattr(plots, "plot_training_curves", None)
+  if fn is None or not metrics_path.is_file():
+    return []
+  path = out / "training_curves.png"
+  fn(metrics_path, path)
+  return [path]
+
+
+def _clips(text: str) -> Any:
+  if text == "all":
+    return "all"
+  try:
+    return int(text)
+  except ValueError:
+    raise UserError(f"--clips {text!r}: use 'all' or a number of clips per video") from None
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  p = argparse.ArgumentParser(prog="python -m echojax.evaluate", description=__doc__.split("\n\n")[0])
+  p.add_argument("--workdir", required=True, help="training run folder (holds config.json and checkpoints/)")
+  p.add_argument("--split", default="test")
+  p.add_argument("--clips", default="all", help="'all' (test-time augmentation over all clips) or N per video")
+  p.add_argument("--checkpoint", default="best", choices=["best", "latest"])
+  p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0 = none)")
+  p.add_argument("--out", default=None, help="output folder (default WORKDIR/eval/<split>_<checkpoint>)")
+  a = p.parse_args(sys.argv[1:] if argv is None else argv)
+  summary = evaluate_workdir(a.workdir, a.split, _clips(a.clips), a.checkpoint, a.bootstrap, a.out)
+  print(json.dumps(_jsonable(summary["metrics"]), indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,129 @@
+"""Multi-class classification: softmax cross-entropy with optional class weights and label smoothing."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from echojax import losses
+from echojax.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+def get_metrics_module():
+  """echojax.metrics when present (host-side numpy metrics), else a minimal stand-in."""
+  try:
+    from echojax import metrics
+    return metrics
+  except ImportError:
+    from echojax.tasks import _fallback_metrics
+    return _fallback_metrics
+
+
+def get_plots_module():
+  try:
+    from echojax import plots
+    return plots
+  except ImportError:
+    return None
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """n / (C * count_c) per class (sklearn's "balanced"); classes absent from train get weight 0."""
+  counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes).astype(np.float64)
+  w = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+  return w.astype(np.float32)
+
+
+class ClassificationTask(Task):
+  """``config.task``: num_classes, class_names, label_key ("label"), class_weights (None | "balanced" | list),
+  label_smoothing (0.0)."""
+
+  best_metric = "accuracy"
+  best_mode = "max"
+
+  def __init__(self, cfg):
+    super().__init__(cfg)
+    self.label_key = cfg.get("label_key", "label")
+    self.target_keys = (self.label_key,)
+    self.class_names = list(cfg.get("class_names", None) or [str(i) for i in range(cfg.num_classes)])
+    cw = cfg.get("class_weights", None)
+    self.class_weights = None if cw in (None, "balanced") else np.asarray(cw, np.float32)
+
+  @property
+  def num_outputs(self) -> int:
+    return int(self.cfg.num_classes)
+
+  def needs_train_targets(self) -> bool:
+    return self.cfg.get("class_weights", None) == "balanced"
+
+  def train_labels(self, train_targets: dict[str, np.ndarray]) -> np.ndarray:
+    return train_targets[self.label_key]
+
+  def prepare(self, train_targets):
+    if self.needs_train_targets():
+      self.class_weights = balanced_class_weights(self.train_labels(train_targets), self.num_outputs)
+      log.info("class weights from train-split frequencies: %s",
+               dict(zip(self.class_names, np.round(self.class_weights, 3).tolist())))
+
+  def prepared_constants(self):
+    return {"class_weights": None if self.class_weights is None else [float(w) for w in self.class_weights]}
+
+  def labels(self, batch):
+    return batch[self.label_key]
+
+  def loss(self, outputs, batch):
+    labels = self.labels(batch)
+    weight = batch.get("valid")
+    cw = None if self.class_weights is None else jnp.asarray(self.class_weights)
+    loss = losses.softmax_cross_entropy(outputs, labels, weight=weight, class_weights=cw,
+                                        label_smoothing=float(self.cfg.get("label_smoothing", 0.0)))
+    return loss, {"accuracy": losses.accuracy(outputs, labels, weight=weight)}
+
+  def predict(self, outputs):
+    return {"probs": jax.nn.softmax(outputs.astype(jnp.float32), axis=-1)}
+
+  def host_labels(self, targets: dict[str, np.ndarray]) -> np.ndarray:
+    return np.asarray(targets[self.label_key]).astype(int)
+
+  def metrics(self, preds, targets, *, bootstrap: int = 0) -> dict[str, Any]:
+    M = get_metrics_module()
+    return dict(M.classification_metrics(self.host_labels(targets), preds["probs"], self.class_names))
+
+  def csv_columns(self, preds, targets):
+    cols = {"target": self.host_labels(targets), "prediction": np.asarray(preds["probs"]).argmax(-1)}
+    for i, name in enumerate(self.class_names):
+      cols[f"prob_{name}"] = np.asarray(preds["probs"])[:, i]
+    return cols
+
+  def plots(self, preds, targets, out_dir: Path) -> list[Path]:
+    P = get_plots_module()
+    if P is None:
+      log.warning("echojax.plots is not available; no plots written")
+      return []
+    labels, probs = self.host_labels(targets), np.asarray(preds["probs"])
+    return call_plots(P, out_dir, [
+        ("confusion_matrix", "plot_confusion_matrix", (labels, probs.argmax(-1), self.class_names)),
+        ("roc", "plot_roc", (labels, probs, self.class_names)),
+        ("pr", "plot_pr", (labels, probs, self.class_names)),
+    ])
+
+
+def call_plots(P, out_dir: Path, specs) -> list[Path]:
+  """Calls ``P.<fn>(*args, path)`` for each (stem, fn, args) that the plots module has; returns written paths."""
+  out = []
+  for stem, fn, args in specs:
+    f = getattr(P, fn, None)
+    if f is None:
+      log.warning("echojax.plots has no %s; skipping %s.png", fn, stem)
+      continue
+    path = Path(out_dir) / f"{stem}.png"
+    f(*args, path)
+    out.append(path)
+  return out

@@ -1,0 +1,460 @@
+"""The one trainer for every task.
+
+    python -m echojax.train --config NAME[:ARG] [--config.key=value ...] [--workdir DIR]
+
+NAME is ``experiments/NAME.py`` (``get_config(ARG)``); ARG is e.g. ``smoke``, ``demo`` or
+``model=resnet18,size=56,weighted``. The default workdir is ``workdirs/NAME[_ARG]``, so rerunning the same
+command resumes the same run (workdir latest checkpoint -> ``config.init_from`` -> scratch).
+
+A task (echojax/tasks) supplies the head size, loss and metrics; the config supplies model, data, optimizer, mesh
+and sharding rules. The step is one ``jax.jit`` with NamedSharding in/out shardings and a donated state; the
+state is created already sharded; the RNG of step s is ``fold_in(key(seed), s)`` so a resumed run repeats an
+uninterrupted one exactly. The host syncs only at logging / eval / checkpoint steps.
+
+Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (one JSON object per log/eval line), TensorBoard
+events (``tb/``), ``checkpoints/`` and ``best/`` (orbax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from echojax import config as config_lib
+from echojax import paths, sharding, tasks
+from echojax.checkpoint import Checkpointer, PreemptionFlag, abstract_like, restore_init_from
+from echojax.errors import UserError, cli_main
+
+log = logging.getLogger("echojax.train")
+
+State = dict[str, Any]  # {"step", "params", "batch_stats", "opt_state"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pieces built from the config
+
+
+def enable_compilation_cache() -> None:
+  """Persistent XLA compilation cache (on by default) in ``echojax.paths.compilation_cache_dir()``."""
+  jax.config.update("jax_compilation_cache_dir", str(paths.compilation_cache_dir()))
+
+
+def resolve_data(config: ml_collections.ConfigDict) -> None:
+  """Fills ``config.data.data_dir`` with the synthetic phantom set when it is None; checks prepared data exists."""
+  from echojax.data import datasets
+
+  name = config.data.get("name", None)
+  if config.data.get("data_dir", None) is None:
+    if not hasattr(datasets, "ensure_synthetic"):
+      raise UserError("config.data.data_dir is None and the synthetic data path (echojax.data.datasets."
+                      "ensure_synthetic) is not available in this checkout; set --config.data.data_dir=DIR")
+    data_dir = datasets.ensure_synthetic(name, config)
+    with config.unlocked():
+      config.data.data_dir = str(data_dir)
+    return
+  info = getattr(datasets, "DATASETS", {}).get(name)
+  if info is not None and not (Path(config.data.data_dir) / name).is_dir():
+    raise UserError(
+        f"config.data.data_dir={config.data.data_dir!r} has no prepared {name!r} dataset (looked for "
+        f"{Path(config.data.data_dir) / name}). Prepare it with: python -m echojax.data.prepare {name} "
+        f"--manual-dir RAW_FOLDER --data-dir {config.data.data_dir}" +
+        (f" --config {config.data.config}" if config.data.get("config", None) else ""))
+
+
+def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, data_cfg=None):
+  """``config.data.loader`` ("module:function", default echojax.data.pipeline:make_loader) for one split."""
+  spec = config.data.get("loader", None) or "echojax.data.pipeline:make_loader"
+  module, _, fn = spec.partition(":")
+  make = getattr(importlib.import_module(module), fn)
+  return make(data_cfg if data_cfg is not None else config.data, split, train=train, seed=config.seed,
+              process_index=jax.process_index(), process_count=jax.process_count())
+
+
+def build_model(config: ml_collections.ConfigDict, task: tasks.Task):
+  """The registered model ``config.model.name`` with ``config.model.kwargs`` and the task's output size."""
+  from echojax import models
+
+  kwargs = dict(config.model.get("kwargs", {}) or {})
+  name = config.model.name
+  ctor = models.registry._MODELS.get(name)
+  params = set(inspect.signature(ctor).parameters) if ctor is not None else set()
+  out_kw = next((k for k in ("num_outputs", "num_classes") if k in params), "num_outputs")
+  kwargs.setdefault(out_kw, task.num_outputs)
+  return models.get_model(name, **kwargs)
+
+
+def input_key(config) -> str:
+  return config.data.get("input_key", "video")
+
+
+def numeric(batch: dict) -> dict:
+  """The array entries of a batch (drops strings such as file names, which never go to the device)."""
+  return {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}
+
+
+def steps_per_epoch(config, loader) -> int:
+  if config.train.get("steps_per_epoch", 0):
+    return int(config.train.steps_per_epoch)
+  for attr in ("steps_per_epoch", "num_batches"):
+    if hasattr(loader, attr):
+      return int(getattr(loader, attr))
+  if hasattr(loader, "__len__"):
+    return len(loader)
+  if hasattr(loader, "num_examples"):
+    return max(1, loader.num_examples // config.data.batch_size)
+  raise UserError("cannot tell the epoch length from the loader; set --config.train.steps_per_epoch=N")
+
+
+def total_steps(config, spe: int) -> int:
+  if config.train.get("num_steps", 0):
+    return int(config.train.num_steps)
+  return int(math.ceil(config.train.num_epochs * spe))
+
+
+def train_targets(config, loader, keys) -> dict[str, np.ndarray]:
+  """Targets of every train record (class frequencies, EF mean) from the loader's ``targets(keys)``."""
+  if hasattr(loader, "targets"):
+    return {k: np.asarray(v) for k, v in loader.targets(keys).items()}
+  raise UserError(f"the task needs train-split targets {keys} but the loader has no targets(); set them in the "
+                  f"config (config.task.output_bias / config.task.class_weights)")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# State and steps
+
+
+def make_init_fn(model, tx, task, sample_x: jax.ShapeDtypeStruct, seed: int) -> Callable[[], State]:
+  """init() -> fresh state (run under jit with out_shardings so parameters are created already sharded)."""
+
+  def init() -> State:
+    x = jnp.zeros(sample_x.shape, sample_x.dtype)
+    variables = model.init({"params": jax.random.key(seed), "dropout": jax.random.key(seed + 1)}, x, train=False)
+    params = task.init_params(variables["params"])
+    return {"step": jnp.zeros((), jnp.int32), "params": params,
+            "batch_stats": variables.get("batch_stats", {}), "opt_state": tx.init(params)}
+
+  return init
+
+
+def state_shardings(abstract: State, mesh, rules) -> State:
+  """Params/batch_stats by the config's rules (matched against paths like "conv1/kernel"); the optimizer's
+  copies of params (momentum, Adam moments) follow the same rules by matching the tail of their paths;
+  scalars (step, counts) are replicated."""
+  tail_rules = [(rx if rx.startswith(".*") else ".*" + rx, spec) for rx, spec in rules]
+  return {"step": sharding.replicated(mesh),
+          "params": sharding.param_shardings(abstract["params"], mesh, rules),
+          "batch_stats": sharding.param_shardings(abstract["batch_stats"], mesh, rules),
+          "opt_state": sharding.param_shardings(abstract["opt_state"], mesh, tail_rules)}
+
+
+def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict], tuple[State, dict]]:
+  """One SGD step; non-finite loss/gradients leave the state unchanged and are reported in the metrics."""
+  key_in, seed = input_key(config), int(config.seed)
+
+  def step_fn(state: State, batch: dict) -> tuple[State, dict]:
+    rng = jax.random.fold_in(jax.random.key(seed), state["step"])
+
+    def loss_fn(params):
+      (out, _aux), new_vars = model.apply({"params": params, "batch_stats": state["batch_stats"]}, batch[key_in],
+                                          train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+      loss, extras = task.loss(out, batch)
+      return loss, (extras, new_vars.get("batch_stats", state["batch_stats"]))
+
+    (loss, (extras, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    updates, new_opt = tx.update(grads, state["opt_state"], state["params"])
+    new_params = optax.apply_updates(state["params"], updates)
+    gnorm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+    keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = {"step": state["step"] + 1, "params": keep(new_params, state["params"]),
+                 "batch_stats": keep(new_bs, state["batch_stats"]), "opt_state": keep(new_opt, state["opt_state"])}
+    metrics = {"loss": loss, "grad_norm": gnorm, "lr": schedule(state["step"]), "finite": finite, **extras}
+    return new_state, metrics
+
+  return step_fn
+
+
+def make_predict_fn(model, task, config) -> Callable[[dict, dict], dict]:
+  """Eval step: per-clip task predictions for a (padded, fixed-shape) batch."""
+  key_in = input_key(config)
+
+  def predict(variables: dict, batch: dict) -> dict:
+    out, _ = model.apply(variables, batch[key_in], train=False)
+    return task.predict(out)
+
+  return predict
+
+
+def setup_state(config, model, tx, task, mesh, sample_x, ckpt: Checkpointer | None, init_from=None):
+  """(state on the mesh, shardings, restored meta or None): resume latest -> init_from -> scratch."""
+  init = make_init_fn(model, tx, task, sample_x, int(config.seed))
+  abstract = jax.eval_shape(init)
+  shardings = state_shardings(abstract, mesh, [tuple(r) for r in config.sharding.rules])
+  if ckpt is not None and ckpt.latest_step() is not None:
+    step, state, meta = ckpt.restore(abstract_like(abstract, shardings))
+    log.info("resumed from %s/checkpoints step %d", ckpt.workdir, step)
+    return state, shardings, meta
+  state = jax.jit(init, out_shardings=shardings)()
+  if init_from:
+    loaded = restore_init_from(init_from, abstract_like(abstract, shardings))
+    state = {**state, "params": loaded["params"], "batch_stats": loaded["batch_stats"]}
+    log.info("initialised params and batch_stats from %s", init_from)
+  return state, shardings, None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Logging
+
+
+class MetricsWriter:
+  """metrics.jsonl + TensorBoard. On resume, lines after the restored step are dropped so the file matches an
+  uninterrupted run."""
+
+  def __init__(self, workdir: Path, resume_step: int | None):
+    self.path = workdir / "metrics.jsonl"
+    if self.path.exists():
+      keep = [ln for ln in self.path.read_text().splitlines()
+              if ln.strip() and resume_step is not None and json.loads(ln).get("step", 0) <= resume_step]
+      self.path.write_text("".join(k + "\n" for k in keep))
+    self.tb = None
+    if jax.process_index() == 0:
+      try:
+        from tensorboardX import SummaryWriter
+        self.tb = SummaryWriter(str(workdir / "tb"))
+      except ImportError:
+        log.warning("tensorboardX not installed; no TensorBoard events")
+
+  def write(self, record: dict) -> None:
+    if jax.process_index() != 0:
+      return
+    with self.path.open("a") as f:
+      f.write(json.dumps(record, sort_keys=True) + "\n")
+    if self.tb is not None:
+      prefix = record.get("split", "train")
+      for k, v in record.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step" and math.isfinite(v):
+          self.tb.add_scalar(f"{prefix}/{k}", v, record["step"])
+      self.tb.flush()
+
+  def close(self):
+    if self.tb is not None:
+      self.tb.close()
+
+
+def _scalars(metrics: dict) -> dict:
+  return {k: float(v) for k, v in metrics.items()
+          if np.ndim(v) == 0 and isinstance(v, (int, float, np.floating, np.integer))}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+  """Trains ``config`` in ``workdir`` (resuming when it holds checkpoints). Returns the last metrics records
+  ``{"train": {...}, "val": {...}}``."""
+  from echojax import evaluate  # shares the eval code with echojax.evaluate
+
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  enable_compilation_cache()
+  resolve_data(config)
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
+  if config.eval.get("every_steps", 0):
+    sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
+  task = tasks.get_task(config)
+  loader = make_loader(config, config.data.get("train_split", "train"), train=True)
+  if task.needs_train_targets():
+    task.prepare(train_targets(config, loader, task.target_keys))
+    with config.unlocked():  # recorded in config.json, so evaluate and resumes use the same constants
+      for k, v in task.prepared_constants().items():
+        if k in config.task:
+          del config.task[k]  # the type changes ("balanced" -> list of weights)
+        config.task[k] = v
+  (workdir / "config.json").write_text(config_lib.to_json(config))
+  model = build_model(config, task)
+  spe = steps_per_epoch(config, loader)
+  num_steps = total_steps(config, spe)
+  tx, schedule = make_optimizer(config, spe, num_steps)
+
+  ckpt = Checkpointer(workdir, keep=int(config.train.get("keep_checkpoints", 2)))
+  meta = None
+  if ckpt.latest_step() is not None:
+    _, meta = ckpt.restore_meta()
+    loader.set_state(_decode_state(meta["data_state"]))
+  batches = iter(loader)
+  first = next(batches)
+  sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
+  if sample_x.shape[0] * jax.process_count() != config.data.batch_size:
+    raise UserError(f"the loader gave a per-process batch of {sample_x.shape[0]} but config.data.batch_size="
+                    f"{config.data.batch_size} for {jax.process_count()} process(es)")
+  state, shardings, meta = setup_state(config, model, tx, task, mesh, sample_x, ckpt, config.get("init_from"))
+  start = int(jax.device_get(state["step"]))
+  early = (meta or {}).get("early_stopping", {"best": None, "best_step": None, "bad_evals": 0})
+
+  batch_sh = sharding.batch_sharding(mesh)
+  step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
+                    out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
+  evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if config.eval.get("every_steps", 0) else None
+  writer = MetricsWriter(workdir, start if meta else None)
+  preempt = PreemptionFlag()
+  log_every, ckpt_every = int(config.train.log_every), int(config.train.checkpoint_every)
+  eval_every = int(config.eval.get("every_steps", 0))
+  patience = int(config.train.get("early_stopping_patience", 0))
+  best_metric = config.eval.get("best_metric", None) or task.best_metric
+  best_mode = config.eval.get("best_mode", None) or task.best_mode
+  last = {"train": None, "val": None}
+
+  def make_meta(step: int) -> dict:
+    return {"step": step, "config": json.loads(config_lib.to_json(config)), "early_stopping": early,
+            "data_state": _encode_state(loader.get_state())}
+
+  pending, window_start, t0 = [], start, time.perf_counter()
+  bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
+             disable=jax.process_index() != 0)
+  step, stop_reason = start, None
+  try:
+    while step < num_steps:
+      batch = first if first is not None else _next(batches, loader)
+      first = None
+      state, m = step_fn(state, sharding.global_batch(numeric(batch), batch_sh))
+      pending.append(m)
+      step += 1
+      bar.update(1)
+      is_last = step == num_steps
+      do_log = step % log_every == 0 or is_last or preempt.requested
+      do_eval = evaluator is not None and (step % eval_every == 0 or is_last)
+      do_ckpt = step % ckpt_every == 0 or is_last or preempt.requested or do_eval
+      if not (do_log or do_eval or do_ckpt):
+        continue
+      # Host sync point: pull the window's metrics, stop on non-finite values before anything is saved.
+      host = jax.device_get(pending)
+      bad = [start_i for start_i, h in zip(range(window_start + 1, step + 1), host) if not bool(h["finite"])]
+      if bad:
+        ckpt.wait()
+        good = ckpt.latest_step()
+        raise UserError(
+            f"non-finite loss or gradient at step {bad[0]} (loss={float(host[bad.index(bad[0])]['loss'])}); "
+            f"stopped. The last good checkpoint is step {good} in {workdir / 'checkpoints'}. Lower the learning "
+            f"rate (--config.optim.lr, now {config.optim.lr}) or enable --config.optim.grad_clip")
+      elapsed = time.perf_counter() - t0
+      rec = {k: float(np.mean([h[k] for h in host])) for k in host[0] if k != "finite"}
+      rec.update(step=step, split="train", epoch=round(step / spe, 3),
+                 clips_per_s=round(len(host) * config.data.batch_size / max(elapsed, 1e-9), 2))
+      pending, window_start, t0 = [], step, time.perf_counter()
+      if do_log:
+        writer.write(rec)
+        last["train"] = rec
+        bar.set_postfix(loss=f"{rec['loss']:.4g}", clips_s=f"{rec['clips_per_s']:.1f}")
+      improved = False
+      if do_eval:
+        vm = evaluator.run(state, config.data.get("val_split", "val"), clips=config.eval.get("clips", 1))
+        vrec = {"step": step, "split": "val", **_scalars(vm)}
+        writer.write(vrec)
+        last["val"] = vrec
+        value = vrec.get(best_metric)
+        if value is None:
+          raise UserError(f"config.eval.best_metric={best_metric!r} is not among the validation metrics "
+                          f"{sorted(vrec)}")
+        better = early["best"] is None or (value < early["best"] if best_mode == "min" else value > early["best"])
+        if better:
+          early.update(best=value, best_step=step, bad_evals=0)
+          improved = True
+        else:
+          early["bad_evals"] += 1
+        t0 = time.perf_counter()  # eval time is not training throughput
+      if do_ckpt:
+        ckpt.save(step, state, make_meta(step))
+        if improved:
+          ckpt.save(step, state, make_meta(step), best=True)
+      if patience and early["bad_evals"] >= patience:
+        stop_reason = f"early stopping: {best_metric} has not improved for {patience} evaluations " \
+                      f"(best {early['best']:.4g} at step {early['best_step']})"
+        break
+      if preempt.requested:
+        stop_reason = "preempted (SIGTERM); rerun the same command to resume"
+        break
+  finally:
+    bar.close()
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
+    preempt.restore()
+  if stop_reason:
+    log.info(stop_reason)
+    print(stop_reason, file=sys.stderr)
+  return last
+
+
+def _next(batches, loader):
+  try:
+    return next(batches)
+  except StopIteration:  # finite loaders: start the next epoch
+    return next(iter(loader))
+
+
+def _encode_state(state) -> Any:
+  if isinstance(state, bytes):
+    return {"__bytes__": state.decode("latin-1")}
+  return state
+
+
+def _decode_state(state) -> Any:
+  if isinstance(state, dict) and "__bytes__" in state:
+    return state["__bytes__"].encode("latin-1")
+  return state
+
+
+def make_optimizer(config, spe, num_steps):
+  from echojax.optim import make_optimizer as mk
+  return mk(config.optim, spe, num_steps)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+  parser = argparse.ArgumentParser(prog="python -m echojax.train", description=__doc__.split("\n\n")[0])
+  parser.add_argument("--config", required=True, help="NAME[:ARG], NAME in experiments/ "
+                      f"({', '.join(config_lib.list_configs())})")
+  parser.add_argument("--workdir", default=None, help="run folder (default workdirs/NAME[_ARG]; reruns resume)")
+  args, rest = parser.parse_known_args(argv)
+  overrides = []
+  for item in rest:
+    if not item.startswith("--config.") or "=" not in item:
+      raise UserError(f"unrecognised argument {item!r}; overrides look like --config.optim.lr=3e-4")
+    overrides.append(item[len("--config."):])
+  return args, overrides
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+  config = config_lib.load_config(args.config, overrides)
+  sharding.initialize_distributed()
+  workdir = Path(args.workdir) if args.workdir else config_lib.default_workdir(args.config)
+  log.info("workdir %s", workdir)
+  last = train(config, workdir)
+  print(json.dumps(last, sort_keys=True))
+
+
+if __name__ == "__main__":
+  main()
