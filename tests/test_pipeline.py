@@ -283,3 +283,13 @@ def test_stats_and_config_errors(tmp_path):
   with pytest.raises(UserError, match="data.targets"):
     next(build_loader(FakeVideos([9, 9]), STATS, cfg(batch_size=2, targets=["lvef"]), "train", train=True, seed=0,
                       process_index=0, process_count=1))
+
+
+def test_targets_cover_the_whole_split():
+  src = FakeVideos([10, 12, 14, 16, 18])
+  loader = build_loader(src, STATS, cfg(batch_size=2), "train", train=True, seed=0, process_index=1, process_count=2)
+  t = loader.targets(["ef", "num_frames"])
+  np.testing.assert_allclose(t["ef"], [40, 41, 42, 43, 44])
+  np.testing.assert_array_equal(t["num_frames"], [10, 12, 14, 16, 18])
+  with pytest.raises(UserError, match="not a feature"):
+    loader.targets("label")

@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "name": "echonet_dynamic",
     "data_dir": "",
     "builder_config": None,
+    "config": None,  # alias of builder_config
     "preset": "video_clip",
     "frames": 32,
     "period": 2,
@@ -190,7 +191,8 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
   if name not in DATASETS:
     raise UserError(f"unknown dataset {name!r} (config field data.name); known: {', '.join(sorted(DATASETS))}")
   info = DATASETS[name]
-  builder_config = _cfg_get(data_cfg, "builder_config") or info.default_config
+  builder_config = (_cfg_get(data_cfg, "builder_config") or _cfg_get(data_cfg, "config")
+                    or info.default_config)
   data_dir = _cfg_get(data_cfg, "data_dir")
   if not data_dir:
     from echojax.data import datasets as ds_mod
@@ -198,7 +200,9 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
     if not hasattr(ds_mod, "ensure_synthetic"):
       raise UserError(f"config field data.data_dir is empty and no synthetic {name} set can be made here; set "
                       "data.data_dir to the folder given to `python -m echojax.data.prepare --data-dir`")
-    data_dir = ds_mod.ensure_synthetic(name, builder_config)
+    import ml_collections
+
+    data_dir = ds_mod.ensure_synthetic(name, ml_collections.ConfigDict({"data": _to_dict(data_cfg)}))
   importlib.import_module(info.builder_module)
   try:
     builder = tfds.builder(name, config=builder_config, data_dir=str(data_dir))
@@ -402,8 +406,9 @@ class Loader:
 
   def __init__(self, dataloader: grain.DataLoader, *, train: bool, num_examples: int, num_rows: int,
                local_batch_size: int, global_batch_size: int, process_index: int, process_count: int,
-               opts: dict):
+               opts: dict, source: Any = None):
     self.dataloader = dataloader
+    self.source = source  # the split's random-access source (records), for targets()
     self.train = train
     self.num_examples = num_examples  # records (videos/images) in the split
     self.num_rows = num_rows  # rows before padding (clips for clips="all")
@@ -413,6 +418,27 @@ class Loader:
     self.process_count = process_count
     self.options = opts
     self._it = None
+    self._targets: dict[str, np.ndarray] = {}
+
+  def targets(self, keys) -> dict[str, np.ndarray]:
+    """Every record's value of each feature in ``keys`` over the WHOLE split (all processes see the same), e.g.
+    class frequencies or the EF mean for output-bias init. Reads each record once (progress bar); cached."""
+    from tqdm import tqdm
+
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    todo = [k for k in keys if k not in self._targets]
+    if todo:
+      vals: dict[str, list] = {k: [] for k in todo}
+      n = len(self.source)
+      for i in tqdm(range(n), desc="reading targets", unit="record", leave=False, disable=n < 500):
+        rec = self.source[i]
+        for k in todo:
+          if k not in rec:
+            raise UserError(f"target {k!r} is not a feature of {self.options['name']} records; features present: "
+                            f"{sorted(rec)} (check config fields task.* / data.targets)")
+          vals[k].append(np.asarray(rec[k]))
+      self._targets.update({k: np.stack(v) for k, v in vals.items()})
+    return {k: self._targets[k] for k in keys}
 
   @property
   def steps_per_epoch(self) -> int:
@@ -514,7 +540,7 @@ def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: An
                         read_options=grain.ReadOptions(num_threads=int(opts["read_threads"]),
                                                        prefetch_buffer_size=int(opts["prefetch"])))
   return Loader(dl, train=train, num_examples=num_examples, num_rows=num_rows, local_batch_size=local_b,
-                global_batch_size=global_b, process_index=p, process_count=n, opts=opts)
+                global_batch_size=global_b, process_index=p, process_count=n, opts=opts, source=source)
 
 
 def make_loader(data_cfg: Any, split: str, *, train: bool, seed: int, process_index: int | None = None,
@@ -536,6 +562,6 @@ def batch_shapes(loader: Loader) -> dict[str, tuple[tuple[int, ...], str]]:
   probe = Loader(loader.dataloader, train=loader.train, num_examples=loader.num_examples,
                  num_rows=loader.num_rows, local_batch_size=loader.local_batch_size,
                  global_batch_size=loader.global_batch_size, process_index=loader.process_index,
-                 process_count=loader.process_count, opts=loader.options)
+                 process_count=loader.process_count, opts=loader.options, source=loader.source)
   batch = next(probe)
   return {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()}
