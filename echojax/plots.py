@@ -167,7 +167,10 @@ def plot_roc_curve(y_true: Any, scores: Any, path: str | Path, *, class_names: S
 def plot_pr_curve(y_true: Any, scores: Any, path: str | Path, *, class_names: Sequence[str] | None = None,
                   title: str = "Precision-recall curve", figsize: tuple[float, float] = (6, 5.5),
                   dpi: int = DEFAULT_DPI) -> Path:
-  """Precision-recall curve(s) (step-wise) with AUPRC (average precision) in the legend.
+  """Precision-recall curve(s) with AUPRC (average precision) in the legend.
+
+  Drawn as steps where precision P_k holds over (R_{k-1}, R_k], so the area under the drawn curve is exactly
+  the reported average precision.
 
   Inputs as :func:`plot_roc_curve`. For a single curve the no-skill line (precision = prevalence) is drawn.
   """
@@ -175,7 +178,7 @@ def plot_pr_curve(y_true: Any, scores: Any, path: str | Path, *, class_names: Se
   fig = _figure(figsize, dpi)
   ax = fig.subplots()
   for label, x, y, area, prevalence in curves:
-    ax.step(x, y, where="post", lw=1.5, label=f"{label} (AUPRC {area:.3f})")
+    ax.step(x, y, where="pre", lw=1.5, label=f"{label} (AUPRC {area:.3f})")
     if len(curves) == 1:
       ax.axhline(prevalence, ls="--", color="gray", lw=1, label=f"no skill ({prevalence:.2f})")
   ax.set_xlim(-0.01, 1.01)
@@ -269,6 +272,11 @@ def plot_bland_altman(ef_true: Any, ef_pred: Any, path: str | Path, *, title: st
 _TRAIN_PREFIXES = ("train",)
 _EVAL_PREFIXES = ("val", "valid", "validation", "eval", "test")
 _NOT_METRICS = {"step", "epoch", "time", "timestamp", "wall_time", "elapsed", "elapsed_s"}
+# Leaves that are counts or settings rather than metrics worth a curve.
+_COUNT_LEAVES = {"n", "n_pos", "n_neg", "n_valid", "tp", "fp", "fn", "tn", "support", "threshold"}
+# Validation metrics shown first (in this order) when there are more metrics than panels.
+_HEADLINE = ("accuracy", "auroc", "auprc", "mae", "rmse", "r2", "macro_f1", "f1", "balanced_accuracy",
+             "auroc_macro_ovr", "auprc_macro_ovr", "log_loss")
 
 
 def read_metrics_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -297,12 +305,19 @@ def read_metrics_jsonl(path: str | Path) -> list[dict[str, Any]]:
   return records
 
 
-def _split_key(key: str) -> tuple[str, str]:
-  """'train/loss' -> ('train', 'loss'), 'val_mae' -> ('val', 'mae'), 'loss' -> ('train', 'loss'), 'lr' -> ('', 'lr')."""
+def _split_key(key: str, record_split: str | None = None) -> tuple[str, str]:
+  """(split, metric name) of a metrics key.
+
+  An explicit prefix wins ('train/loss' -> ('train', 'loss'), 'val_mae' -> ('val', 'mae')); otherwise the
+  record's ``split`` field ('loss' in a split="val" record -> ('val', 'loss')); otherwise a key with "loss"
+  counts as train and anything else ('lr') has no split: ('', 'lr').
+  """
   for sep in ("/", "_", "."):
     head, _, tail = key.partition(sep)
     if tail and head.lower() in _TRAIN_PREFIXES + _EVAL_PREFIXES:
       return head, tail
+  if record_split:
+    return record_split, key
   if "loss" in key.lower():
     return "train", key
   return "", key
@@ -313,23 +328,28 @@ def plot_training_curves(metrics: str | Path | Sequence[Mapping[str, Any]], path
                          figsize: tuple[float, float] | None = None, dpi: int = DEFAULT_DPI) -> Path:
   """Training curves from a run's metrics JSONL (or a list of records): one panel per metric against step.
 
-  Keys are grouped by their name without the split prefix, so ``train/loss`` and ``val/loss`` share a panel, as
-  do ``train/accuracy`` and ``val/accuracy``. Prefixes understood: ``train``, ``val``/``valid``/``eval``/
-  ``test`` with "/", "_" or "." (nested dicts such as ``{"val": {"mae": 3.1}}`` count as ``val/mae``); keys with
-  "loss" and no prefix count as train. Panel order: losses, then metrics that have validation values, then the
-  rest (learning rate, throughput). ``keys`` keeps only the named metrics (with or without prefix).
+  Records look like echojax.train writes them: ``{"step": 100, "split": "train", "loss": 0.4, ...}`` and
+  ``{"step": 100, "split": "val", "loss": 0.5, "mae": 4.1, ...}``. Prefixed keys work too (``train/loss``,
+  ``val_mae``, ``eval.auroc``, nested ``{"val": {"mae": 3.1}}``); a key with "loss" and no split counts as train.
+  The same metric of different splits shares a panel (train and val loss together). Panel order: losses, then
+  headline metrics (accuracy, AUROC, AUPRC, MAE, RMSE, R2, F1, ...), other validation metrics (top-level before
+  nested), then the rest (learning rate, throughput); counts (n, tp, support, ...), CI bounds and epoch are not plotted.
+  ``keys`` keeps only the named metrics (with or without split prefix). At most ``max_panels`` panels.
   Default figsize: (4.5 * cols, 3.5 * rows) with up to 3 columns.
   """
   records = read_metrics_jsonl(metrics) if isinstance(metrics, (str, Path)) else list(metrics)
   series: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
   for rec in records:
     step = rec.get("step")
-    if not isinstance(step, (int, float)):
+    if not isinstance(step, (int, float)) or isinstance(step, bool):
       continue
+    rec_split = rec.get("split") if isinstance(rec.get("split"), str) else None
     for key, value in M.flatten(rec).items():
-      if key in _NOT_METRICS or not math.isfinite(value):
+      leaf = key.rsplit("/", 1)[-1]
+      if (key in _NOT_METRICS or leaf in _COUNT_LEAVES or leaf.endswith(("_ci_low", "_ci_high"))
+          or not math.isfinite(value)):
         continue
-      split, base = _split_key(key)
+      split, base = _split_key(key, rec_split)
       if keys is not None and key not in keys and base not in keys:
         continue
       xs, ys = series.setdefault(base, {}).setdefault(split or base, ([], []))
@@ -340,13 +360,15 @@ def plot_training_curves(metrics: str | Path | Sequence[Mapping[str, Any]], path
     raise UserError(f"{where}: no numeric metrics with a 'step' to plot" + (f" among keys {list(keys)}"
                                                                                if keys is not None else ""))
 
-  def order(base: str) -> tuple[int, str]:
-    splits = series[base]
-    if "loss" in base.lower():
-      return 0, base
-    if any(s.lower() in _EVAL_PREFIXES for s in splits):
-      return 1, base
-    return 2, base
+  def order(base: str) -> tuple[int, int, str]:
+    has_eval = any(s.lower() in _EVAL_PREFIXES for s in series[base])
+    if "loss" in base.lower() and base != "log_loss":
+      return 0, 0, base
+    if base in _HEADLINE:
+      return 1, _HEADLINE.index(base), base
+    if has_eval:
+      return (2 if "/" not in base else 3), 0, base
+    return 4, 0, base
 
   bases = sorted(series, key=order)[:max_panels]
   cols = min(3, len(bases))

@@ -98,12 +98,46 @@ def test_training_curves_from_jsonl(tmp_path):
     P.plot_training_curves(tmp_path / "missing.jsonl", tmp_path / "x.png")
 
 
+def test_training_curves_trainer_format_picks_headline_panels(tmp_path):
+  """echojax.train writes {"step", "split": "train"|"val", unprefixed metrics}; val records carry many keys."""
+  recs = []
+  for s in range(10, 110, 10):
+    recs.append({"step": s, "split": "train", "loss": 1.0 / s, "accuracy": 0.5 + s / 250, "epoch": s / 50,
+                 "clips_per_s": 12.0, "lr": 1e-3})
+    if s % 50 == 0:
+      val = {"loss": 1.2 / s, "mae": 9.0 - s / 20, "rmse": 11.0 - s / 20, "r2": s / 120, "n": 40, "tp": 3,
+             "mae_ci_low": 7.0, "mae_ci_high": 10.0, "bias": 0.3}
+      val.update({f"ef>={t}/{k}": 0.7 for t in (35, 40, 45, 50) for k in ("auroc", "auprc", "f1", "specificity")})
+      recs.append({"step": s, "split": "val", **val})
+  path = _write_jsonl(tmp_path / "metrics.jsonl", recs)
+  series = {}
+  original = P._save
+
+  def spy(fig, out):  # record the panel titles and legends the figure was built with
+    for ax in fig.axes:
+      if ax.get_visible():
+        series[ax.get_title()] = sorted(line.get_label() for line in ax.get_lines())
+    return original(fig, out)
+
+  P._save = spy
+  try:
+    out = P.plot_training_curves(path, tmp_path / "curves.png", max_panels=6)
+  finally:
+    P._save = original
+  _png(out, (1350, 700))
+  assert list(series) == ["loss", "accuracy", "mae", "rmse", "r2", "bias"]
+  assert series["loss"] == ["train", "val"] and series["accuracy"] == ["train"]
+  assert not any(k in series for k in ("n", "tp", "epoch", "mae_ci_low"))
+
+
 def test_split_key_grouping():
   assert P._split_key("train/loss") == ("train", "loss")
   assert P._split_key("val_mae") == ("val", "mae")
   assert P._split_key("eval.auroc") == ("eval", "auroc")
   assert P._split_key("loss") == ("train", "loss")
   assert P._split_key("learning_rate") == ("", "learning_rate")
+  assert P._split_key("loss", "val") == ("val", "loss")
+  assert P._split_key("train/loss", "val") == ("train", "loss")
 
 
 def test_metric_vs_param(tmp_path):
