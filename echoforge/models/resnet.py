@@ -148,3 +148,23 @@ class ResNet(nn.Module):
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     x = self.forward_features(x)
     return x if self.fc is None else self.fc(x)
+
+
+class FrameResNet(nn.Module):
+  """A 2D ResNet applied to every frame of a ``(N, C, T, H, W)`` video -> ``(N, T, D)`` per-frame features.
+
+  Mirrors ``echojax.models.resnet.FrameResNet``: submodule ``backbone`` (a headless :class:`ResNet`); with
+  ``num_classes`` > 0 a per-frame ``head`` gives ``(N, T, num_classes)``.
+  """
+
+  def __init__(self, depth: int = 18, num_classes: int | None = 0, width: int = 64, layout: str = "torchvision",
+               in_channels: int = 3):
+    super().__init__()
+    self.backbone = ResNet(depth=depth, num_classes=None, width=width, layout=layout, in_channels=in_channels)
+    self.head = nn.Linear(self.backbone.num_features, num_classes) if num_classes else None
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    n, c, t = x.shape[:3]
+    frames = x.permute(0, 2, 1, 3, 4).reshape(n * t, c, *x.shape[3:])
+    feats = self.backbone.forward_features(frames).reshape(n, t, -1)
+    return feats if self.head is None else self.head(feats)

@@ -24,8 +24,8 @@ def midplanes(cin: int, cout: int) -> int:
 
 
 def stem_mid(width: int) -> int:
-  """R(2+1)D stem middle width: 45 at width 64 (torchvision), scaled proportionally otherwise."""
-  return 45 if width == 64 else max(1, (45 * width) // 64)
+  """R(2+1)D stem middle width: 45 at width 64 (torchvision), ``round(45 * width / 64)`` otherwise (as JAX)."""
+  return max(1, round(45 * width / 64))
 
 
 def _bn(c: int) -> nn.BatchNorm3d:
@@ -65,18 +65,26 @@ class VideoBasicBlock(nn.Module):
     return self.relu(y + sc)
 
 
+#: depth -> basic blocks per stage.
+BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
 class VideoResNet(nn.Module):
-  """R3D-18 (``kind="r3d"``) or R(2+1)D-18 (``kind="r2plus1d"``), [2, 2, 2, 2] basic blocks.
+  """R3D (``kind="r3d"``) or R(2+1)D (``kind="r2plus1d"``); depth 18 ([2, 2, 2, 2] basic blocks) or 34.
 
   Args:
     kind: "r3d" or "r2plus1d".
+    depth: 18 or 34.
     num_classes: size of ``fc``; 0/None = no head (pooled features).
     width: stem / first-stage channels (64 = standard).
     in_channels: input channels.
   """
 
-  def __init__(self, kind: str = "r3d", num_classes: int | None = 400, width: int = 64, in_channels: int = 3):
+  def __init__(self, kind: str = "r3d", depth: int = 18, num_classes: int | None = 400, width: int = 64,
+               in_channels: int = 3):
     super().__init__()
+    if depth not in BLOCKS:
+      raise ValueError(f"unsupported video ResNet depth {depth}; use one of {sorted(BLOCKS)}")
     if kind == "r3d":
       self.stem = nn.Sequential(nn.Conv3d(in_channels, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
                                 _bn(width), nn.ReLU(inplace=True))
@@ -89,13 +97,14 @@ class VideoResNet(nn.Module):
       builder = conv2plus1d
     else:
       raise ValueError(f"unknown video ResNet kind {kind!r}; use 'r3d' or 'r2plus1d'")
-    self.kind = kind
+    self.kind, self.depth = kind, depth
     cin = width
-    for i in range(4):
+    for i, n in enumerate(BLOCKS[depth]):
       planes = width * 2**i
-      stride = 1 if i == 0 else 2
-      blocks = [VideoBasicBlock(cin, planes, stride, builder), VideoBasicBlock(planes, planes, 1, builder)]
-      cin = planes
+      blocks = []
+      for j in range(n):
+        blocks.append(VideoBasicBlock(cin, planes, (1 if i == 0 else 2) if j == 0 else 1, builder))
+        cin = planes
       setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
     self.num_features = cin
     self.avgpool = nn.AdaptiveAvgPool3d(1)
