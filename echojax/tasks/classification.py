@@ -108,11 +108,13 @@ class ClassificationTask(Task):
       log.warning("echojax.plots is not available; no plots written")
       return []
     labels, probs = self.host_labels(targets), np.asarray(preds["probs"])
-    return call_plots(P, out_dir, [
-        ("confusion_matrix", "plot_confusion_matrix", (labels, probs.argmax(-1), self.class_names)),
-        ("roc", "plot_roc", (labels, probs, self.class_names)),
-        ("pr", "plot_pr", (labels, probs, self.class_names)),
-    ])
+    n = len(self.class_names)
+    cm = np.bincount(labels * n + probs.argmax(-1), minlength=n * n).reshape(n, n)  # rows true, cols predicted
+    out_dir = Path(out_dir)
+    # echojax.plots signatures: (data..., path, *, class_names=...)
+    return [P.plot_confusion_matrix(cm, self.class_names, out_dir / "confusion_matrix.png"),
+            P.plot_roc_curve(labels, probs, out_dir / "roc.png", class_names=self.class_names),
+            P.plot_pr_curve(labels, probs, out_dir / "pr.png", class_names=self.class_names)]
 
 
 def call_plots(P, out_dir: Path, specs) -> list[Path]:
