@@ -156,8 +156,8 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
                      bootstrap: int = 1000, out_dir: str | Path | None = None) -> dict:
   """The CLI's work: restore, predict, write metrics.json / predictions.csv / plots. Returns the metrics."""
   from echojax.checkpoint import Checkpointer, abstract_like
-  from echojax.train import (build_model, enable_compilation_cache, input_key, make_init_fn, make_optimizer,
-                             state_shardings)
+  from echojax.optim import make_optimizer
+  from echojax.train import build_model, enable_compilation_cache, input_key, make_init_fn, state_shardings
 
   workdir = Path(workdir)
   cfg_path = workdir / "config.json"
@@ -180,7 +180,7 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   task = tasks.get_task(config)
   model = build_model(config, task)
   spe = int(config.train.get("steps_per_epoch", 0) or 1)
-  tx, _ = make_optimizer(config, spe, int(config.train.get("num_steps", 0) or 1))
+  tx, _ = make_optimizer(config.optim, spe, int(config.train.get("num_steps", 0) or 1))
   # Input shape from the first eval batch; the state is restored onto this mesh (8 devices -> 1 works).
   from echojax.train import make_loader
   loader = make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))

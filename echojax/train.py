@@ -39,6 +39,7 @@ from echojax import config as config_lib
 from echojax import paths, sharding, tasks
 from echojax.checkpoint import Checkpointer, PreemptionFlag, abstract_like, restore_init_from
 from echojax.errors import UserError, cli_main
+from echojax.optim import make_optimizer
 
 log = logging.getLogger("echojax.train")
 
@@ -291,7 +292,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   model = build_model(config, task)
   spe = steps_per_epoch(config, loader)
   num_steps = total_steps(config, spe)
-  tx, schedule = make_optimizer(config, spe, num_steps)
+  tx, schedule = make_optimizer(config.optim, spe, num_steps)
 
   ckpt = Checkpointer(workdir, keep=int(config.train.get("keep_checkpoints", 2)))
   meta = None
@@ -419,11 +420,6 @@ def _decode_state(state) -> Any:
   if isinstance(state, dict) and "__bytes__" in state:
     return state["__bytes__"].encode("latin-1")
   return state
-
-
-def make_optimizer(config, spe, num_steps):
-  from echojax.optim import make_optimizer as mk
-  return mk(config.optim, spe, num_steps)
 
 
 # ----------------------------------------------------------------------------------------------------------------

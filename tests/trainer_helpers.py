@@ -28,7 +28,7 @@ class TinyVideoNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = nn.Conv(self.width, (3, 3, 3), strides=(1, 2, 2))(x)
+    x = nn.Conv(self.width, (3, 3, 3), strides=(1, 2, 2), use_bias=False)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
     x = nn.relu(x)
     x = nn.Dropout(0.1, deterministic=not train)(x)
