@@ -163,6 +163,68 @@ def average_precision(y_true: Any, score: Any) -> float:
   return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def _resample_counts(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
+  """(b, n) multiplicities of each example in ``b`` bootstrap resamples of size n (one index matrix draw)."""
+  idx = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
+  return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
+
+
+def _bootstrap_ranking(y: np.ndarray, s: np.ndarray, num: int, seed: int) -> dict[str, np.ndarray]:
+  """AUROC and average precision on ``num`` bootstrap resamples, vectorised.
+
+  The scores are sorted once; a resample is a row of multiplicities, so both metrics become weighted sums over
+  tie groups of the sorted scores (ties count one half in AUROC, as in the Mann-Whitney statistic). NaN for a
+  resample that lacks one class.
+  """
+  n = y.size
+  order = np.argsort(s, kind="mergesort")
+  s_sorted = s[order]
+  y_sorted = y[order]
+  starts = np.r_[0, np.nonzero(np.diff(s_sorted))[0] + 1]  # tie groups, ascending score
+  rng = np.random.default_rng(seed)
+  chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
+  aurocs, aps = [], []
+  done = 0
+  while done < num:
+    b = min(chunk, num - done)
+    w = _resample_counts(rng, n, b)[:, order].astype(np.float64)
+    gp = np.add.reduceat(w * y_sorted, starts, axis=1)  # positive weight per tie group
+    gn = np.add.reduceat(w * ~y_sorted, starts, axis=1)
+    p_tot, n_tot = gp.sum(axis=1), gn.sum(axis=1)
+    neg_below = np.cumsum(gn, axis=1) - gn
+    u = np.sum(gp * (neg_below + 0.5 * gn), axis=1)
+    # average precision: thresholds from the highest score down
+    tp = np.cumsum(gp[:, ::-1], axis=1)
+    fp = np.cumsum(gn[:, ::-1], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      prec = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
+      ok = (p_tot > 0) & (n_tot > 0)
+      aurocs.append(np.where(ok, u / np.where(ok, p_tot * n_tot, 1.0), np.nan))
+      aps.append(np.where(ok, np.sum(gp[:, ::-1] * prec, axis=1) / np.where(ok, p_tot, 1.0), np.nan))
+    done += b
+  return {"auroc": np.concatenate(aurocs), "auprc": np.concatenate(aps)}
+
+
+def _add_ci(result: dict[str, Any], name: str, values: np.ndarray, ci: float, notes: list[str],
+            what: str = "") -> None:
+  """``result[name_ci_low/high]``: percentile interval of the finite bootstrap ``values`` (NaN + note if none)."""
+  vals = values[np.isfinite(values)]
+  alpha = (1.0 - ci) / 2.0
+  if vals.size:
+    low, high = np.quantile(vals, [alpha, 1.0 - alpha])
+    result[f"{name}_ci_low"], result[f"{name}_ci_high"] = float(low), float(high)
+  else:
+    result[f"{name}_ci_low"] = result[f"{name}_ci_high"] = float("nan")
+    notes.append(f"{what}{name} CI is NaN: no bootstrap resample had a defined {name}")
+
+
+def _check_bootstrap_args(bootstrap: int, ci: float) -> None:
+  if not 0.0 < ci < 1.0:
+    raise UserError(f"ci={ci}: the confidence level must be between 0 and 1, e.g. 0.95")
+  if bootstrap < 0:
+    raise UserError(f"bootstrap={bootstrap}: the number of resamples must be >= 0 (0 turns the CIs off)")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Regression
 # ----------------------------------------------------------------------------------------------------------------
@@ -202,10 +264,7 @@ def regression_metrics(y_true: Any, y_pred: Any, *, bootstrap: int = 1000, seed:
   yt = _vector(y_true, "y_true")
   yp = _vector(y_pred, "y_pred")
   _same_length(yt, yp, "y_true", "y_pred")
-  if not 0.0 < ci < 1.0:
-    raise UserError(f"ci={ci}: the confidence level must be between 0 and 1, e.g. 0.95")
-  if bootstrap < 0:
-    raise UserError(f"bootstrap={bootstrap}: the number of resamples must be >= 0 (0 turns the CIs off)")
+  _check_bootstrap_args(bootstrap, ci)
   n = yt.size
   notes: list[str] = []
   err = yp - yt
@@ -219,18 +278,10 @@ def regression_metrics(y_true: Any, y_pred: Any, *, bootstrap: int = 1000, seed:
     notes.append(f"r2 is NaN: all {n} targets are equal ({yt[0]:g}), so the variance to explain is 0")
   result: dict[str, Any] = {}
   boot = _bootstrap_regression(yt, err, bootstrap, seed) if bootstrap > 0 else None
-  alpha = (1.0 - ci) / 2.0
   for name, value in point.items():
     result[name] = value
-    if boot is None:
-      continue
-    vals = boot[name][np.isfinite(boot[name])]
-    if vals.size:
-      low, high = np.quantile(vals, [alpha, 1.0 - alpha])
-      result[f"{name}_ci_low"], result[f"{name}_ci_high"] = float(low), float(high)
-    else:
-      result[f"{name}_ci_low"] = result[f"{name}_ci_high"] = float("nan")
-      notes.append(f"{name} CI is NaN: no bootstrap resample had a defined {name}")
+    if boot is not None:
+      _add_ci(result, name, boot[name], ci, notes)
   if boot is not None and n < 10:
     notes.append(f"only {n} examples: bootstrap intervals are unreliable below ~10")
   result["bias"] = float(np.mean(err))
@@ -245,8 +296,10 @@ def regression_metrics(y_true: Any, y_pred: Any, *, bootstrap: int = 1000, seed:
 
 
 def _binary_from_predictions(y: np.ndarray, pred: np.ndarray, score: np.ndarray, what: str,
-                             notes: list[str]) -> dict[str, float]:
-  """Confusion-based and ranking metrics for bool labels ``y``, bool predictions and a ranking score."""
+                             notes: list[str], bootstrap: int = 0, seed: int = 0,
+                             ci: float = 0.95) -> dict[str, float]:
+  """Confusion-based and ranking metrics for bool labels ``y``, bool predictions and a ranking score
+  (+ bootstrap CIs of AUROC and AUPRC when ``bootstrap`` > 0)."""
   tp = int(np.sum(y & pred))
   fp = int(np.sum(~y & pred))
   fn = int(np.sum(y & ~pred))
@@ -260,7 +313,7 @@ def _binary_from_predictions(y: np.ndarray, pred: np.ndarray, score: np.ndarray,
     notes.append(f"{what}: nothing was predicted positive, so precision is reported as 0")
   recall = _div(tp, n_pos)
   specificity = _div(tn, n_neg)
-  return {
+  out = {
       "accuracy": (tp + tn) / y.size,
       "precision": tp / (tp + fp) if tp + fp else 0.0,
       "recall": recall,
@@ -274,27 +327,39 @@ def _binary_from_predictions(y: np.ndarray, pred: np.ndarray, score: np.ndarray,
       "tp": tp, "fp": fp, "fn": fn, "tn": tn,
       "n_pos": n_pos, "n_neg": n_neg, "n": int(y.size),
   }
+  if bootstrap > 0:
+    boot = _bootstrap_ranking(y, score, bootstrap, seed)
+    for name in ("auroc", "auprc"):
+      if math.isnan(out[name]):  # one class: the note above already says why
+        out[f"{name}_ci_low"] = out[f"{name}_ci_high"] = float("nan")
+      else:
+        _add_ci(out, name, boot[name], ci, notes, f"{what}: ")
+  return out
 
 
-def binary_metrics(y_true: Any, prob_pos: Any, threshold: float = 0.5) -> dict[str, Any]:
+def binary_metrics(y_true: Any, prob_pos: Any, threshold: float = 0.5, *, bootstrap: int = 0, seed: int = 0,
+                   ci: float = 0.95) -> dict[str, Any]:
   """Metrics for a binary task from the positive-class probability (or any score; predicted positive when
   ``prob_pos >= threshold``).
 
   Keys: accuracy, precision, recall (= sensitivity), specificity, npv, f1, balanced_accuracy, auroc, auprc,
-  tp/fp/fn/tn, n_pos, n_neg, n, notes.
+  tp/fp/fn/tn, n_pos, n_neg, n, threshold, notes; with ``bootstrap`` > 0 also auroc_ci_low/high and
+  auprc_ci_low/high (percentile bootstrap, vectorised).
   """
+  _check_bootstrap_args(bootstrap, ci)
   y = _binary_labels(y_true, "y_true")
   s = _vector(prob_pos, "prob_pos")
   _same_length(y, s, "y_true", "prob_pos")
   notes: list[str] = []
-  out: dict[str, Any] = _binary_from_predictions(y, s >= threshold, s, "binary", notes)
+  out: dict[str, Any] = _binary_from_predictions(y, s >= threshold, s, "binary", notes, bootstrap, seed, ci)
   out["threshold"] = float(threshold)
   out["notes"] = notes
   return out
 
 
 def ef_threshold_metrics(ef_true: Any, score: Any, thresholds: Sequence[float] = (35, 40, 45, 50), *,
-                         score_is_ef: bool = True, decision_threshold: float = 0.5) -> dict[str, Any]:
+                         score_is_ef: bool = True, decision_threshold: float = 0.5, bootstrap: int = 0,
+                         seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
   """Reduced-EF detection at clinical cut-offs, from a predicted EF or from a classifier score.
 
   Convention: for each threshold ``t`` the POSITIVE class is reduced ejection fraction, ``ef_true < t``.
@@ -306,8 +371,10 @@ def ef_threshold_metrics(ef_true: Any, score: Any, thresholds: Sequence[float] =
 
   Returns ``{"ef_lt_35": {auroc, auprc, accuracy, f1, sensitivity, specificity, precision, npv,
   balanced_accuracy, n_pos, n_neg, n, ...}, ..., "notes": [...]}``. A threshold at which the split has only one
-  class gets NaN for the undefined metrics and a note, never an exception.
+  class gets NaN for the undefined metrics and a note, never an exception. ``bootstrap`` > 0 adds
+  auroc_ci_low/high and auprc_ci_low/high per threshold.
   """
+  _check_bootstrap_args(bootstrap, ci)
   ef = _vector(ef_true, "ef_true")
   s = _vector(score, "score")
   _same_length(ef, s, "ef_true", "score")
@@ -322,7 +389,7 @@ def ef_threshold_metrics(ef_true: Any, score: Any, thresholds: Sequence[float] =
       pred, rank_score = s < t, -s
     else:
       pred, rank_score = s >= decision_threshold, s
-    out[key] = _binary_from_predictions(y, pred, rank_score, f"EF < {float(t):g}", notes)
+    out[key] = _binary_from_predictions(y, pred, rank_score, f"EF < {float(t):g}", notes, bootstrap, seed, ci)
     out[key]["threshold"] = float(t)
   out["notes"] = notes
   return out

@@ -172,6 +172,31 @@ def test_binary_one_class_gives_nan_and_note():
     M.binary_metrics([0, 2], [0.1, 0.2])
 
 
+def test_ranking_bootstrap_matches_sklearn_on_the_same_resamples():
+  rng = np.random.default_rng(5)
+  y = rng.integers(0, 2, 80).astype(bool)
+  s = np.round(rng.random(80) + 0.4 * y, 1)  # ties
+  boot = M._bootstrap_ranking(y, s, 15, seed=7)
+  counts = M._resample_counts(np.random.default_rng(7), 80, 15)  # the same draws
+  for i in range(15):
+    idx = np.repeat(np.arange(80), counts[i])
+    assert boot["auroc"][i] == pytest.approx(skm.roc_auc_score(y[idx], s[idx]), abs=1e-12)
+    assert boot["auprc"][i] == pytest.approx(skm.average_precision_score(y[idx], s[idx]), abs=1e-12)
+
+
+def test_binary_bootstrap_ci():
+  rng = np.random.default_rng(6)
+  y = rng.integers(0, 2, 300)
+  s = rng.random(300) + 0.5 * y
+  r = M.binary_metrics(y, s, bootstrap=500, seed=1)
+  for k in ("auroc", "auprc"):
+    assert r[f"{k}_ci_low"] < r[k] < r[f"{k}_ci_high"]
+  assert "auroc_ci_low" not in M.binary_metrics(y, s)
+  r = M.ef_threshold_metrics([55.0, 60.0, 30.0], [50.0, 58.0, 40.0], thresholds=(35, 20), bootstrap=50)
+  assert r["ef_lt_35"]["auroc_ci_low"] <= r["ef_lt_35"]["auroc_ci_high"]
+  assert math.isnan(r["ef_lt_20"]["auroc_ci_low"])  # one class: NaN, noted, no crash
+
+
 def test_ef_threshold_convention_reduced_ef_is_positive():
   ef = np.array([25.0, 38.0, 42.0, 55.0, 60.0, 70.0])
   pred = np.array([30.0, 44.0, 39.0, 52.0, 49.0, 65.0])
