@@ -121,23 +121,12 @@ def write_results(sweep: dict, results: list[dict], out: Path) -> dict[str, Path
   (out / "results.md").write_text(f"Sweep over {sweep['x_label']} ({sweep['config']}, {sweep['split']} split)\n\n"
                                   + "\n".join(lines) + "\n")
   paths = {"csv": out / "results.csv", "md": out / "results.md"}
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(6, 4))
-  xs = [str(r["x"]) for r in results]
+  from echojax.plots import plot_metric_vs_param
   ys = [r[metric] if isinstance(r[metric], (int, float)) else float("nan") for r in results]
-  ax.plot(range(len(xs)), ys, "o-")
-  ax.set_xticks(range(len(xs)), xs, rotation=30, ha="right")
-  ax.set_xlabel(sweep["x_label"])
-  ax.set_ylabel(metric)
-  ax.set_title(f"{metric} vs {sweep['x_label']}")
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
   safe = "".join(c if c.isalnum() else "_" for c in f"{metric}_vs_{sweep['x_label']}")
-  paths["png"] = out / f"{safe}.png"
-  fig.savefig(paths["png"], dpi=120)
-  plt.close(fig)
+  paths["png"] = plot_metric_vs_param([str(r["x"]) for r in results], ys, out / f"{safe}.png",
+                                      xlabel=sweep["x_label"], ylabel=metric, title=f"{metric} vs {sweep['x_label']}",
+                                      point_labels=[r["name"] for r in results])
   return paths
 
 
