@@ -103,6 +103,11 @@ class EchonetDynamic(tfds.core.GeneratorBasedBuilder):
         homepage="https://echonet.github.io/dynamic/",
     )
 
+  @staticmethod
+  def check_manual_dir(path: str | Path) -> Path:
+    """UserError unless ``path`` is a folder with FileList.csv (called by echojax.data.prepare before building)."""
+    return echonet.check_raw_dir(path)
+
   def _download_and_prepare(self, dl_manager, download_config=None):
     """TFDS writes zstd-compressed array_record shards; rewrite them uncompressed (still inside TFDS's
     incomplete-dir, so an interrupted preparation never leaves half-rewritten data behind)."""

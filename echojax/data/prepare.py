@@ -1,0 +1,198 @@
+"""Prepare a dataset for training: raw folder -> TFDS array_record + report + normalisation statistics.
+
+    python -m echojax.data.prepare NAME --manual-dir RAW --data-dir OUT [--config C] [--strict] [--overwrite]
+
+NAME is any dataset in ``echojax.data.datasets.DATASETS`` (e.g. ``echonet_dynamic``). The command runs the
+dataset's TFDS builder (``manual_dir`` = the raw folder) with a progress bar, then prints a summary (examples per
+split, every skipped row with its file and reason, notes on rows that were fixed up) and writes two files into
+the prepared version folder ``OUT/<name>/<config>/<version>/``:
+
+- ``echojax_report.json``: the builder's SkipReport (counts, skipped rows, notes);
+- ``echojax_stats.json``: per-channel mean/std of the train split in [0, 255] units (``{"mean": [..], "std": [..]}``),
+  computed on an evenly spaced subsample of records and frames; the pipeline normalises with it.
+
+Bad rows are skipped by default; ``--strict`` stops at the first one with a message naming the file, row and reason.
+Builders that take a ``strict`` keyword and expose ``.report`` (a SkipReport) get full reporting; others still work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from echojax.data.datasets import DATASETS
+from echojax.data.report import SkipReport
+from echojax.errors import UserError, cli_main
+
+REPORT_FILE = "echojax_report.json"
+STATS_FILE = "echojax_stats.json"
+
+
+def builder_class(name: str):
+  """Import the dataset's builder module (registering it) and return the TFDS builder class."""
+  import tensorflow_datasets as tfds
+
+  if name not in DATASETS:
+    raise UserError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+  info = DATASETS[name]
+  try:
+    importlib.import_module(info.builder_module)
+  except ModuleNotFoundError as e:
+    raise UserError(f"dataset {name!r}: its builder module {info.builder_module} is not available ({e})") from None
+  return tfds.builder_cls(name)
+
+
+def make_builder(name: str, data_dir: str | Path, config: str | None = None, strict: bool = False):
+  """Construct the builder for ``name`` / ``config`` writing under ``data_dir`` (config checked against the list)."""
+  cls = builder_class(name)
+  config = config or DATASETS[name].default_config
+  names = [c.name for c in (cls.BUILDER_CONFIGS or [])]
+  if names and config is not None and config not in names:
+    raise UserError(f"dataset {name!r} has no config {config!r} (option --config); available: {', '.join(names)}")
+  kwargs = dict(data_dir=str(data_dir))
+  if config is not None:
+    kwargs["config"] = config
+  try:
+    return cls(strict=strict, **kwargs)
+  except TypeError:  # a builder without the strict keyword
+    return cls(**kwargs)
+
+
+def compute_stats(source, feature: str, max_records: int = 256, frames_per_record: int = 16) -> dict:
+  """Per-channel mean/std ([0, 255] units) over an evenly spaced subsample of records (and frames for videos)."""
+  n = len(source)
+  if n == 0:
+    raise UserError("the train split is empty, so no normalisation statistics can be computed; check the "
+                    "prepare summary for the skipped rows")
+  idx = np.unique(np.linspace(0, n - 1, min(n, max_records)).round().astype(int))
+  s = s2 = None
+  count = 0
+  frames_used = 0
+  for i in idx:
+    x = np.asarray(source[int(i)][feature])
+    if x.ndim == 4:  # video (T, H, W, C): evenly spaced frames
+      x = x[np.unique(np.linspace(0, len(x) - 1, min(len(x), frames_per_record)).round().astype(int))]
+      frames_used += len(x)
+    else:
+      frames_used += 1
+    x = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    s = x.sum(0) if s is None else s + x.sum(0)
+    s2 = (x ** 2).sum(0) if s2 is None else s2 + (x ** 2).sum(0)
+    count += len(x)
+  mean = s / count
+  std = np.sqrt(np.maximum(s2 / count - mean ** 2, 0.0))
+  std = np.where(std > 1e-6, std, 1.0)
+  return {"mean": mean.round(4).tolist(), "std": std.round(4).tolist(), "feature": feature,
+          "records": int(len(idx)), "frames": int(frames_used), "units": "[0, 255]"}
+
+
+def _stats_feature(builder) -> str:
+  keys = list(builder.info.features.keys())
+  for k in ("video", "image"):
+    if k in keys:
+      return k
+  raise UserError(f"dataset {builder.name} has neither a 'video' nor an 'image' feature to compute statistics on")
+
+
+def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str | None = None,
+            strict: bool = False, overwrite: bool = False, verbose: bool = True) -> Path:
+  """Build ``name`` from ``manual_dir`` into ``data_dir``; write report + stats; return the version folder.
+
+  An already prepared version folder is reused (its summary is printed again) unless ``overwrite``.
+  """
+  import tensorflow_datasets as tfds
+
+  builder = make_builder(name, data_dir, config, strict)
+  manual = Path(manual_dir).expanduser()
+  if not manual.is_dir():
+    what = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or ""
+    raise UserError(f"--manual-dir {manual} does not exist. {what}".strip())
+  check = getattr(builder, "check_manual_dir", None)  # dataset-specific layout check, before TFDS starts
+  if check is not None:
+    check(manual)
+  elif not any(manual.iterdir()):
+    what = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or ""
+    raise UserError(f"--manual-dir {manual} is empty. {what}".strip())
+  version_dir = Path(builder.data_dir)
+  done = (version_dir / "dataset_info.json").exists() and (version_dir / STATS_FILE).exists()
+  if done and not overwrite:
+    if verbose:
+      print(f"{name} ({builder.builder_config.name if builder.builder_config else 'default'}) is already prepared "
+            f"at {version_dir}; pass --overwrite to rebuild it")
+      if (version_dir / REPORT_FILE).exists():
+        print(_summary_from_json(json.loads((version_dir / REPORT_FILE).read_text())))
+    return version_dir
+  if version_dir.exists():  # half-finished (no stats) or --overwrite: start clean
+    shutil.rmtree(version_dir)
+  dl_config = tfds.download.DownloadConfig(manual_dir=str(manual))
+  try:
+    builder.download_and_prepare(download_config=dl_config)
+  except UserError:
+    raise
+  except Exception as e:  # TFDS may wrap a UserError raised inside a generator: unwrap it
+    cause = e
+    while cause is not None and not isinstance(cause, UserError):
+      cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+      raise UserError(str(cause)) from None
+    raise
+  report = getattr(builder, "report", None)
+  if not isinstance(report, SkipReport):
+    report = SkipReport()
+    for split, info in builder.info.splits.items():
+      report.wrote(split, info.num_examples)
+  report.save(version_dir / REPORT_FILE)
+  splits = list(builder.info.splits.keys())
+  stats_split = "train" if "train" in splits else splits[0]
+  stats = compute_stats(builder.as_data_source(split=stats_split), _stats_feature(builder))
+  stats["split"] = stats_split
+  (version_dir / STATS_FILE).write_text(json.dumps(stats, indent=2))
+  if verbose:
+    print(f"\nprepared {name} at {version_dir}")
+    print(report.summary())
+    print(f"train statistics ({stats['frames']} frames of {stats['records']} records): mean {stats['mean']}, "
+          f"std {stats['std']}")
+    print(f"wrote {version_dir / REPORT_FILE} and {version_dir / STATS_FILE}")
+  return version_dir
+
+
+def _summary_from_json(d: dict) -> str:
+  """Rebuild a SkipReport from echojax_report.json and summarise it."""
+  r = SkipReport()
+  for k, v in d.get("counts", {}).items():
+    r.wrote(k, v)
+  for item in d.get("skipped", []):
+    r.skip(item["file"], item["reason"], item.get("row"))
+  for item in d.get("notes", []):
+    r.note(item["file"], item["reason"], item.get("row"))
+  return r.summary()
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m echojax.data.prepare", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("name", help=f"dataset: one of {', '.join(sorted(DATASETS))}")
+  p.add_argument("--manual-dir", required=True, help="the raw dataset folder (as downloaded, or a phantom set)")
+  p.add_argument("--data-dir", required=True, help="where to write the prepared TFDS data")
+  p.add_argument("--config", default=None, help="builder config (echonet_dynamic: 112 (default), 56, 28)")
+  p.add_argument("--strict", action="store_true", help="fail on the first bad row instead of skipping it")
+  p.add_argument("--overwrite", action="store_true", help="rebuild even if already prepared")
+  return p
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+  args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+  if args.name not in DATASETS:
+    raise UserError(f"unknown dataset {args.name!r}; available: {', '.join(sorted(DATASETS))}")
+  prepare(args.name, args.manual_dir, args.data_dir, args.config, args.strict, args.overwrite)
+
+
+if __name__ == "__main__":
+  main()
