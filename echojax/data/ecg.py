@@ -330,7 +330,8 @@ def detect_r_peaks(
     raise UserError(f"unknown R-peak method {method!r}; use 'auto', 'neurokit' or 'pantompkins'")
   if method == "auto":
     method = "neurokit" if len(x) >= AUTO_NEUROKIT_MIN_S * fs else "pantompkins"
-  cleaned = clean_ecg(x, fs)
+  # neurokit2 takes seconds to import: the scipy path (short traces) never touches it
+  cleaned = clean_ecg(x, fs) if method == "neurokit" else _bandpass(x, fs, 0.5, 40.0)
   peaks = None
   if method == "neurokit":
     try:
@@ -641,3 +642,12 @@ class PhaseFrameSampler:
     num_frames = int(record["num_frames"]) if "num_frames" in record else len(record["video"])
     phases = record_phases(record, source=self.source, es_method=self.es_method, qtc_s=self.qtc_s)
     return sample_phase_frames(phases, num_frames, self.k_per_phase, rng, random_cycle=self.random_cycle)
+
+
+def register_phase_samplers() -> None:
+  """Register ``ecg_phases_<N>`` frame samplers (N = 4, 8, 16, 32 frames = N/2 per phase) with the grain
+  pipeline, so a data config can say ``frame_sampler="ecg_phases_16"`` (with ``frames=16``)."""
+  from echojax.data import pipeline
+
+  for n in (4, 8, 16, 32):
+    pipeline.register_frame_sampler(f"ecg_phases_{n}", PhaseFrameSampler(n // 2))
