@@ -58,6 +58,7 @@ class FakeLoader:
     pc = process_count or 1
     self.local_batch = int(cfg.batch_size) // pc
     self.pos = {"epoch": 0, "offset": 0}
+    self.served = 0
     self.clips = cfg.get("clips", 1)
     self.file_names = [f"{split}_{i:04d}" for i in range(self.num)]
 
@@ -87,7 +88,11 @@ class FakeLoader:
         self.pos["offset"] += self.local_batch
         if self.cfg.get("sleep", 0.0):
           time.sleep(self.cfg.sleep)
-        yield self._batch(ids)
+        batch = self._batch(ids)
+        self.served += 1
+        if self.served == self.cfg.get("nan_at_batch", -1):  # injected fault for the non-finite test
+          batch["video"][:] = np.nan
+        yield batch
       self.pos = {"epoch": self.pos["epoch"] + 1, "offset": 0}
 
   def _eval_iter(self):
@@ -132,7 +137,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.task.label_smoothing = 0.1
   c.data = ml_collections.ConfigDict({
       "name": "fake", "data_dir": "in-memory", "loader": "tests.trainer_helpers:make_loader", "input_key": "video",
-      "batch_size": 8, "frames": 4, "size": 8, "num_train": 32, "num_val": 12, "sleep": 0.0, "clips": 1})
+      "batch_size": 8, "frames": 4, "size": 8, "num_train": 32, "num_val": 12, "sleep": 0.0, "clips": 1,
+      "nan_at_batch": -1})
   c.model = ml_collections.ConfigDict({"name": "tiny_video_net", "kwargs": {"width": 4}})
   c.optim = ml_collections.ConfigDict({"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4,
                                        "schedule": "step", "decay_every_epochs": 2.0, "decay_factor": 0.5,

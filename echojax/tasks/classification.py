@@ -52,7 +52,7 @@ class ClassificationTask(Task):
     super().__init__(cfg)
     self.label_key = cfg.get("label_key", "label")
     self.target_keys = (self.label_key,)
-    self.class_names = list(cfg.get("class_names", None) or [str(i) for i in range(cfg.num_classes)])
+    self.class_names = list(cfg.get("class_names", None) or [str(i) for i in range(self.num_outputs)])
     cw = cfg.get("class_weights", None)
     self.class_weights = None if cw in (None, "balanced") else np.asarray(cw, np.float32)
 

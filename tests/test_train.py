@@ -1,0 +1,148 @@
+"""Trainer: end-to-end smoke run, non-finite stop keeping the last good checkpoint, early stopping, task losses,
+and SIGKILL mid-run + rerun == uninterrupted run (params and metrics)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from echojax import losses
+from echojax.config import load_config
+from echojax.errors import UserError
+from echojax.tasks import get_task
+from echojax.tasks.base import find_head_bias
+from echojax.tasks.classification import balanced_class_weights
+from echojax.train import train
+
+REPO = Path(__file__).resolve().parent.parent
+HELPER = "tests/trainer_helpers.py:smoke"
+
+
+def _records(workdir):
+  return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_smoke_run_logs_checkpoints_and_learns_bias(tmp_path):
+  config = load_config(HELPER)
+  last = train(config, tmp_path)
+  recs = _records(tmp_path)
+  assert [r["step"] for r in recs if r["split"] == "train"] == [2, 4, 6]
+  assert [r["step"] for r in recs if r["split"] == "val"] == [3, 6]
+  assert all(np.isfinite(r["loss"]) and r["clips_per_s"] > 0 for r in recs if r["split"] == "train")
+  assert last["val"]["step"] == 6 and "mae" in last["val"] and "ef>=50/auroc" in last["val"]
+  assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [4, 6]
+  assert [p.name for p in (tmp_path / "best").iterdir() if p.name.isdigit()]
+  saved = json.loads((tmp_path / "config.json").read_text())
+  # The train-split EF mean was computed and recorded (output bias init), so evaluate/resume reuse it.
+  from tests.trainer_helpers import FakeLoader
+  want = FakeLoader(config.data, "train", train=True, seed=0).targets(["ef"])["ef"].mean()
+  assert saved["task"]["output_bias"] == pytest.approx(float(want), rel=1e-5)
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = load_config(HELPER, {"data.nan_at_batch": "5", "train.num_steps": "10", "eval.every_steps": "0"})
+  with pytest.raises(UserError, match=r"non-finite loss or gradient at step 5.*last good checkpoint is step 4"):
+    train(config, tmp_path)
+  steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps[-1] == 4
+  restored = ocp.StandardCheckpointer().restore((tmp_path / "checkpoints" / "4" / "state").absolute())
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(restored["params"]))
+
+
+def test_early_stopping_after_patience_evals(tmp_path):
+  # "n" (number of val videos) never improves, so the run stops after 2 evaluations without improvement.
+  config = load_config(HELPER, {"train.num_steps": "20", "eval.every_steps": "2", "eval.best_metric": "n",
+                                "eval.best_mode": "max", "train.early_stopping_patience": "2"})
+  last = train(config, tmp_path)
+  assert last["train"]["step"] == 6
+  assert max(r["step"] for r in _records(tmp_path)) == 6
+  meta = json.loads((tmp_path / "checkpoints" / "6" / "meta" / "metadata").read_text()) \
+      if (tmp_path / "checkpoints" / "6" / "meta" / "metadata").exists() else None
+  assert meta is None or meta["early_stopping"]["bad_evals"] == 2
+
+
+def test_task_losses_and_prepared_constants():
+  w = balanced_class_weights(np.array([0, 0, 0, 1]), 2)
+  np.testing.assert_allclose(w, [4 / 6, 4 / 2])
+  logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+  labels = jnp.array([0, 1, 1])
+  logp = jax.nn.log_softmax(logits)
+  # class weights: sum_i w_{y_i} * nll_i / sum_i w_{y_i} (torch CrossEntropyLoss(weight=...) convention)
+  want = float(-(w[0] * logp[0, 0] + w[1] * logp[1, 1] + w[1] * logp[2, 1]) / (w[0] + 2 * w[1]))
+  got = float(losses.softmax_cross_entropy(logits, labels, class_weights=w))
+  assert got == pytest.approx(want, rel=1e-6)
+  smooth = float(losses.softmax_cross_entropy(logits, labels, label_smoothing=0.2))
+  target = np.eye(2)[np.asarray(labels)] * 0.8 + 0.1
+  assert smooth == pytest.approx(float(-(target * logp).sum(-1).mean()), rel=1e-6)
+  # Padding rows (valid=False) do not change the loss.
+  padded = losses.softmax_cross_entropy(jnp.concatenate([logits, logits[:1]]), jnp.array([0, 1, 1, 1]),
+                                        weight=jnp.array([1, 1, 1, 0]))
+  assert float(padded) == pytest.approx(float(losses.softmax_cross_entropy(logits, labels)), rel=1e-6)
+
+  cfg = load_config("tests/trainer_helpers.py:task=ef_classification")
+  task = get_task(cfg)
+  assert task.num_outputs == 2 and task.needs_train_targets()
+  task.prepare({"ef": np.array([30.0, 55.0, 60.0, 65.0])})  # 1 below 50, 3 at/above
+  np.testing.assert_allclose(task.class_weights, [2.0, 4 / 6])
+  np.testing.assert_array_equal(task.labels({"ef": jnp.array([49.9, 50.0])}), [0, 1])
+
+  reg = get_task(load_config(HELPER))
+  reg.prepare({"ef": np.array([40.0, 60.0])})
+  params = {"Dense_0": {"bias": jnp.zeros(1), "kernel": jnp.zeros((2, 1))}, "head": {"bias": jnp.zeros(1)}}
+  assert find_head_bias(params, 1)[0].key == "head"
+  assert float(reg.init_params(params)["head"]["bias"][0]) == 50.0
+
+
+def _final_state(workdir):
+  steps = sorted(int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
+  return steps[-1], ocp.StandardCheckpointer().restore((Path(workdir) / "checkpoints" / str(steps[-1]) /
+                                                        "state").absolute())
+
+
+def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path):
+  args = ["--config", HELPER, "--config.train.num_steps=16", "--config.train.checkpoint_every=2",
+          "--config.train.log_every=2", "--config.eval.every_steps=8", "--config.data.sleep=0.25"]
+  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  cmd = lambda wd: [sys.executable, "-m", "echojax.train", *args, "--workdir", str(wd)]
+  full, killed = tmp_path / "full", tmp_path / "killed"
+  out = subprocess.DEVNULL
+  p_full = subprocess.Popen(cmd(full), cwd=REPO, env=env, stdout=out, stderr=out)
+  p_kill = subprocess.Popen(cmd(killed), cwd=REPO, env=env, stdout=out, stderr=subprocess.PIPE)
+  deadline = time.time() + 120
+  ckpts = killed / "checkpoints"
+  while time.time() < deadline:  # wait for a finished checkpoint (orbax renames tmp dirs when complete)
+    done = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
+    if done and max(done) >= 4:
+      break
+    if p_kill.poll() is not None:
+      pytest.fail(f"training exited before it could be killed: {p_kill.stderr.read().decode()[-2000:]}")
+    time.sleep(0.05)
+  else:
+    pytest.fail("no checkpoint appeared in time")
+  p_kill.send_signal(signal.SIGKILL)
+  p_kill.wait()
+  killed_at = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+  assert killed_at < 16, "the run finished before it was killed"
+  assert subprocess.run(cmd(killed), cwd=REPO, env=env, capture_output=True).returncode == 0
+  assert p_full.wait() == 0
+
+  step_a, state_a = _final_state(full)
+  step_b, state_b = _final_state(killed)
+  assert step_a == step_b == 16
+  for name in ("params", "batch_stats", "opt_state"):
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6,
+                                                                   atol=1e-7), state_a[name], state_b[name])
+  strip = lambda recs: [{k: v for k, v in r.items() if k != "clips_per_s"} for r in recs]
+  recs_a, recs_b = strip(_records(full)), strip(_records(killed))
+  assert recs_a[-1] == recs_b[-1]
+  assert recs_a == recs_b  # the rerun dropped lines after its checkpoint, so the whole log matches
