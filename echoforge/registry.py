@@ -151,9 +151,9 @@ def write_entry(name: str, state_dict: Mapping[str, Any], manifest: Mapping[str,
   try:
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt", "name": name, "version": nxt})
-    m = dict(manifest)
-    m.update(format=FORMAT, name=name, version=nxt,
-             created=m.get("created") or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    created = manifest.get("created") or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    m = {"format": FORMAT, "name": name, "version": nxt, "created": created}
+    m.update({k: v for k, v in manifest.items() if k not in m})
     m["weights"] = {**dict(m.get("weights") or {}), "file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS),
                     "num_tensors": len(tensors)}
     (tmp / MANIFEST).write_text(json.dumps(m, indent=2, sort_keys=False) + "\n")
