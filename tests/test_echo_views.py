@@ -196,3 +196,18 @@ def test_intensity_fallback_on_phantom_cine():
   assert all(np.min(np.abs(truth_ed - e)) <= 2 for e in ph.ed_frames)
   idx = E.PhaseFrameSampler(4, source="intensity")({"video": video, "fps": fps}, None)
   assert idx.shape == (8,) and idx[0] in ph.ed_frames
+
+
+def test_prepared_videos_feed_the_grain_pipeline_with_phase_sampling(tmp_path, good):
+  """prepare (the one preparation command) -> grain loader with the ECG phase sampler: fixed-shape batches."""
+  from echojax.data import pipeline
+  from echojax.data.prepare import prepare
+
+  root = _small_copy(good, tmp_path / "raw")
+  prepare("echo_views", root, tmp_path / "tfds", "videos", verbose=False)
+  E.register_phase_samplers()
+  cfg = dict(name="echo_views", data_dir=str(tmp_path / "tfds"), builder_config="videos", frames=8, batch_size=2,
+             frame_sampler="ecg_phases_8", targets=["label"])
+  batch = next(iter(pipeline.make_loader(cfg, "train", train=True, seed=0, process_index=0, process_count=1)))
+  assert batch["video"].shape == (2, 8, 112, 112, 3) and batch["mask"].all()
+  assert set(batch["label"].tolist()) <= {CLASSES.index(v) for v in ("A2C", "PLAX", "M_MODE")}
