@@ -203,6 +203,15 @@ def test_ecg_files_round_trip_and_errors(tmp_path):
   tr = E.read_ecg_file(p)
   assert tr.fs == pytest.approx(250.0) and tr.duration_s == pytest.approx(2.0)
   np.testing.assert_allclose(tr.signal, ecg, atol=1e-4)
+  # time_s on the video clock: an ECG started 0.5 s before the first frame is shifted and cut to the cine
+  E.write_ecg_csv(p, ecg, 250.0, start_s=-0.5)
+  tr = E.read_ecg_file(p)
+  assert tr.start_s == pytest.approx(-0.5)
+  sig, why = E.align_to_video(tr, 25, 25.0, tol_s=0.08)  # 1 s cine
+  assert why is None and len(sig) == 250
+  np.testing.assert_allclose(sig, ecg[125:375], atol=1e-4)
+  sig, why = E.align_to_video(tr, 50, 25.0, tol_s=0.08)  # 2 s cine: the ECG stops at 1.5 s
+  assert len(sig) == 0 and "covers -0.50 to 1.50 s but the video lasts 2.00 s" in why
   wfdb = pytest.importorskip("wfdb")
   wfdb.wrsamp("b", fs=250, units=["mV"], sig_name=["II"], p_signal=ecg[:, None].astype(np.float64),
               fmt=["16"], write_dir=str(tmp_path))

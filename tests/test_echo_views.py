@@ -93,7 +93,7 @@ def test_builder_good_folder(tmp_path, good):
       assert r["video"].shape == (gt["num_frames"], 112, 112, 3) and r["video"].dtype == np.uint8
       assert int(r["num_frames"]) == gt["num_frames"] and float(r["fps"]) == pytest.approx(gt["fps"], abs=0.01)
       assert float(r["ecg_fs"]) == gt["ecg_fs"]
-      assert len(r["ecg"]) == round(gt["num_frames"] / gt["fps"] * gt["ecg_fs"])
+      assert abs(len(r["ecg"]) - gt["num_frames"] / gt["fps"] * gt["ecg_fs"]) <= 1
       assert CLASSES[int(r["label"])] == gt["view"]
       # ECG -> R peaks -> ED frames agree with the generator's ground truth (nearest frame, +-1 for rounding)
       assert r["r_peaks"].dtype == np.int32 and len(r["r_peaks"]) == len(gt["ed_frames"]), name
@@ -149,7 +149,7 @@ def test_builder_broken_folder_reports_each_reason(tmp_path, good):
   assert "unreadable video" in reasons["videos/A2C/A2C_0000.avi"]
   assert "ECG videos/PLAX/PLAX_0000.csv does not parse" in reasons["videos/PLAX/PLAX_0000.avi"]
   assert "row 5" in reasons["videos/PLAX/PLAX_0000.avi"]
-  assert "ECG videos/M_MODE/M_MODE_0000.csv lasts" in reasons["videos/M_MODE/M_MODE_0000.avi"]
+  assert "ECG videos/M_MODE/M_MODE_0000.csv covers 0.00 to" in reasons["videos/M_MODE/M_MODE_0000.avi"]
   assert "but the video lasts" in reasons["videos/M_MODE/M_MODE_0000.avi"]
   assert "unknown class folder 'A7C'" in reasons["videos/A7C/x.mp4"]
   assert any(n.file == "videos/A2C/notes.txt" and "ignored" in n.reason for n in b.report.notes)
@@ -167,6 +167,33 @@ def test_builder_broken_folder_reports_each_reason(tmp_path, good):
   shutil.rmtree(root / "videos" / "A7C")
   with pytest.raises(UserError, match=r"(A2C_0000.avi: unreadable video|PLAX_0000.avi: ECG|M_MODE_0000.avi: ECG)"):
     _build(root, tmp_path / "tfds_strict2", "videos", strict=True)
+
+
+def test_ecg_recorded_beyond_the_cine_is_cut_and_aligned(tmp_path, good):
+  """An ECG CSV starting 0.5 s before the first frame and ending 0.7 s after the last: kept, cut to the cine,
+  ED frames still equal to the ground truth."""
+  root = _small_copy(good, tmp_path / "raw")
+  shutil.rmtree(root / "images")
+  truth = G.read_ground_truth(good)
+  rel = "videos/A2C/A2C_0000.avi"
+  gt = truth[rel]
+  video_s = gt["num_frames"] / gt["fps"]
+  hr = gt["hr_bpm"]
+  first = gt["r_times_s"][0] + 0.5 - 60 / hr * np.ceil((gt["r_times_s"][0] + 0.5) / (60 / hr) - 1)
+  ecg, r_t = E.synthesize_ecg(video_s + 1.2, 500.0, hr, first_r_s=first, rng=0)
+  assert np.allclose((r_t - 0.5)[np.abs(r_t - 0.5 - gt["r_times_s"][0]).argmin()], gt["r_times_s"][0])
+  E.write_ecg_csv(root / "videos" / "A2C" / "A2C_0000.csv", ecg, 500.0, start_s=-0.5)
+  b = _build(root, tmp_path / "tfds", "videos")
+  assert not b.report.skipped
+  assert any(n.file == rel and "ECG cropped" in n.reason for n in b.report.notes)
+  src = tfds.data_source("echo_views/videos", data_dir=str(tmp_path / "tfds"))
+  recs = {src[s][i]["file_name"].decode(): src[s][i] for s in ("train", "val", "test") for i in range(len(src[s]))}
+  r = recs[rel]
+  assert abs(len(r["ecg"]) - video_s * 500.0) <= 1
+  assert np.all(np.abs(r["r_peaks"] - gt["ed_frames"]) <= 1) and len(r["r_peaks"]) == len(gt["ed_frames"])
+  # the stored trace starts at the first frame: its R peaks are the ground-truth times
+  rp = E.detect_r_peaks(r["ecg"], 500.0)
+  assert np.max(np.abs(rp.times[:len(gt["r_times_s"])] - gt["r_times_s"][:len(rp.times)])) < 0.02
 
 
 def test_builder_splits_csv_and_missing_folder(tmp_path, good):

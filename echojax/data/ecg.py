@@ -60,20 +60,23 @@ class EcgReadError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class EcgTrace:
-  """One ECG lead: ``signal`` float32 (N,) in mV, sampled at ``fs`` Hz, starting at ECG time 0."""
+  """One ECG lead: ``signal`` float32 (N,) in mV, sampled at ``fs`` Hz; its first sample is at ``start_s`` on the
+  video clock (0 = the first frame; a CSV whose ``time_s`` starts at -0.5 began recording half a second early)."""
 
   signal: np.ndarray
   fs: float
+  start_s: float = 0.0
 
   @property
   def duration_s(self) -> float:
     return len(self.signal) / self.fs
 
 
-def write_ecg_csv(path: str | Path, ecg: np.ndarray, fs: float) -> None:
-  """Write one lead as the documented CSV: header ``time_s,ecg_mv``, then one ``time,value`` row per sample."""
+def write_ecg_csv(path: str | Path, ecg: np.ndarray, fs: float, start_s: float = 0.0) -> None:
+  """Write one lead as the documented CSV: header ``time_s,ecg_mv``, then one ``time,value`` row per sample
+  (``time_s`` on the video clock: 0 = first frame; ``start_s`` = time of the first sample)."""
   ecg = np.asarray(ecg, np.float64).reshape(-1)
-  t = np.arange(len(ecg)) / float(fs)
+  t = start_s + np.arange(len(ecg)) / float(fs)
   with open(path, "w") as f:
     f.write(ECG_CSV_HEADER + "\n")
     for ti, vi in zip(t, ecg):
@@ -112,7 +115,7 @@ def _read_ecg_csv(path: Path) -> EcgTrace:
   step = float(np.median(dt))
   if np.max(np.abs(dt - step)) > 0.05 * step + 2e-6:
     raise EcgReadError("ECG CSV time_s is not uniformly spaced (resample to a fixed rate)")
-  return EcgTrace(vals[:, 1].astype(np.float32), 1.0 / step)
+  return EcgTrace(vals[:, 1].astype(np.float32), 1.0 / step, float(vals[0, 0]))
 
 
 def _read_ecg_wfdb(path: Path) -> EcgTrace:
@@ -147,6 +150,26 @@ def read_ecg_file(path: str | Path) -> EcgTrace:
   if path.suffix.lower() in (".hea", ".dat"):
     return _read_ecg_wfdb(path)
   raise EcgReadError(f"unknown ECG file type {path.suffix!r} (use .csv 'time_s,ecg_mv' or WFDB .hea/.dat)")
+
+
+def align_to_video(trace: EcgTrace, num_frames: int, fps: float, tol_s: float) -> tuple[np.ndarray, str | None]:
+  """Shift an ECG so that its sample 0 is at the cine's first frame (cutting samples recorded before it, or
+  edge-padding by at most ``tol_s``), and cut what runs more than ``tol_s`` past the cine's end.
+
+  Returns (signal, None), or (empty, reason) when the ECG does not cover [0, num_frames / fps) to within
+  ``tol_s`` at either end. A trace that starts at 0 and ends within ``tol_s`` of the cine is returned unchanged.
+  """
+  video_s = num_frames / fps
+  end_s = trace.start_s + trace.duration_s
+  if trace.start_s > tol_s or end_s < video_s - tol_s:
+    return np.zeros(0, np.float32), (
+        f"covers {trace.start_s:.2f} to {end_s:.2f} s but the video lasts {video_s:.2f} s ({num_frames} frames at "
+        f"{fps:g} fps); the ECG must cover the cine (time_s 0 = first frame)")
+  n = len(trace.signal)
+  first = int(round(-trace.start_s * trace.fs))  # index of the sample at the first frame (< 0: pad)
+  last = first + int(round(video_s * trace.fs)) if end_s - video_s > tol_s else n
+  idx = np.clip(np.arange(first, last), 0, n - 1)
+  return trace.signal[idx].astype(np.float32), None
 
 
 def find_ecg_file(video_path: str | Path) -> Path | None:

@@ -6,8 +6,9 @@ Raw layout (manual_dir = the dataset folder):
     <root>/videos/<VIEW>/<file>.avi|mp4|mov|mkv           cines, one folder per class
     <root>/videos/<VIEW>/<same stem>.csv                  optional ECG for that cine, CSV: header row
                                                           ``time_s,ecg_mv``, then one ``time,value`` row per
-                                                          sample at a fixed rate (fs = 1 / time step; time 0 =
-                                                          the first video frame)
+                                                          sample at a fixed rate (fs = 1 / time step). time_s
+                                                          is on the video clock: 0 = the first frame, so an ECG
+                                                          recorded from before the cine starts negative
     <root>/videos/<VIEW>/<same stem>.hea (+ .dat)         ... or the ECG as a WFDB record (lead "II" if present,
                                                           else the first channel)
     <root>/splits.csv                                     optional: columns ``file,split`` (file relative to
@@ -29,9 +30,10 @@ a given ``splits.csv`` are skipped with a reason. No patient ids exist in this l
 cannot be ruled out (noted in the report).
 
 Bad input is never dropped silently (``self.report``, an echojax SkipReport; ``strict=True`` fails on the first):
-unreadable image or video, a file in an unknown class folder, an ECG file that does not parse, or an ECG whose
-duration disagrees with the video's (frames / fps) by more than 5% (and more than two frame intervals) -> the
-item is skipped with the reason. Other files (not images/videos/ECG) are noted and ignored.
+unreadable image or video, a file in an unknown class folder, an ECG file that does not parse, or an ECG that does
+not cover the cine (frames / fps) to within 5% of its duration (at least two frame intervals) at either end -> the
+item is skipped with the reason. An ECG longer than the cine is cut to the cine's span (noted), so the stored
+``ecg[0]`` is always at the first frame. Other files (not images/videos/ECG) are noted and ignored.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from echojax.data.ecg import EcgReadError, ecg_phases, find_ecg_file, read_ecg_file
+from echojax.data.ecg import EcgReadError, align_to_video, ecg_phases, find_ecg_file, read_ecg_file
 from echojax.data.images import IMAGE_SUFFIXES, ImageReadError, read_image, resize_image
 from echojax.data.report import SkipReport
 from echojax.data.splits import group_stratified_split
@@ -158,13 +160,18 @@ def load_video_item(it: dict, size: int, report: SkipReport) -> dict | None:
     if fps <= 0:
       fps = t / trace.duration_s
       report.note(it["rel"], f"fps missing in video header: taken from the ECG duration ({fps:.2f})")
-    video_s = t / fps
-    if abs(trace.duration_s - video_s) > max(ECG_DURATION_TOL * video_s, 2.0 / fps):
-      report.skip(it["rel"], f"ECG {ecg_rel} lasts {trace.duration_s:.2f} s but the video lasts {video_s:.2f} s "
-                             f"({t} frames at {fps:g} fps); the ECG must cover the cine from its first frame")
+    tol = max(ECG_DURATION_TOL * t / fps, 2.0 / fps)
+    sig, why = align_to_video(trace, t, fps, tol)
+    if why is not None:
+      report.skip(it["rel"], f"ECG {ecg_rel} {why}")
       return None
-    ecg, ecg_fs = trace.signal.astype(np.float32), float(trace.fs)
-    r_peaks = ecg_phases(ecg, ecg_fs, t, fps).ed_frames.astype(np.int32)
+    extra = trace.duration_s - t / fps
+    if extra > tol:
+      report.note(it["rel"], f"ECG cropped to the cine: {ecg_rel} is {extra:.2f} s longer than the video")
+    ecg, ecg_fs = sig, float(trace.fs)
+    # R peaks on the whole recording (beats at the cine's edges are found better with context), then mapped to
+    # frames on the video clock
+    r_peaks = ecg_phases(trace.signal, ecg_fs, t, fps, offset_s=-trace.start_s).ed_frames.astype(np.int32)
   elif fps <= 0:
     report.note(it["rel"], "fps missing in video header and no ECG: stored as 0")
   return {"video": frames, "fps": np.float32(fps), "num_frames": np.int32(t), "ecg": ecg,
