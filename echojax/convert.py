@@ -179,10 +179,15 @@ def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None) -> list[Rule]:
 
 
 def echosdnet_rules(kw: Mapping[str, Any]) -> list[Rule]:
-  """EchoSDNet: ResNet50 backbone under ``backbone`` + ``fc1``, ``fc2``, ``out`` dense layers."""
+  """EchoSDNet: ResNet backbone under ``backbone`` + ``head_dense{j}`` hidden layers + ``head_out`` (same names in
+  torch)."""
   rules = resnet_rules(_kw(kw, "depth", 50), None, _kw(kw, "layout", "keras"), flax_prefix=("backbone",),
                        torch_prefix="backbone.", with_head=False)
-  return rules + dense(("fc1",), "fc1") + dense(("fc2",), "fc2") + dense(("out",), "out")
+  for j in range(1, len(_kw(kw, "hidden", (128, 64))) + 1):
+    rules += dense((f"head_dense{j}",), f"head_dense{j}")
+  if _kw(kw, "num_classes", 2):
+    rules += dense(("head_out",), "head_out")
+  return rules
 
 
 EXPORTABLE = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet", "frame_resnet", "r3d_18",
@@ -296,3 +301,38 @@ def torch_to_flax(state: Mapping[str, Any], rules: list[Rule], like: Mapping[str
       raise UserError("converted weights do not fit the flax model: "
                       + (f"shape mismatches {bad[:8]}; " if bad else "") + (f"unknown paths {unknown[:8]}" if unknown else ""))
   return unflatten(flat)
+
+
+# ---------------------------------------------------------------------------------------------------- test weights
+def random_variables(abstract: Mapping[str, Any], seed: int = 0, *, input_scale: float = 1.0) -> dict[str, Any]:
+  """Deterministic random flax variables (numpy, float32) with the structure of ``abstract`` (e.g. from
+  ``jax.eval_shape(model.init, ...)``), for parity and golden-logit tests.
+
+  Unlike a fresh init, BatchNorm is non-trivial (scale, bias, running mean and variance all random), so the BN
+  conversion is really exercised; scales keep activations O(1) so an absolute tolerance is meaningful. Kernels are
+  N(0, 1/fan_in); the first conv (sorted first ``stem*``) is divided by ``input_scale`` (e.g. 128 for inputs in
+  caffe units). Values depend only on ``seed`` and the sorted paths (numpy PCG64), not on JAX's RNG.
+  """
+  flat = flatten(abstract)
+  rng = np.random.default_rng(seed)
+  out: dict[tuple[str, ...], np.ndarray] = {}
+  first_conv = next((k for k in sorted(flat) if k[0] == "params" and k[-1] == "kernel" and len(flat[k].shape) >= 4),
+                    None)
+  for path in sorted(flat):
+    shape = tuple(flat[path].shape)
+    leaf = path[-1]
+    if path[0] == "batch_stats":
+      val = rng.normal(0.0, 0.1, shape) if leaf == "mean" else rng.uniform(0.5, 1.5, shape)
+    elif leaf == "kernel":
+      fan_in = int(np.prod(shape[:-1]))
+      val = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+      if path == first_conv:
+        val = val / input_scale
+    elif leaf == "scale":
+      val = rng.uniform(0.5, 1.0, shape)
+    elif leaf == "bias":
+      val = rng.normal(0.0, 0.1, shape)
+    else:
+      val = rng.normal(0.0, 0.02, shape)
+    out[path] = np.asarray(val, np.float32)
+  return unflatten(out)

@@ -76,7 +76,7 @@ def input_spec(arch: str, arch_kwargs: Mapping[str, Any], *, size: tuple[int, in
     size = (s, s)
   if arch == "echosdnet":
     layout = arch_kwargs.get("layout", "keras")
-    pre = arch_kwargs.get("preprocess", "caffe" if layout == "keras" else "torch")
+    pre = arch_kwargs.get("preprocess") or ("caffe" if layout == "keras" else "torch")
     normalisation = normalisation or {"inside_model": pre, "note": "feed RGB in [0, 1]; the model normalises"}
     value_range = value_range or (0.0, 1.0)
   spec: dict[str, Any] = {

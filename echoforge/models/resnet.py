@@ -24,8 +24,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from echoforge.models.preprocess import Preprocess
-
 #: BatchNorm epsilon per layout; must match echojax.models.resnet.
 BN_EPS = {"torchvision": 1e-5, "keras": 1.001e-5}
 
@@ -106,12 +104,13 @@ class ResNet(nn.Module):
     width: channels of the stem / first stage (64 = standard).
     layout: "torchvision" or "keras" (see module docstring).
     in_channels: input channels (3 for RGB).
-    preprocess: input normalisation done inside the model, as the JAX model's option of the same name
-      (see :class:`echoforge.models.preprocess.Preprocess`); None = the input is used as given.
+
+  Like the JAX model, it does no input scaling: feed inputs normalised as the data pipeline did (see the manifest's
+  ``input.normalisation``).
   """
 
   def __init__(self, depth: int = 50, num_classes: int | None = 1000, width: int = 64, layout: str = "torchvision",
-               in_channels: int = 3, preprocess: str | None = None):
+               in_channels: int = 3):
     super().__init__()
     if depth not in DEPTHS:
       raise ValueError(f"unsupported ResNet depth {depth}; use one of {sorted(DEPTHS)}")
@@ -120,7 +119,6 @@ class ResNet(nn.Module):
     block = BasicBlock if kind == "basic" else Bottleneck
     bias, eps = layout == "keras", BN_EPS[layout]
     self.depth, self.layout, self.width = depth, layout, width
-    self.preprocess = Preprocess(preprocess)
     self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=bias)
     self.bn1 = nn.BatchNorm2d(width, eps=eps)
     self.relu = nn.ReLU(inplace=True)
@@ -140,7 +138,6 @@ class ResNet(nn.Module):
 
   def forward_features(self, x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> pooled features (N, num_features)."""
-    x = self.preprocess(x)
     x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
     x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
     return torch.flatten(self.avgpool(x), 1)
