@@ -31,6 +31,7 @@ import numpy as np
 from echojax import config as config_lib
 from echojax import sharding, tasks
 from echojax.errors import UserError, cli_main
+from echojax.metrics import json_safe
 
 log = logging.getLogger("echojax.evaluate")
 
@@ -48,7 +49,7 @@ class Evaluator:
   """Runs a model over a split with fixed shapes and aggregates per video. One compile per batch shape."""
 
   def __init__(self, config, model, task: tasks.Task, mesh, state_shardings: dict):
-    from echojax.train import input_key, make_loader, numeric
+    from echojax.train import input_key, make_loader, numeric, pool_outputs
 
     self.config, self.model, self.task, self.mesh = config, model, task, mesh
     self._make_loader, self._numeric = make_loader, numeric
@@ -60,6 +61,7 @@ class Evaluator:
 
     def step(variables, batch):
       out, _ = model.apply(variables, batch[key_in], train=False)
+      out = pool_outputs(out, batch)
       res = dict(task.predict(out))
       loss, _ = task.loss(out, batch)
       n = jnp.sum(batch["valid"]) if "valid" in batch else out.shape[0]
@@ -77,7 +79,7 @@ class Evaluator:
                                             data_cfg=eval_data_cfg(self.config, clips))
     return self.loaders[key]
 
-  def predict(self, state: dict, split: str, clips: Any = 1) -> tuple[dict, dict, np.ndarray, float]:
+  def predict(self, state: dict, split: str, clips: Any = "one") -> tuple[dict, dict, np.ndarray, float]:
     """(per-video predictions, per-video targets, record indices, mean clip loss) over ``split``."""
     loader = self.loader(split, clips)
     variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
@@ -104,7 +106,7 @@ class Evaluator:
     targets = {k: per_video.pop("target:" + k) for k in self.task.target_keys}
     return per_video, targets, uniq, mean_loss
 
-  def run(self, state: dict, split: str, clips: Any = 1, bootstrap: int = 0) -> dict:
+  def run(self, state: dict, split: str, clips: Any = "one", bootstrap: int = 0) -> dict:
     preds, targets, _, loss = self.predict(state, split, clips)
     return {"loss": loss, **self.task.metrics(preds, targets, bootstrap=bootstrap)}
 
@@ -117,10 +119,17 @@ def _gather(tree):
 
 
 def file_names(loader, indices: np.ndarray) -> list[str] | None:
-  """File names of records, when the loader can tell them (``file_names(indices)`` or a ``file_names`` list)."""
+  """File names of records, when the loader can tell them: a ``file_names`` list / function, or the records'
+  ``file_name`` feature through ``loader.targets``."""
   fn = getattr(loader, "file_names", None)
   if fn is None:
-    return None
+    if not hasattr(loader, "targets"):
+      return None
+    try:
+      names = loader.targets(["file_name"])["file_name"]
+    except (UserError, KeyError):
+      return None
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(names)[np.asarray(indices)]]
   if callable(fn):
     return [str(x) for x in fn(indices)]
   return [str(fn[int(i)]) for i in indices]
@@ -136,20 +145,6 @@ def write_predictions_csv(path: Path, indices, names, columns: dict[str, np.ndar
       vals = [f"{float(v):.6g}" if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, np.integer)
               else v for v in vals]
       w.writerow(([names[row]] if names is not None else []) + [int(idx)] + vals)
-
-
-def _jsonable(x):
-  if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return _jsonable(x.tolist())
-  if isinstance(x, (np.floating, float)):
-    return None if not math.isfinite(float(x)) else float(x)
-  if isinstance(x, np.integer):
-    return int(x)
-  return x
 
 
 def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all", checkpoint: str = "best",
@@ -200,35 +195,22 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   out.mkdir(parents=True, exist_ok=True)
   summary = {"workdir": str(workdir), "split": split, "checkpoint": checkpoint, "step": int(step),
              "clips": clips, "num_videos": int(len(indices)), "metrics": metrics}
-  (out / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2, sort_keys=True))
+  (out / "metrics.json").write_text(json.dumps(json_safe(summary), indent=2, sort_keys=True))
   write_predictions_csv(out / "predictions.csv", indices, file_names(loader, indices),
                         task.csv_columns(preds, targets))
-  written = task.plots(preds, targets, out)
+  written = task.plots(preds, targets, metrics, out)
   written += training_curves(workdir / "metrics.jsonl", out)
   log.info("wrote %s (metrics.json, predictions.csv, %d plots)", out, len(written))
   return summary
 
 
 def training_curves(metrics_path: Path, out: Path) -> list[Path]:
-  try:
-    from echojax import plots
-  except ImportError:
-    return []
-  fn = getattr(plots, "plot_training_curves", None)
-  if fn is None or not metrics_path.is_file():
-    return []
-  path = out / "training_curves.png"
-  fn(metrics_path, path)
-  return [path]
+  """training_curves.png from the run's metrics.jsonl (none when the run logged nothing)."""
+  from echojax import plots
 
-
-def _clips(text: str) -> Any:
-  if text == "all":
-    return "all"
-  try:
-    return int(text)
-  except ValueError:
-    raise UserError(f"--clips {text!r}: use 'all' or a number of clips per video") from None
+  if not metrics_path.is_file() or not metrics_path.read_text().strip():
+    return []
+  return [plots.plot_training_curves(metrics_path, out / "training_curves.png")]
 
 
 @cli_main
@@ -237,13 +219,14 @@ def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(prog="python -m echojax.evaluate", description=__doc__.split("\n\n")[0])
   p.add_argument("--workdir", required=True, help="training run folder (holds config.json and checkpoints/)")
   p.add_argument("--split", default="test")
-  p.add_argument("--clips", default="all", help="'all' (test-time augmentation over all clips) or N per video")
+  p.add_argument("--clips", default="all", choices=["all", "one"],
+                 help="'all': average every clip of a video (test-time augmentation); 'one': one clip per video")
   p.add_argument("--checkpoint", default="best", choices=["best", "latest"])
   p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0 = none)")
   p.add_argument("--out", default=None, help="output folder (default WORKDIR/eval/<split>_<checkpoint>)")
   a = p.parse_args(sys.argv[1:] if argv is None else argv)
-  summary = evaluate_workdir(a.workdir, a.split, _clips(a.clips), a.checkpoint, a.bootstrap, a.out)
-  print(json.dumps(_jsonable(summary["metrics"]), indent=2, sort_keys=True))
+  summary = evaluate_workdir(a.workdir, a.split, a.clips, a.checkpoint, a.bootstrap, a.out)
+  print(json.dumps(json_safe(summary["metrics"]), indent=2, sort_keys=True))
 
 
 if __name__ == "__main__":

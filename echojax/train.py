@@ -56,15 +56,16 @@ def enable_compilation_cache() -> None:
 
 
 def resolve_data(config: ml_collections.ConfigDict) -> None:
-  """Fills ``config.data.data_dir`` with the synthetic phantom set when it is None; checks prepared data exists."""
+  """Empty ``config.data.data_dir`` -> the synthetic phantom set (generated + prepared once into the cache, with
+  progress and a log line); otherwise checks that the named dataset was prepared there."""
   from echojax.data import datasets
 
   name = config.data.get("name", None)
-  if config.data.get("data_dir", None) is None:
-    if not hasattr(datasets, "ensure_synthetic"):
-      raise UserError("config.data.data_dir is None and the synthetic data path (echojax.data.datasets."
-                      "ensure_synthetic) is not available in this checkout; set --config.data.data_dir=DIR")
-    data_dir = datasets.ensure_synthetic(name, config)
+  builder_config = config.data.get("builder_config", None) or config.data.get("config", None)
+  if not config.data.get("data_dir", None):
+    data_dir = datasets.ensure_synthetic(name, builder_config, num=config.data.get("synthetic_num", None),
+                                         seed=int(config.data.get("synthetic_seed", 0)))
+    log.info("config.data.data_dir is empty: training on the synthetic %s phantom set in %s", name, data_dir)
     with config.unlocked():
       config.data.data_dir = str(data_dir)
     return
@@ -74,7 +75,8 @@ def resolve_data(config: ml_collections.ConfigDict) -> None:
         f"config.data.data_dir={config.data.data_dir!r} has no prepared {name!r} dataset (looked for "
         f"{Path(config.data.data_dir) / name}). Prepare it with: python -m echojax.data.prepare {name} "
         f"--manual-dir RAW_FOLDER --data-dir {config.data.data_dir}" +
-        (f" --config {config.data.config}" if config.data.get("config", None) else ""))
+        (f" --config {builder_config}" if builder_config else "") +
+        " (or leave data.data_dir empty to use the synthetic phantom set)")
 
 
 def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, data_cfg=None):
@@ -101,6 +103,20 @@ def build_model(config: ml_collections.ConfigDict, task: tasks.Task):
 
 def input_key(config) -> str:
   return config.data.get("input_key", "video")
+
+
+def pool_outputs(out: jax.Array, batch: dict) -> jax.Array:
+  """Per-frame model outputs (B, T, K) -> per-clip (B, K) by the mean over valid frames (``mask``).
+
+  For a per-frame 2D backbone with a linear head this equals temporal average pooling of the features followed by
+  the head (the mean commutes with the affine head). Per-clip outputs pass through unchanged."""
+  if out.ndim != 3:
+    return out
+  mask = batch.get("mask")
+  if mask is None or mask.shape != out.shape[:2]:
+    return jnp.mean(out, axis=1)
+  w = mask.astype(out.dtype)[..., None]
+  return jnp.sum(out * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
 
 
 def numeric(batch: dict) -> dict:
@@ -173,7 +189,7 @@ def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict]
     def loss_fn(params):
       (out, _aux), new_vars = model.apply({"params": params, "batch_stats": state["batch_stats"]}, batch[key_in],
                                           train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
-      loss, extras = task.loss(out, batch)
+      loss, extras = task.loss(pool_outputs(out, batch), batch)
       return loss, (extras, new_vars.get("batch_stats", state["batch_stats"]))
 
     (loss, (extras, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -196,7 +212,7 @@ def make_predict_fn(model, task, config) -> Callable[[dict, dict], dict]:
 
   def predict(variables: dict, batch: dict) -> dict:
     out, _ = model.apply(variables, batch[key_in], train=False)
-    return task.predict(out)
+    return task.predict(pool_outputs(out, batch))
 
   return predict
 
@@ -258,8 +274,9 @@ class MetricsWriter:
 
 
 def _scalars(metrics: dict) -> dict:
-  return {k: float(v) for k, v in metrics.items()
-          if np.ndim(v) == 0 and isinstance(v, (int, float, np.floating, np.integer))}
+  """Numeric leaves of nested metrics as flat "a/b" keys; NaN -> None so the JSONL stays valid JSON."""
+  from echojax.metrics import flatten
+  return {k: (v if math.isfinite(v) else None) for k, v in flatten(metrics).items()}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -365,7 +382,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         bar.set_postfix(loss=f"{rec['loss']:.4g}", clips_s=f"{rec['clips_per_s']:.1f}")
       improved = False
       if do_eval:
-        vm = evaluator.run(state, config.data.get("val_split", "val"), clips=config.eval.get("clips", 1))
+        vm = evaluator.run(state, config.data.get("val_split", "val"), clips=config.eval.get("clips", "one"))
         vrec = {"step": step, "split": "val", **_scalars(vm)}
         writer.write(vrec)
         last["val"] = vrec

@@ -38,7 +38,7 @@ def test_smoke_run_logs_checkpoints_and_learns_bias(tmp_path):
   assert [r["step"] for r in recs if r["split"] == "train"] == [2, 4, 6]
   assert [r["step"] for r in recs if r["split"] == "val"] == [3, 6]
   assert all(np.isfinite(r["loss"]) and r["clips_per_s"] > 0 for r in recs if r["split"] == "train")
-  assert last["val"]["step"] == 6 and "mae" in last["val"] and "ef>=50/auroc" in last["val"]
+  assert last["val"]["step"] == 6 and "mae" in last["val"] and "ef_lt_50/auroc" in last["val"]
   assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [4, 6]
   assert [p.name for p in (tmp_path / "best").iterdir() if p.name.isdigit()]
@@ -92,9 +92,9 @@ def test_task_losses_and_prepared_constants():
   cfg = load_config("tests/trainer_helpers.py:task=ef_classification")
   task = get_task(cfg)
   assert task.num_outputs == 2 and task.needs_train_targets()
-  task.prepare({"ef": np.array([30.0, 55.0, 60.0, 65.0])})  # 1 below 50, 3 at/above
-  np.testing.assert_allclose(task.class_weights, [2.0, 4 / 6])
-  np.testing.assert_array_equal(task.labels({"ef": jnp.array([49.9, 50.0])}), [0, 1])
+  task.prepare({"ef": np.array([30.0, 55.0, 60.0, 65.0])})  # 1 reduced (class 1), 3 at/above 50 (class 0)
+  np.testing.assert_allclose(task.class_weights, [4 / 6, 2.0])
+  np.testing.assert_array_equal(task.labels({"ef": jnp.array([49.9, 50.0])}), [1, 0])
 
   reg = get_task(load_config(HELPER))
   reg.prepare({"ef": np.array([40.0, 60.0])})

@@ -96,7 +96,7 @@ class FakeLoader:
       self.pos = {"epoch": self.pos["epoch"] + 1, "offset": 0}
 
   def _eval_iter(self):
-    nclips = 2 if self.clips == "all" else int(self.clips)
+    nclips = 2 if self.clips == "all" else 1
     items = [(i, c) for i in range(self.num) for c in range(nclips)]
     for s in range(0, len(items), self.local_batch):
       chunk = items[s:s + self.local_batch]
@@ -137,7 +137,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.task.label_smoothing = 0.1
   c.data = ml_collections.ConfigDict({
       "name": "fake", "data_dir": "in-memory", "loader": "tests.trainer_helpers:make_loader", "input_key": "video",
-      "batch_size": 8, "frames": 4, "size": 8, "num_train": 32, "num_val": 12, "sleep": 0.0, "clips": 1,
+      "batch_size": 8, "frames": 4, "size": 8, "num_train": 32, "num_val": 12, "sleep": 0.0, "clips": "one",
       "nan_at_batch": -1})
   c.model = ml_collections.ConfigDict({"name": "tiny_video_net", "kwargs": {"width": 4}})
   c.optim = ml_collections.ConfigDict({"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4,
@@ -145,7 +145,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                        "warmup_steps": 0, "grad_clip": 0.0})
   c.train = ml_collections.ConfigDict({"num_steps": 6, "num_epochs": 0.0, "steps_per_epoch": 0, "log_every": 2,
                                        "checkpoint_every": 2, "keep_checkpoints": 2, "early_stopping_patience": 0})
-  c.eval = ml_collections.ConfigDict({"every_steps": 3, "batch_size": 8, "clips": 1, "best_metric": "",
+  c.eval = ml_collections.ConfigDict({"every_steps": 3, "batch_size": 8, "clips": "one", "best_metric": "",
                                       "best_mode": "", "bootstrap": 0})
   c.mesh = [("data", -1)]
   c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})

@@ -56,7 +56,9 @@ class Task:
     """Columns of the per-video predictions CSV (besides index / file name)."""
     raise NotImplementedError
 
-  def plots(self, preds: dict[str, np.ndarray], targets: dict[str, np.ndarray], out_dir: Path) -> list[Path]:
+  def plots(self, preds: dict[str, np.ndarray], targets: dict[str, np.ndarray], metrics: dict[str, Any],
+            out_dir: Path) -> list[Path]:
+    """Writes the task's PNG plots (echojax.plots) into ``out_dir``; returns their paths."""
     return []
 
 

@@ -11,27 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from echojax import losses
+from echojax import metrics as M
 from echojax.tasks.base import Task
 
 log = logging.getLogger(__name__)
-
-
-def get_metrics_module():
-  """echojax.metrics when present (host-side numpy metrics), else a minimal stand-in."""
-  try:
-    from echojax import metrics
-    return metrics
-  except ImportError:
-    from echojax.tasks import _fallback_metrics
-    return _fallback_metrics
-
-
-def get_plots_module():
-  try:
-    from echojax import plots
-    return plots
-  except ImportError:
-    return None
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -90,42 +73,26 @@ class ClassificationTask(Task):
     return {"probs": jax.nn.softmax(outputs.astype(jnp.float32), axis=-1)}
 
   def host_labels(self, targets: dict[str, np.ndarray]) -> np.ndarray:
-    return np.asarray(targets[self.label_key]).astype(int)
+    return np.rint(np.asarray(targets[self.label_key])).astype(int)
 
   def metrics(self, preds, targets, *, bootstrap: int = 0) -> dict[str, Any]:
-    M = get_metrics_module()
     return dict(M.classification_metrics(self.host_labels(targets), preds["probs"], self.class_names))
 
   def csv_columns(self, preds, targets):
-    cols = {"target": self.host_labels(targets), "prediction": np.asarray(preds["probs"]).argmax(-1)}
+    probs = np.asarray(preds["probs"])
+    cols = {"target": self.host_labels(targets), "prediction": probs.argmax(-1)}
     for i, name in enumerate(self.class_names):
-      cols[f"prob_{name}"] = np.asarray(preds["probs"])[:, i]
+      cols[f"prob_{name}"] = probs[:, i]
     return cols
 
-  def plots(self, preds, targets, out_dir: Path) -> list[Path]:
-    P = get_plots_module()
-    if P is None:
-      log.warning("echojax.plots is not available; no plots written")
-      return []
+  def plots(self, preds, targets, metrics, out_dir: Path) -> list[Path]:
+    from echojax import plots as P
+
     labels, probs = self.host_labels(targets), np.asarray(preds["probs"])
-    n = len(self.class_names)
-    cm = np.bincount(labels * n + probs.argmax(-1), minlength=n * n).reshape(n, n)  # rows true, cols predicted
-    out_dir = Path(out_dir)
-    # echojax.plots signatures: (data..., path, *, class_names=...)
-    return [P.plot_confusion_matrix(cm, self.class_names, out_dir / "confusion_matrix.png"),
-            P.plot_roc_curve(labels, probs, out_dir / "roc.png", class_names=self.class_names),
-            P.plot_pr_curve(labels, probs, out_dir / "pr.png", class_names=self.class_names)]
-
-
-def call_plots(P, out_dir: Path, specs) -> list[Path]:
-  """Calls ``P.<fn>(*args, path)`` for each (stem, fn, args) that the plots module has; returns written paths."""
-  out = []
-  for stem, fn, args in specs:
-    f = getattr(P, fn, None)
-    if f is None:
-      log.warning("echojax.plots has no %s; skipping %s.png", fn, stem)
-      continue
-    path = Path(out_dir) / f"{stem}.png"
-    f(*args, path)
-    out.append(path)
-  return out
+    scores = probs[:, 1] if probs.shape[1] == 2 else probs  # binary: score of class 1
+    out = Path(out_dir)
+    cm = metrics.get("confusion_matrix") or M.classification_metrics(labels, probs, self.class_names)[
+        "confusion_matrix"]
+    return [P.plot_confusion_matrix(np.asarray(cm), self.class_names, out / "confusion_matrix.png"),
+            P.plot_roc_curve(labels, scores, out / "roc.png", class_names=self.class_names),
+            P.plot_pr_curve(labels, scores, out / "pr.png", class_names=self.class_names)]

@@ -1,41 +1,41 @@
-"""Ejection-fraction tasks on echo videos: EF regression (MSE) and EF classification (EF >= 50 vs below).
+"""Ejection-fraction tasks on echo videos: EF regression (MSE) and EF classification (EF < 50 vs >= 50).
 
-Both read the batch key ``ef`` (float, percent). Host-side metrics include, for both tasks, AUROC / AUPRC /
-accuracy / F1 of "EF >= t" for t in ``config.task.thresholds`` (35, 40, 45, 50): the regression model's score is
-``sigmoid((pred - t) / 10)`` (monotone in the predicted EF; 0.5 exactly at the cut-off), the classifier's is its
-probability of EF >= ``threshold``.
+Both read the batch key ``ef`` (float, percent). Following the project's metrics convention the POSITIVE class
+is reduced EF. Host-side metrics include, for both tasks, reduced-EF detection at ``config.task.thresholds``
+(35, 40, 45, 50) via ``echojax.metrics.ef_threshold_metrics``: the regression model's score is its predicted EF,
+the classifier's is its probability of EF < ``threshold`` (a single head ranked against every cut-off).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from echojax import losses
+from echojax import metrics as M
 from echojax.tasks.base import Task, find_head_bias, set_leaf
-from echojax.tasks.classification import (ClassificationTask, balanced_class_weights, call_plots,
-                                          get_metrics_module, get_plots_module)
+from echojax.tasks.classification import ClassificationTask
 
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS = (35.0, 40.0, 45.0, 50.0)
 
 
-def _threshold_metrics(M, ef: np.ndarray, score_fn, thresholds) -> dict[str, Any]:
-  out = {}
-  for t in thresholds:
-    y = (np.asarray(ef) >= t).astype(int)
-    for k, v in M.binary_metrics(y, score_fn(t)).items():
-      out[f"ef>={t:g}/{k}"] = v
+def _merge(base: dict, extra: dict) -> dict:
+  """Merges metrics dicts, concatenating their ``notes``."""
+  out = dict(base)
+  notes = list(base.get("notes", [])) + list(extra.get("notes", []))
+  out.update({k: v for k, v in extra.items() if k != "notes"})
+  out["notes"] = notes
   return out
 
 
 class EFRegressionTask(Task):
-  """``config.task``: target_key ("ef"), output_bias (None = train-split mean), thresholds, bootstrap."""
+  """``config.task``: target_key ("ef"), output_bias (None = train-split mean), thresholds."""
 
   best_metric = "mae"
   best_mode = "min"
@@ -77,29 +77,25 @@ class EFRegressionTask(Task):
     return {self.key: outputs.reshape(outputs.shape[0]).astype(jnp.float32)}
 
   def metrics(self, preds, targets, *, bootstrap: int = 0):
-    M = get_metrics_module()
     y, yhat = np.asarray(targets[self.key], np.float64), np.asarray(preds[self.key], np.float64)
-    out = dict(M.regression_metrics(y, yhat, bootstrap=bootstrap))
-    thresholds = self.cfg.get("thresholds", DEFAULT_THRESHOLDS)
-    out.update(_threshold_metrics(M, y, lambda t: 1.0 / (1.0 + np.exp(-(yhat - t) / 10.0)), thresholds))
-    return out
+    thresholds = tuple(self.cfg.get("thresholds", DEFAULT_THRESHOLDS))
+    return _merge(M.regression_metrics(y, yhat, bootstrap=bootstrap),
+                  M.ef_threshold_metrics(y, yhat, thresholds, score_is_ef=True, bootstrap=bootstrap))
 
   def csv_columns(self, preds, targets):
     return {"target": np.asarray(targets[self.key]), "prediction": np.asarray(preds[self.key])}
 
-  def plots(self, preds, targets, out_dir):
-    P = get_plots_module()
-    if P is None:
-      log.warning("echojax.plots is not available; no plots written")
-      return []
-    y, yhat = np.asarray(targets[self.key]), np.asarray(preds[self.key])
-    return call_plots(P, out_dir, [("ef_scatter", "plot_ef_scatter", (y, yhat)),
-                                   ("bland_altman", "plot_bland_altman", (y, yhat))])
+  def plots(self, preds, targets, metrics, out_dir):
+    from echojax import plots as P
+
+    y, yhat, out = np.asarray(targets[self.key]), np.asarray(preds[self.key]), Path(out_dir)
+    return [P.plot_ef_scatter(y, yhat, out / "ef_scatter.png"), P.plot_bland_altman(y, yhat, out / "bland_altman.png")]
 
 
 class EFClassificationTask(ClassificationTask):
-  """Binary EF >= ``config.task.threshold`` (50). ``class_weights="balanced"`` weights the loss by inverse
-  train-split class frequency (the "weighted" cells of the published table)."""
+  """Binary reduced EF: class 1 = EF < ``config.task.threshold`` (50), class 0 = EF >= threshold.
+  ``class_weights="balanced"`` weights the loss by inverse train-split class frequency (the "weighted" cells of
+  the published table)."""
 
   best_metric = "auroc"
   best_mode = "max"
@@ -110,29 +106,30 @@ class EFClassificationTask(ClassificationTask):
     super().__init__(cfg)
     self.target_keys = (self.key,)
     t = f"{self.threshold:g}"
-    self.class_names = [f"EF<{t}", f"EF>={t}"]
+    self.class_names = [f"EF>={t}", f"EF<{t}"]
 
   @property
   def num_outputs(self) -> int:
     return 2
 
   def train_labels(self, train_targets):
-    return (np.asarray(train_targets[self.key]) >= self.threshold).astype(np.int64)
+    return (np.asarray(train_targets[self.key]) < self.threshold).astype(np.int64)
 
   def labels(self, batch):
-    return (batch[self.key] >= self.threshold).astype(jnp.int32)
+    return (batch[self.key] < self.threshold).astype(jnp.int32)
 
   def host_labels(self, targets):
-    return (np.asarray(targets[self.key]) >= self.threshold).astype(int)
+    return (np.asarray(targets[self.key]) < self.threshold).astype(int)
 
-  def metrics(self, preds, targets, *, bootstrap: int = 0):
-    M = get_metrics_module()
+  def metrics(self, preds, targets, *, bootstrap: int = 0) -> dict[str, Any]:
     probs = np.asarray(preds["probs"])
-    out = dict(M.binary_metrics(self.host_labels(targets), probs[:, 1]))
-    out.update(_threshold_metrics(M, targets[self.key], lambda t: probs[:, 1],
-                                  self.cfg.get("thresholds", DEFAULT_THRESHOLDS)))
-    cm = M.classification_metrics(self.host_labels(targets), probs, self.class_names)
-    out.update({f"cls/{k}": v for k, v in cm.items()})
+    labels = self.host_labels(targets)
+    out = _merge(M.binary_metrics(labels, probs[:, 1], bootstrap=bootstrap),
+                 M.ef_threshold_metrics(targets[self.key], probs[:, 1],
+                                        tuple(self.cfg.get("thresholds", DEFAULT_THRESHOLDS)), score_is_ef=False,
+                                        bootstrap=bootstrap))
+    out["confusion_matrix"] = M.classification_metrics(labels, probs, self.class_names)["confusion_matrix"]
+    out["class_names"] = self.class_names
     return out
 
   def csv_columns(self, preds, targets):
@@ -141,4 +138,4 @@ class EFClassificationTask(ClassificationTask):
     return cols
 
 
-__all__ = ["EFRegressionTask", "EFClassificationTask", "balanced_class_weights"]
+__all__ = ["EFRegressionTask", "EFClassificationTask"]
