@@ -207,6 +207,10 @@ def test_builder_splits_csv_and_missing_folder(tmp_path, good):
   assert [i.file for i in b.report.skipped] == [files[-1]] and "splits.csv" in b.report.skipped[0].reason
   with pytest.raises(UserError, match="videos.*not found"):
     _build(root, tmp_path / "tfds", "videos")
+  from echojax.data.prepare import prepare
+
+  with pytest.raises(UserError, match=r"videos not found or has no class folders.*'videos' config"):
+    prepare("echo_views", root, tmp_path / "tfds_p", "videos", verbose=False)
 
 
 def test_intensity_fallback_on_phantom_cine():

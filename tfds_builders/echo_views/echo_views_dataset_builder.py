@@ -201,6 +201,15 @@ class EchoViews(tfds.core.GeneratorBasedBuilder):
     kwargs.setdefault("file_format", "array_record")  # random access without TensorFlow
     super().__init__(**kwargs)
 
+  def check_manual_dir(self, manual_dir: str | Path) -> None:
+    """Layout check run by ``python -m echojax.data.prepare`` before TFDS starts: the config's folder exists."""
+    kind = self.builder_config.kind
+    base = Path(manual_dir) / kind
+    if not base.is_dir() or not any(p.is_dir() for p in base.iterdir()):
+      raise UserError(f"{base} not found or has no class folders: the '{self.builder_config.name}' config reads "
+                      f"{kind}/<VIEW>/<file> under the manual dir (VIEW one of {', '.join(CLASSES)}). "
+                      f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
     s = cfg.size
