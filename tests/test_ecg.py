@@ -234,3 +234,7 @@ def test_ecg_files_round_trip_and_errors(tmp_path):
     E.detect_r_peaks(np.zeros((100, 3)), 100.0)
   with pytest.raises(UserError, match="sampling rate"):
     E.detect_r_peaks(np.zeros(100), 0.0)
+  with pytest.raises(UserError, match="too coarse"):
+    E.detect_r_peaks(np.zeros(100), 20.0)
+  with pytest.raises(UserError, match="empty"):
+    E.detect_r_peaks(np.zeros(0), 250.0)

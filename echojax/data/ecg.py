@@ -48,6 +48,7 @@ DEFAULT_QTC_S = 0.40  # Bazett-corrected QT (s) of a healthy adult; ES = R + QTc
 T_WAVE_WINDOW_S = 0.36  # Pan-Tompkins: a candidate this close to the previous beat may be a T wave
 REFRACTORY_S = 0.20  # no two QRS complexes closer than this
 ECG_CSV_HEADER = "time_s,ecg_mv"
+MIN_FS = 50.0  # Hz; below this a QRS complex spans too few samples to locate
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -256,6 +257,11 @@ def _as_lead(ecg: np.ndarray, fs: float) -> np.ndarray:
     raise UserError(f"ECG must be one lead, shape (N,); got {x.shape} (pick a column, e.g. lead II)")
   if not fs or fs <= 0:
     raise UserError(f"ECG sampling rate must be > 0 Hz; got {fs}")
+  if fs < MIN_FS:
+    raise UserError(f"ECG sampled at {fs:g} Hz is too coarse to find R peaks (a QRS lasts ~0.1 s); need at least "
+                    f"{MIN_FS:g} Hz")
+  if len(x) == 0:
+    raise UserError("ECG is empty (no samples)")
   bad = ~np.isfinite(x)
   if bad.all():
     raise UserError("ECG has no finite samples")
