@@ -22,6 +22,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from echojax.data.report import SkipReport
@@ -209,6 +210,43 @@ def video_path(raw_dir: str | Path, name: str) -> Path:
   return Path(raw_dir) / "Videos" / f"{name}.avi"
 
 
+def probe_video(path: str | Path) -> None:
+  """Cheap check that a video exists and yields a first frame (raises VideoReadError with the reason), so rows
+  that cannot produce a record are known before any split is written (TFDS fails on an empty split)."""
+  path = Path(path)
+  if not path.exists():
+    raise VideoReadError("file not found")
+  if path.stat().st_size == 0:
+    raise VideoReadError("file is empty")
+  cap = cv2.VideoCapture(str(path))
+  try:
+    if not cap.isOpened():
+      raise VideoReadError("not a readable video (OpenCV could not open it)")
+    ok, _ = cap.read()
+    if not ok:
+      raise VideoReadError("no decodable frames (corrupt or truncated file)")
+  finally:
+    cap.release()
+
+
+def usable_rows(raw_dir: str | Path, rows: list[FileListRow], report: SkipReport) -> list[FileListRow]:
+  """Rows whose video passes :func:`probe_video`; the others are skipped with the reason."""
+  keep = []
+  for row in rows:
+    try:
+      probe_video(video_path(raw_dir, row.file_name))
+    except VideoReadError as e:
+      _skip_video(report, row, e)
+      continue
+    keep.append(row)
+  return keep
+
+
+def _skip_video(report: SkipReport, row: FileListRow, e: VideoReadError) -> None:
+  reason = "video missing" if "not found" in str(e) else "video unreadable"
+  report.skip(f"Videos/{row.file_name}.avi", f"{reason}: {e}", row=row.row)
+
+
 def build_example(raw_dir: str | Path, row: FileListRow, traces: dict[int, np.ndarray] | None, size: int,
                   report: SkipReport) -> dict | None:
   """Decode one listed video and assemble the ``echonet_dynamic`` feature dict at ``size`` x ``size``.
@@ -222,8 +260,7 @@ def build_example(raw_dir: str | Path, row: FileListRow, traces: dict[int, np.nd
   try:
     frames, header_fps = read_video(video_path(raw_dir, row.file_name))
   except VideoReadError as e:
-    reason = "video missing" if "not found" in str(e) else "video unreadable"
-    report.skip(rel, f"{reason}: {e}", row=row.row)
+    _skip_video(report, row, e)
     return None
   t, h, w = frames.shape[:3]
   if (h, w) != (112, 112):

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from echojax.data import echonet
 from echojax.data.report import SkipReport
+from echojax.errors import UserError
 
 SPLITS = {"train": "TRAIN", "val": "VAL", "test": "TEST"}
 VIDEO_ENCODING = tfds.features.Encoding.BYTES
@@ -120,9 +121,19 @@ class EchonetDynamic(tfds.core.GeneratorBasedBuilder):
     raw = echonet.check_raw_dir(dl_manager.manual_dir)
     rows = echonet.read_filelist(raw, self.report)
     tracings = echonet.read_tracings(raw, self.report)
+    rows = echonet.usable_rows(raw, rows, self.report)  # missing/unreadable videos are skipped here, once
     progress = tqdm(total=len(rows), desc=f"echonet_dynamic {self.builder_config.name}", unit="video")
-    return {name: self._generate_examples(raw, [r for r in rows if r.split == tag], tracings, name, progress)
-            for name, tag in SPLITS.items()}
+    gens = {}
+    for name, tag in SPLITS.items():
+      split_rows = [r for r in rows if r.split == tag]
+      if not split_rows:  # TFDS cannot write an empty split: leave it out, and say so
+        self.report.note("FileList.csv", f"split without usable rows (left out): {tag}")
+        continue
+      gens[name] = self._generate_examples(raw, split_rows, tracings, name, progress)
+    if not gens:
+      raise UserError(f"{raw / 'FileList.csv'}: no usable rows (every row was skipped; see the reasons above)\n"
+                      + self.report.summary())
+    return gens
 
   def _generate_examples(self, raw: Path, rows, tracings, split: str, progress):
     size = self.builder_config.size
