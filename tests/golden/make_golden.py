@@ -1,0 +1,71 @@
+"""Regenerates tests/golden/parity_golden.json: fixed-seed JAX outputs that guard the JAX -> PyTorch conversion.
+
+    python tests/golden/make_golden.py
+
+Each case: an echojax architecture + arguments, a numpy seed for the variables (``echojax.convert.random_variables``,
+non-trivial BatchNorm statistics) and for the input (uniform [0, 1), channels-last shape), and the JAX model's eval
+output. tests/test_parity.py converts the same variables to the echoforge torch module and asserts its output equals
+the stored one (and the JAX output) within 1e-4. Only regenerate when a model change is intended.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+#: (id, arch, kwargs, channels-last input shape, input_scale for random_variables)
+CASES = [
+  ("resnet18_tv", "resnet18", {"width": 8, "num_classes": 5}, [2, 32, 32, 3], 1.0),
+  ("resnet50_keras", "resnet50", {"width": 8, "num_classes": 5, "layout": "keras"}, [2, 32, 32, 3], 1.0),
+  ("frame_resnet18", "frame_resnet", {"depth": 18, "width": 8, "num_classes": 3}, [2, 3, 32, 32, 3], 1.0),
+  ("r3d_18", "r3d_18", {"width": 8, "num_classes": 5}, [2, 4, 32, 32, 3], 1.0),
+  ("r2plus1d_18", "r2plus1d_18", {"width": 8, "num_classes": 5}, [2, 4, 32, 32, 3], 1.0),
+  ("echosdnet_keras", "echosdnet", {"width": 8}, [2, 32, 32, 3], 128.0),
+  # also the torchvision-layout ResNet50 (bottleneck stride on the 3x3), so no separate resnet50_tv case
+  ("echosdnet_tv", "echosdnet", {"width": 8, "layout": "torchvision", "num_classes": 3}, [2, 32, 32, 3], 1.0),
+]
+VARIABLES_SEED = 0
+INPUT_SEED = 1
+
+
+def case_input(shape) -> np.ndarray:
+  return np.random.default_rng(INPUT_SEED).random(tuple(shape), dtype=np.float32)
+
+
+def jax_output(arch: str, kwargs: dict, shape, input_scale: float) -> tuple[np.ndarray, dict]:
+  """(eval output, variables) of the JAX model on the case's input."""
+  import jax
+
+  from echojax.convert import random_variables
+  from echojax.models import get_model
+
+  model = get_model(arch, **kwargs)
+  x = case_input(shape)
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  variables = random_variables(abstract, VARIABLES_SEED, input_scale=input_scale)
+  out, _ = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  return np.asarray(out, np.float32), variables
+
+
+def main() -> None:
+  cases = []
+  for cid, arch, kwargs, shape, scale in CASES:
+    out, _ = jax_output(arch, kwargs, shape, scale)
+    print(f"{cid}: output {out.shape}, max |y| {np.abs(out).max():.3f}")
+    cases.append({"id": cid, "arch": arch, "kwargs": kwargs, "input_shape": shape, "input_scale": scale,
+                  "variables_seed": VARIABLES_SEED, "input_seed": INPUT_SEED,
+                  "output": np.round(out.astype(np.float64), 7).tolist()})
+  doc = {"about": "fixed-seed JAX eval outputs guarding the echojax -> echoforge conversion; regenerate with "
+                  "python tests/golden/make_golden.py (only when a model change is intended)",
+         "cases": cases}
+  (HERE / "parity_golden.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+  main()
