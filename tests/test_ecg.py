@@ -238,3 +238,24 @@ def test_ecg_files_round_trip_and_errors(tmp_path):
     E.detect_r_peaks(np.zeros(100), 20.0)
   with pytest.raises(UserError, match="empty"):
     E.detect_r_peaks(np.zeros(0), 250.0)
+
+
+def test_multilead_voting(ludb, fixtures_dir):
+  """12-lead voting: LUDB beats all found; on PTB a lead replaced by noise and one flat lead change nothing."""
+  rec, truth = ludb
+  rp = E.detect_r_peaks_multilead(rec.p_signal, rec.fs)
+  se, ppv = _score(rp.indices, truth["ii"][0], rec.fs)
+  assert se >= 0.99 and ppv >= 0.99
+  wfdb = pytest.importorskip("wfdb")
+  ptb = wfdb.rdrecord(str(fixtures_dir / "ecg" / "ptb" / "s0010_re"))
+  x = ptb.p_signal[:, :12].copy()
+  clean = E.detect_r_peaks_multilead(x, ptb.fs)
+  x[:, 5] = np.random.default_rng(0).normal(0, 0.5, len(x))
+  x[:, 6] = 0.0
+  noisy = E.detect_r_peaks_multilead(x, ptb.fs)
+  print(f"PTB s0010_re 12-lead vote: {len(clean.indices)} beats; with a noise lead and a flat lead: "
+        f"{len(noisy.indices)}")
+  assert len(noisy.indices) == len(clean.indices)
+  assert np.max(np.abs(noisy.indices - clean.indices)) <= 0.01 * ptb.fs
+  np.testing.assert_array_equal(E.detect_r_peaks_multilead(x[:, 1], ptb.fs).indices,
+                                E.detect_r_peaks(x[:, 1], ptb.fs).indices)
