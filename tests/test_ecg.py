@@ -166,6 +166,12 @@ def test_intensity_fallback_finds_period():
   # ED (largest dark LV = darkest frame) at multiples of the period, ES half a period later
   assert all(min(abs(e - 13.0 * m) for m in range(5)) <= 1 for e in ph.ed_frames) and len(ph.ed_frames) >= 2
   assert all(min(abs(s - 13.0 * (m + 0.5)) for m in range(4)) <= 1 for s in ph.es_frames)
+  # a real cardiac cine (pydicom's 30-frame example, 1 s at 30 fps) holds under 1.5 cycles: no period is claimed
+  pydicom = pytest.importorskip("pydicom")
+  from pydicom.data import get_testdata_file
+
+  real = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm")).pixel_array
+  assert real.shape[0] == 30 and E.intensity_phases(real).source == "none"
   # a static video has no cycle -> no phases -> the sampler falls back to uniform
   flat = np.full((30, 16, 16, 3), 100, np.uint8)
   assert E.intensity_phases(flat).source == "none"

@@ -50,6 +50,7 @@ DEFAULT_QTC_S = 0.40  # Bazett-corrected QT (s) of a healthy adult; ES = R + QTc
 T_WAVE_WINDOW_S = 0.36  # Pan-Tompkins: a candidate this close to the previous beat may be a T wave
 REFRACTORY_S = 0.20  # no two QRS complexes closer than this
 ECG_CSV_HEADER = "time_s,ecg_mv"
+MIN_PERIOD_CORR = 0.3  # intensity cycle: autocorrelation a period must reach (phantoms: 0.87-0.98)
 MIN_FS = 50.0  # Hz; below this a QRS complex spans too few samples to locate
 
 
@@ -541,7 +542,8 @@ def intensity_signal(frames: np.ndarray, center_frac: float = 0.5) -> np.ndarray
 
 
 def _estimate_period(s: np.ndarray, min_lag: int) -> float:
-  """Period (frames) = lag of the first dominant autocorrelation peak after its first zero crossing; NaN if none."""
+  """Period (frames) = lag of the first dominant autocorrelation peak after its first zero crossing, within the
+  first two thirds of the signal and correlated at least MIN_PERIOD_CORR; NaN if none."""
   n = len(s)
   if n < 2 * min_lag + 1 or not np.any(s):
     return float("nan")
@@ -552,7 +554,7 @@ def _estimate_period(s: np.ndarray, min_lag: int) -> float:
     return float("nan")
   hi = max(zero[0] + 1, int(0.67 * n))  # need at least ~1.5 cycles of overlap to trust a lag
   pk, _ = sps.find_peaks(ac[: hi + 1])
-  pk = pk[(pk > zero[0]) & (pk >= min_lag)]
+  pk = pk[(pk > zero[0]) & (pk >= min_lag) & (ac[pk] >= MIN_PERIOD_CORR)]
   if len(pk) == 0:
     return float("nan")
   # the shortest lag whose peak is nearly as high as the best one (multiples of the period peak as high)
