@@ -293,3 +293,63 @@ def test_targets_cover_the_whole_split():
   np.testing.assert_array_equal(t["num_frames"], [10, 12, 14, 16, 18])
   with pytest.raises(UserError, match="not a feature"):
     loader.targets("label")
+
+
+def test_all_clips_reads_each_video_once_per_pass():
+  src = FakeVideos([40, 40, 40])  # 3 clips each with stride 8 and span 7 -> 5 clips; rows of a video are adjacent
+  loader = build_loader(src, STATS, cfg(clips="all", batch_size=4, read_threads=0, prefetch=0), "test",
+                        train=False, seed=0, process_index=0, process_count=1)
+  before = src.reads
+  rows = sum(int(b["valid"].sum()) for b in loader)
+  assert rows == 3 * len(clip_starts(40, 4, 2, 8))
+  assert src.reads - before <= 3 + 1  # each video once (+ record 0 again for the padding rows)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the real path: synthetic EchoNet-Dynamic phantoms -> echonet_dynamic builder (prepare) -> make_loader
+
+
+@pytest.fixture(scope="module")
+def echonet_data(tmp_path_factory):
+  from echojax.data.prepare import prepare
+  from echojax.data.synthetic import echonet as gen
+
+  root = tmp_path_factory.mktemp("echonet")
+  raw = gen.generate(root / "raw", 12, 0)
+  prepare("echonet_dynamic", raw, root / "data", config="28", verbose=False)
+  return str(root / "data")
+
+
+def test_real_builder_records_are_viewed_without_copies(echonet_data):
+  import tensorflow_datasets as tfds
+
+  import tfds_builders.echonet_dynamic  # noqa: F401
+
+  src = tfds.builder("echonet_dynamic", config="28", data_dir=echonet_data).as_data_source(split="train")
+  fast = pipeline.fast_source(src)
+  assert isinstance(fast, pipeline.FastTfdsSource)
+  for i in range(len(src)):
+    a, b = fast[i], src[i]
+    assert pipeline._same_record(a, b)
+    assert not a["video"].flags.owndata  # a view into the record bytes: clips are the only copies
+  assert pipeline.fast_source([{"video": np.zeros((1, 2, 2, 3), np.uint8)}]) is not None  # non-TFDS: unchanged
+
+
+def test_make_loader_on_prepared_echonet(echonet_data, monkeypatch):
+  c = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4,
+           augment=dict(pad=2, rotation=5))
+  loader = pipeline.make_loader(c, "train", train=True, seed=0, process_index=0, process_count=1)
+  b = next(loader)
+  assert b["video"].shape == (4, 8, 28, 28, 3) and b["video"].dtype == np.float32
+  assert b["mask"].all() and b["ef"].dtype == np.float32 and ((b["ef"] > 0) & (b["ef"] < 100)).all()
+  assert abs(float(b["video"].mean())) < 1.5  # normalised with the prepared stats
+  ev = pipeline.make_loader(dict(c, clips="all"), "train", train=False, seed=0, process_index=0, process_count=1)
+  nf = ev.targets("num_frames")["num_frames"]
+  rows = [(int(i), int(k)) for bb in ev for i, k, v in zip(bb["index"], bb["clip_id"], bb["valid"]) if v]
+  assert len(rows) == sum(len(clip_starts(int(n), 8, 2, 16)) for n in nf)
+  assert sorted({i for i, _ in rows}) == list(range(len(nf)))
+  monkeypatch.setattr(pipeline, "STATS_FILE", "missing_stats.json")
+  with pytest.raises(UserError, match="python -m echojax.data.prepare"):
+    pipeline.make_loader(c, "train", train=True, seed=0, process_index=0, process_count=1)
+  with pytest.raises(UserError, match="available splits"):
+    pipeline.make_loader(c, "validation", train=False, seed=0, process_index=0, process_count=1)

@@ -1,0 +1,262 @@
+"""Data-path benchmark: clips/s and peak RSS of the prepared grain pipeline vs decoding the AVI per sample.
+
+    python benchmarks/data_pipeline.py [--num-videos 2000] [--clips 256] [--frames 32] [--period 2]
+                                       [--batch-size 16] [--workdir DIR] [--workers 0]
+
+Steps (same machine, same run):
+
+1. a synthetic EchoNet-Dynamic phantom set of ``--num-videos`` videos (112x112, real raw layout) is generated and
+   prepared once into ``--workdir`` (default ``<echojax cache>/benchmarks/echonet-<N>``; reused when present);
+2. **prepared**: ``make_loader`` on the train split (random 32-frame clips, period 2, normalised float32) reads the
+   stored uint8 records, slices the clip, converts only the clip;
+3. **decode per sample**: what echonet/dynamic's dataset does per item: load the whole AVI with OpenCV, convert the
+   whole video to float32 and normalise it, then sample the clip (random video each time);
+4. **stream**: one pass over every video of every split with the prepared pipeline (eval loaders, one clip per
+   video), i.e. the whole ``--num-videos`` set.
+
+Each measurement runs in its own subprocess, so its peak RSS (``VmHWM`` from /proc/self/status, the high-water
+mark of resident memory, no psutil) is its own. The table prints clips/s, the speed-up over per-sample decoding and
+the peak RSS; the targets are >= 20x and < 2 GB for the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from echojax.errors import UserError, cli_main  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+  """Peak resident set size of this process in MiB (VmHWM; falls back to ru_maxrss)."""
+  try:
+    for line in Path("/proc/self/status").read_text().splitlines():
+      if line.startswith("VmHWM:"):
+        return int(line.split()[1]) / 1024.0
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data set-up
+
+
+def prepare(workdir: Path, num_videos: int, seed: int) -> Path:
+  """Generate + prepare the phantom set once; returns the data_dir. Writes echojax_stats.json if prepare didn't."""
+  import tensorflow_datasets as tfds
+
+  raw, data = workdir / "raw", workdir / "data"
+  if not (raw / "FileList.csv").exists():
+    from echojax.data.synthetic import echonet as gen
+
+    print(f"generating {num_videos} phantom videos into {raw}", flush=True)
+    gen.generate(raw, num_videos, seed)
+  import tfds_builders.echonet_dynamic  # noqa: F401  (registers the builder)
+
+  builder = tfds.builder("echonet_dynamic", config="112", data_dir=str(data))
+  version_dir = Path(builder.data_dir)
+  if not (version_dir / "dataset_info.json").exists():
+    try:
+      import echojax.data.prepare  # noqa: F401
+
+      have_cli = True
+    except ImportError:
+      have_cli = False
+    if have_cli:
+      print("preparing with python -m echojax.data.prepare", flush=True)
+      subprocess.run([sys.executable, "-m", "echojax.data.prepare", "echonet_dynamic", "--manual-dir", str(raw),
+                      "--data-dir", str(data)], check=True, cwd=REPO)
+    else:  # the prepare CLI is not in this checkout: use the builder directly
+      print("preparing with the echonet_dynamic builder", flush=True)
+      b = tfds.builder("echonet_dynamic", config="112", data_dir=str(data))
+      b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(raw)))
+  builder = tfds.builder("echonet_dynamic", config="112", data_dir=str(data))  # re-read: now prepared
+  stats = version_dir / "echojax_stats.json"
+  if not stats.exists():  # stats over (a sample of) the train split, in [0, 255] units
+    src = builder.as_data_source(split="train")
+    idx = np.linspace(0, len(src) - 1, min(len(src), 100)).astype(int)
+    s = np.zeros(3)
+    s2 = np.zeros(3)
+    n = 0
+    for i in idx:
+      v = src[int(i)]["video"].astype(np.float64)
+      s += v.sum((0, 1, 2))
+      s2 += (v ** 2).sum((0, 1, 2))
+      n += v.shape[0] * v.shape[1] * v.shape[2]
+    mean = s / n
+    stats.write_text(json.dumps({"mean": mean.tolist(), "std": np.sqrt(s2 / n - mean ** 2).tolist()}))
+  return data
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# measurements (each run in its own subprocess via --measure)
+
+
+def measure_prepared(args) -> dict:
+  from echojax.data.pipeline import make_loader
+
+  cfg = dict(name="echonet_dynamic", data_dir=args.data_dir, builder_config="112", frames=args.frames,
+             period=args.period, batch_size=args.batch_size, worker_count=args.workers)
+  loader = make_loader(cfg, "train", train=True, seed=args.seed, process_index=0, process_count=1)
+  next(loader)  # warm-up (first reads, imports)
+  steps = max(1, args.clips // args.batch_size)
+  t, c = time.perf_counter(), time.process_time()
+  for _ in range(steps):
+    b = next(loader)
+  dt, dc = time.perf_counter() - t, time.process_time() - c
+  assert b["video"].shape == (args.batch_size, args.frames, 112, 112, 3)
+  return {"clips": steps * args.batch_size, "seconds": dt, "cpu_seconds": dc}
+
+
+def _decode_clip(path: str, frames: int, period: int, mean: np.ndarray, std: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+  """echonet/dynamic-style item: whole video -> float -> normalise whole video -> pad -> sample a clip."""
+  import cv2
+
+  cap = cv2.VideoCapture(path)
+  count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+  w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+  video = np.zeros((count, h, w, 3), np.uint8)
+  n = 0
+  while n < count:
+    ok, frame = cap.read()
+    if not ok:
+      break
+    video[n] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    n += 1
+  cap.release()
+  v = video[:n].astype(np.float32)  # the whole video to float, then normalised (as the reference does)
+  rows = v.reshape(-1, w * 3)  # per-channel stats tiled along W: fast numpy inner loop, a fair baseline
+  rows -= np.tile(mean, w)
+  rows /= np.tile(std, w)
+  span = (frames - 1) * period + 1
+  if n < span:
+    v = np.concatenate([v, np.zeros((span - n,) + v.shape[1:], np.float32)])
+  start = int(rng.integers(0, v.shape[0] - span + 1))
+  return v[start:start + span:period]
+
+
+def measure_decode(args) -> dict:
+  import csv
+
+  raw = Path(args.workdir) / "raw"
+  with open(raw / "FileList.csv") as f:
+    names = [r["FileName"] for r in csv.DictReader(f) if r["Split"].upper() == "TRAIN"]
+  paths = [str(raw / "Videos" / f"{n}.avi") for n in names]
+  stats = json.loads(next(Path(args.data_dir).rglob("echojax_stats.json")).read_text())
+  mean, std = np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32)
+  rng = np.random.default_rng(args.seed)
+  _decode_clip(paths[0], args.frames, args.period, mean, std, rng)  # warm-up
+  n = max(1, args.clips // args.batch_size) * args.batch_size
+  n = max(args.batch_size, n // 4)  # slow path: a quarter of the clips is plenty for a stable rate
+  t, c = time.perf_counter(), time.process_time()
+  for i in range(0, n, args.batch_size):
+    batch = np.stack([_decode_clip(paths[int(rng.integers(len(paths)))], args.frames, args.period, mean, std, rng)
+                      for _ in range(args.batch_size)])
+  dt, dc = time.perf_counter() - t, time.process_time() - c
+  assert batch.shape == (args.batch_size, args.frames, 112, 112, 3)
+  return {"clips": n, "seconds": dt, "cpu_seconds": dc}
+
+
+def measure_stream(args) -> dict:
+  """Every video of every split once, through the prepared pipeline (eval loaders, one clip per video)."""
+  from echojax.data.pipeline import make_loader
+
+  cfg = dict(name="echonet_dynamic", data_dir=args.data_dir, builder_config="112", frames=args.frames,
+             period=args.period, batch_size=args.batch_size, worker_count=args.workers)
+  clips, videos = 0, 0
+  t, c = time.perf_counter(), time.process_time()
+  for split in ("train", "val", "test"):
+    loader = make_loader(cfg, split, train=False, seed=args.seed, process_index=0, process_count=1)
+    videos += loader.num_examples
+    for b in loader:
+      clips += int(b["valid"].sum())
+  dt, dc = time.perf_counter() - t, time.process_time() - c
+  assert clips == videos
+  return {"clips": clips, "seconds": dt, "cpu_seconds": dc}
+
+
+MEASURES = {"prepared": measure_prepared, "decode": measure_decode, "stream": measure_stream}
+
+
+def run_measure(name: str, args) -> dict:
+  cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", name, "--data-dir", str(args.data_dir),
+         "--workdir", str(args.workdir), "--clips", str(args.clips), "--frames", str(args.frames), "--period",
+         str(args.period), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--workers",
+         str(args.workers)]
+  print(f"measuring {name} ...", flush=True)
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+  if proc.returncode != 0:
+    raise RuntimeError(f"{name} measurement failed:\n{proc.stderr[-4000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@cli_main
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--num-videos", type=int, default=2000, help="phantom videos in the set (default 2000)")
+  p.add_argument("--clips", type=int, default=256, help="clips timed for the prepared pipeline (default 256)")
+  p.add_argument("--frames", type=int, default=32)
+  p.add_argument("--period", type=int, default=2)
+  p.add_argument("--batch-size", type=int, default=16)
+  p.add_argument("--workers", type=int, default=0, help="grain worker processes (default 0 = in-process)")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--workdir", default=None, help="where the set is generated/prepared (reused when present)")
+  p.add_argument("--skip-stream", action="store_true", help="skip the whole-set streaming pass")
+  p.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
+  p.add_argument("--data-dir", help=argparse.SUPPRESS)
+  args = p.parse_args(argv)
+  if args.measure:
+    res = MEASURES[args.measure](args)
+    res["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(res))
+    return
+  if args.num_videos < 10:
+    raise UserError("--num-videos must be >= 10 (the phantom splits need a few videos each)")
+  from echojax import paths
+
+  args.workdir = Path(args.workdir or paths.cache_dir() / "benchmarks" / f"echonet-{args.num_videos}")
+  t = time.perf_counter()
+  args.data_dir = prepare(args.workdir, args.num_videos, args.seed)
+  print(f"data ready in {time.perf_counter() - t:.0f}s: {args.data_dir}", flush=True)
+  results = {"prepared": run_measure("prepared", args), "decode": run_measure("decode", args)}
+  if not args.skip_stream:
+    results["stream"] = run_measure("stream", args)
+  base = results["decode"]["clips"] / results["decode"]["seconds"]
+  base_cpu = results["decode"]["cpu_seconds"] / results["decode"]["clips"]
+  print()
+  print(f"{args.num_videos} phantom videos, {args.frames}-frame 112x112 clips (period {args.period}), batch "
+        f"{args.batch_size}, grain workers {args.workers}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}")
+  print(f"{'method':<34}{'clips':>7}{'seconds':>9}{'clips/s':>9}{'speed-up':>10}{'CPU ms/clip':>13}"
+        f"{'CPU speed-up':>14}{'peak RSS MB':>13}")
+  labels = {"prepared": "prepared (grain, train clips)", "decode": "AVI decode per sample (echonet)",
+            "stream": f"stream all {args.num_videos} videos"}
+  for k, r in results.items():
+    rate = r["clips"] / r["seconds"]
+    cpu = r["cpu_seconds"] / r["clips"]
+    print(f"{labels[k]:<34}{r['clips']:>7}{r['seconds']:>9.2f}{rate:>9.1f}{rate / base:>9.1f}x{cpu * 1000:>13.2f}"
+          f"{base_cpu / cpu:>13.1f}x{r['peak_rss_mb']:>13.0f}")
+  speedup = results["prepared"]["clips"] / results["prepared"]["seconds"] / base
+  cpu_speedup = base_cpu / (results["prepared"]["cpu_seconds"] / results["prepared"]["clips"])
+  print(f"\nprepared vs per-sample decoding: {speedup:.1f}x wall, {cpu_speedup:.1f}x CPU time (target >= 20x): "
+        f"{'OK' if speedup >= 20 else 'MISSED'}")
+  if "stream" in results:
+    rss = results["stream"]["peak_rss_mb"]
+    print(f"stream peak RSS: {rss:.0f} MB (target < 2048 MB): {'OK' if rss < 2048 else 'MISSED'}")
+
+if __name__ == "__main__":
+  main()
