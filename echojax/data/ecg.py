@@ -7,11 +7,12 @@ present we fall back to the periodic intensity cycle of the video, or to uniform
 
 Pieces (all numpy; no JAX):
 
-* :func:`detect_r_peaks` -- R peaks at any sampling rate. Default: neurokit2 (``nk.ecg_clean`` +
-  ``nk.ecg_peaks``, method ``"neurokit"``), followed by a Pan-Tompkins-style T-wave rejection (a candidate within
-  360 ms of the previous beat whose QRS slope is under half of that beat's is a T wave, not an R peak). A pure
-  scipy Pan-Tompkins-style detector (``method="pantompkins"``) is available too. On LUDB record 1 (lead II) the
-  default finds every annotated QRS within 75 ms with no false positives (tests/test_ecg.py).
+* :func:`detect_r_peaks` -- R peaks at any sampling rate (>= 50 Hz). For traces of 4 s or more: neurokit2
+  (``nk.ecg_clean`` + ``nk.ecg_peaks``, method ``"neurokit"``); for shorter ones (echo clips) a scipy
+  Pan-Tompkins-style detector, because neurokit2 drops beats near the ends of short traces. Either way followed
+  by the Pan-Tompkins T-wave rule (a candidate within 360 ms of the previous beat whose QRS slope is under half
+  of that beat's is a T wave, not an R peak). On LUDB record 1 both find every annotated QRS of all 12 leads
+  within 75 ms with no false positives (tests/test_ecg.py).
 * :func:`detect_r_peaks_multilead` -- a 12-lead record by voting across leads (a beat = detections in at least
   half of the leads within 75 ms), robust to a flat or noisy lead.
 * :func:`frame_times` / :func:`times_to_frames` -- alignment by time: frame ``k`` is at ECG time
