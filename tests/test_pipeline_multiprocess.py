@@ -15,24 +15,18 @@ REPO = Path(__file__).resolve().parent.parent
 WORKER = REPO / "tests" / "pipeline_worker.py"
 
 
-def _prepare_unity(tmp: Path) -> dict:
-  """A tiny prepared UNITY set (image records) with the stats file the pipeline needs."""
-  tfds = pytest.importorskip("tensorflow_datasets")
-  from echojax.data.synthetic import unity as gen
-  from tfds_builders.unity import Unity
-
-  raw = gen.generate(tmp / "raw", num_studies=6, seed=1, images_per_study=2)
-  b = Unity(data_dir=str(tmp / "data"), file_format="array_record")
-  b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(raw)))
-  stats = Path(b.data_dir) / "echojax_stats.json"
-  if not stats.exists():
-    stats.write_text(json.dumps({"mean": [30.0, 30.0, 30.0], "std": [40.0, 40.0, 40.0]}))
-  return {"name": "unity", "data_dir": str(tmp / "data"), "preset": "image", "size": 32}
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-  return _prepare_unity(tmp_path_factory.mktemp("mp_data"))
+  """A tiny synthetic EchoNet-Dynamic set prepared with the real builder (28x28 config), through `prepare`."""
+  from echojax.data.prepare import prepare
+  from echojax.data.synthetic import echonet as gen
+
+  root = tmp_path_factory.mktemp("mp_echonet")
+  raw = gen.generate(root / "raw", 14, 1)
+  version = prepare("echonet_dynamic", raw, root / "data", config="28", verbose=False)
+  n_train = json.loads((version / "echojax_report.json").read_text())["counts"]["train"]
+  return {"name": "echonet_dynamic", "data_dir": str(root / "data"), "builder_config": "28", "frames": 4,
+          "period": 2}, n_train
 
 
 def run_two(tmp_path: Path, data: dict, split: str, train: bool, count: int = 2) -> list[dict]:
@@ -51,23 +45,26 @@ def run_two(tmp_path: Path, data: dict, split: str, train: bool, count: int = 2)
 
 
 def test_two_processes_eval_shards_disjoint_and_complete(prepared, tmp_path):
-  data = dict(prepared, batch_size=6)  # 8 train records -> padded to 12 rows -> 2 batches of 3 per process
+  data, n = prepared
+  data = dict(data, batch_size=4)  # n train records, padded to whole global batches of 4 (2 rows per process)
   r0, r1 = run_two(tmp_path, data, "train", train=False)
-  n = r0["num_examples"]
-  assert n == 8
+  assert r0["num_examples"] == r1["num_examples"] == n >= 6
   a = [i for b in r0["batches"] for i in b]
   b = [i for bb in r1["batches"] for i in bb]
-  assert set(a).isdisjoint(b)
+  assert a and b and set(a).isdisjoint(b)
   assert sorted(a + b) == list(range(n))  # complete, each exactly once
-  assert len(r0["batches"]) == len(r1["batches"]) == 2  # same number of batches on every process
-  assert r0["shapes"]["image"] == r1["shapes"]["image"] == [3, 32, 32, 3]
+  assert len(r0["batches"]) == len(r1["batches"]) == -(-n // 4)  # same number of batches on every process
+  assert r0["shapes"]["video"] == r1["shapes"]["video"] == [2, 4, 28, 28, 3]
 
 
 def test_two_processes_train_epoch_covers_split(prepared, tmp_path):
-  data = dict(prepared, batch_size=4, augment={"rotation": 5})
+  data, n = prepared
+  data = dict(data, batch_size=2, augment={"rotation": 5})
   r0, r1 = run_two(tmp_path, data, "train", train=True)
-  assert r0["steps_per_epoch"] == 2
-  a = [i for b in r0["batches"] for i in b]
-  b = [i for bb in r1["batches"] for i in bb]
-  assert set(a).isdisjoint(b) and sorted(a + b) == list(range(8))
-  assert r0["shapes"]["image"] == [2, 32, 32, 3]  # global batch 4 over 2 processes
+  half = n // 2  # each process owns n // 2 records (drop_remainder keeps shards equal)
+  assert r0["steps_per_epoch"] == n // 2
+  a = [i for b in r0["batches"][:half] for i in b]
+  b = [i for bb in r1["batches"][:half] for i in bb]
+  assert len(a) == len(b) == half and len(set(a)) == half and len(set(b)) == half  # a permutation of the shard
+  assert set(a).isdisjoint(b) and set(a) | set(b) == set(range(2 * half))
+  assert r0["shapes"]["video"] == [1, 4, 28, 28, 3]  # global batch 2 over 2 processes
