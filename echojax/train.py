@@ -96,7 +96,7 @@ def build_model(config: ml_collections.ConfigDict, task: tasks.Task):
   name = config.model.name
   ctor = models.registry._MODELS.get(name)
   params = set(inspect.signature(ctor).parameters) if ctor is not None else set()
-  out_kw = next((k for k in ("num_outputs", "num_classes") if k in params), "num_outputs")
+  out_kw = "num_outputs" if "num_outputs" in params else "num_classes"  # the registered models use num_classes
   kwargs.setdefault(out_kw, task.num_outputs)
   return models.get_model(name, **kwargs)
 
@@ -294,7 +294,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   resolve_data(config)
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
-  if config.eval.get("every_steps", 0):
+  if config.eval.get("every_steps", 0) or config.eval.get("every_epochs", 0):
     sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   task = tasks.get_task(config)
   loader = make_loader(config, config.data.get("train_split", "train"), train=True)
@@ -329,11 +329,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   batch_sh = sharding.batch_sharding(mesh)
   step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
                     out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
-  evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if config.eval.get("every_steps", 0) else None
+  eval_every = _every(config.eval, spe)
+  evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if eval_every else None
   writer = MetricsWriter(workdir, start if meta else None)
   preempt = PreemptionFlag()
-  log_every, ckpt_every = int(config.train.log_every), int(config.train.checkpoint_every)
-  eval_every = int(config.eval.get("every_steps", 0))
+  log_every = int(config.train.log_every)
+  ckpt_every = _every(config.train, spe, "checkpoint_every", "checkpoint_every_epochs") or num_steps
   patience = int(config.train.get("early_stopping_patience", 0))
   best_metric = config.eval.get("best_metric", None) or task.best_metric
   best_mode = config.eval.get("best_mode", None) or task.best_mode
@@ -418,6 +419,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     log.info(stop_reason)
     print(stop_reason, file=sys.stderr)
   return last
+
+
+def _every(cfg, spe: int, steps_key: str = "every_steps", epochs_key: str = "every_epochs") -> int:
+  """An interval in steps from ``<steps_key>``, else ``<epochs_key>`` x steps per epoch (0 = never)."""
+  if cfg.get(steps_key, 0):
+    return int(cfg[steps_key])
+  return max(1, int(round(cfg.get(epochs_key, 0.0) * spe))) if cfg.get(epochs_key, 0.0) else 0
 
 
 def _next(batches, loader):

@@ -1,0 +1,64 @@
+"""EchoNet-Dynamic ejection-fraction regression: the reference recipe of echonet/dynamic.
+
+    python -m echojax.train --config echonet_ef            # the recipe (R(2+1)D-18, 32 frames, period 2)
+    python -m echojax.train --config echonet_ef:smoke      # seconds: width-8 model, 8 frames, 28 px, 4 steps
+    python -m echojax.train --config echonet_ef:demo       # learns on the synthetic phantoms in CPU minutes
+    python -m echojax.train --config echonet_ef:model=r3d_18,frames=16
+
+Recipe: R(2+1)D-18 from scratch (echojax loads no pretrained weights), clips of 32 frames taken every 2nd frame,
+random 12-pixel pad + crop, SGD lr 1e-4 momentum 0.9 weight decay 1e-4, lr x0.1 every 15 epochs for 45 epochs,
+batch 20, MSE on EF with the output bias initialised to the train-split EF mean; validation every epoch picks the
+best checkpoint by MAE. Evaluate with all clips (test-time augmentation):
+``python -m echojax.evaluate --workdir workdirs/echonet_ef --split test --clips all``.
+
+``data.data_dir`` empty = the synthetic EchoNet-Dynamic phantom set (made once into the cache); point it at a
+folder prepared by ``python -m echojax.data.prepare echonet_dynamic --manual-dir EchoNet-Dynamic --data-dir DIR``
+for the real data.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from echojax.config import parse_arg
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  a = parse_arg(arg, smoke=False, demo=False, model="r2plus1d_18", frames=32, period=2, size=112, width=64,
+                batch_size=20, epochs=45)
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = ml_collections.ConfigDict({"kind": "ef_regression", "target_key": "ef", "output_bias": None,
+                                      "thresholds": [35.0, 40.0, 45.0, 50.0]})
+  c.data = ml_collections.ConfigDict({
+      "name": "echonet_dynamic", "data_dir": "", "builder_config": str(a.size), "preset": "video_clip",
+      "frames": a.frames, "period": a.period, "batch_size": a.batch_size, "clips": "one", "pad_mode": "zeros",
+      "augment": {"pad": 12 * a.size // 112}, "worker_count": 0, "synthetic_num": None, "synthetic_seed": 0})
+  c.model = ml_collections.ConfigDict({"name": a.model, "kwargs": {"width": a.width}})
+  c.optim = ml_collections.ConfigDict({"name": "sgd", "lr": 1e-4, "momentum": 0.9, "weight_decay": 1e-4,
+                                       "schedule": "step", "decay_every_epochs": 15.0, "decay_factor": 0.1,
+                                       "warmup_steps": 0, "grad_clip": 0.0})
+  c.train = ml_collections.ConfigDict({"num_steps": 0, "num_epochs": float(a.epochs), "steps_per_epoch": 0,
+                                       "log_every": 50, "checkpoint_every": 0, "checkpoint_every_epochs": 1.0,
+                                       "keep_checkpoints": 2, "early_stopping_patience": 0})
+  c.eval = ml_collections.ConfigDict({"every_steps": 0, "every_epochs": 1.0, "batch_size": a.batch_size,
+                                      "clips": "one", "best_metric": "mae", "best_mode": "min", "bootstrap": 0})
+  c.mesh = [("data", -1)]
+  c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})
+  c.init_from = None
+
+  if a.smoke:  # seconds on CPU; used by tests
+    c.data.builder_config, c.data.frames, c.data.batch_size = "28", 8, 8
+    c.data.augment = {"pad": 2}
+    c.data.synthetic_num = 32
+    c.model.kwargs = {"width": 8}
+    c.train.update(num_steps=4, log_every=2, checkpoint_every=2, checkpoint_every_epochs=0.0)
+    c.eval.update(every_steps=4, every_epochs=0.0, batch_size=8)
+  elif a.demo:  # learns EF on the synthetic phantoms in a few CPU minutes
+    c.data.builder_config, c.data.frames, c.data.period, c.data.batch_size = "28", 16, 2, 16
+    c.data.augment = {"pad": 2}
+    c.model.kwargs = {"width": 16}
+    c.optim.update(name="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=20, grad_clip=1.0)
+    c.train.update(num_epochs=8.0, log_every=5, checkpoint_every_epochs=1.0)
+    c.eval.update(batch_size=16, every_epochs=2.0)
+  return c

@@ -1,0 +1,75 @@
+"""EF classification (reduced EF < 50 vs EF >= 50) from echo videos with a 2D ResNet per frame.
+
+    python -m echojax.train --config ef_classification:model=resnet18,size=112
+    python -m echojax.train --config ef_classification:model=resnet152,size=28,weighted
+    python -m echojax.train --config ef_classification:smoke
+    python -m echojax.train --config ef_classification:demo
+
+``model`` (resnet18 | resnet152) x ``size`` (28 | 56 | 112: the echonet_dynamic builder config, frames stored at
+that size) x ``weighted`` (class-weighted cross-entropy, weights n / (2 n_c) from the train-split class
+frequencies) selects each cell of the published table; the default workdir is
+``workdirs/ef_classification_model_<m>_size_<s>[_weighted]``.
+
+Video model: ``frame_resnet`` (echojax.models.resnet.FrameResNet) runs the 2D ResNet on every frame (frames
+folded into the batch), its linear ``head`` gives per-frame logits (B, T, 2) and the trainer averages them over the
+clip's valid frames, which equals temporal average pooling of the features followed by the head. Clips of 32
+frames every 2nd frame; optimisation as the EchoNet-Dynamic recipe (SGD 1e-4, momentum 0.9, wd 1e-4, x0.1 every
+15 epochs, 45 epochs); validation AUROC picks the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from echojax.config import parse_arg
+from echojax.errors import UserError
+
+MODELS = {"resnet18": 18, "resnet152": 152}
+SIZES = (28, 56, 112)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  a = parse_arg(arg, smoke=False, demo=False, model="resnet18", size=112, weighted=False, frames=32, period=2,
+                width=64, batch_size=20, epochs=45)
+  if a.model not in MODELS:
+    raise UserError(f"ef_classification: model={a.model!r}; use one of {', '.join(MODELS)}")
+  if a.size not in SIZES:
+    raise UserError(f"ef_classification: size={a.size}; use one of {', '.join(map(str, SIZES))}")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = ml_collections.ConfigDict({"kind": "ef_classification", "target_key": "ef", "threshold": 50.0,
+                                      "class_weights": "balanced" if a.weighted else None,
+                                      "label_smoothing": 0.0, "thresholds": [35.0, 40.0, 45.0, 50.0]})
+  c.data = ml_collections.ConfigDict({
+      "name": "echonet_dynamic", "data_dir": "", "builder_config": str(a.size), "preset": "video_clip",
+      "frames": a.frames, "period": a.period, "batch_size": a.batch_size, "clips": "one", "pad_mode": "zeros",
+      "augment": {"pad": 12 * a.size // 112}, "worker_count": 0, "synthetic_num": None, "synthetic_seed": 0})
+  c.model = ml_collections.ConfigDict({"name": "frame_resnet", "kwargs": {"depth": MODELS[a.model],
+                                                                          "width": a.width}})
+  c.optim = ml_collections.ConfigDict({"name": "sgd", "lr": 1e-4, "momentum": 0.9, "weight_decay": 1e-4,
+                                       "schedule": "step", "decay_every_epochs": 15.0, "decay_factor": 0.1,
+                                       "warmup_steps": 0, "grad_clip": 0.0})
+  c.train = ml_collections.ConfigDict({"num_steps": 0, "num_epochs": float(a.epochs), "steps_per_epoch": 0,
+                                       "log_every": 50, "checkpoint_every": 0, "checkpoint_every_epochs": 1.0,
+                                       "keep_checkpoints": 2, "early_stopping_patience": 0})
+  c.eval = ml_collections.ConfigDict({"every_steps": 0, "every_epochs": 1.0, "batch_size": a.batch_size,
+                                      "clips": "one", "best_metric": "auroc", "best_mode": "max", "bootstrap": 0})
+  c.mesh = [("data", -1)]
+  c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})
+  c.init_from = None
+
+  if a.smoke:
+    c.data.builder_config, c.data.frames, c.data.batch_size = "28", 8, 8
+    c.data.augment = {"pad": 2}
+    c.data.synthetic_num = 32
+    c.model.kwargs = {"depth": MODELS[a.model], "width": 8}
+    c.train.update(num_steps=4, log_every=2, checkpoint_every=2, checkpoint_every_epochs=0.0)
+    c.eval.update(every_steps=4, every_epochs=0.0, batch_size=8)
+  elif a.demo:
+    c.data.builder_config, c.data.frames, c.data.period, c.data.batch_size = "28", 8, 4, 16
+    c.data.augment = {"pad": 2}
+    c.model.kwargs = {"depth": MODELS[a.model], "width": 16}
+    c.optim.update(name="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=20, grad_clip=1.0)
+    c.train.update(num_epochs=8.0, log_every=5, checkpoint_every_epochs=1.0)
+    c.eval.update(batch_size=16, every_epochs=2.0)
+  return c
