@@ -143,6 +143,8 @@ class EchonetDynamic(tfds.core.GeneratorBasedBuilder):
     for row in rows:
       ex = echonet.build_example(raw, row, tracings.get(row.file_name), size, self.report)
       progress.update(1)
+      if progress.n >= progress.total:
+        progress.close()
       if ex is None:
         continue
       self.report.wrote(split)
