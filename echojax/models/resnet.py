@@ -13,6 +13,8 @@ parameter counts equal torchvision's (resnet18 11,689,512; resnet50 25,557,032; 
 BatchNorm: epsilon 1e-5, flax momentum 0.9 (== torch momentum 0.1). Running statistics live in the
 ``batch_stats`` collection: train with ``model.apply(v, x, train=True, mutable=["batch_stats"])``, evaluate
 with ``train=False`` (running averages; each item's output independent of the rest of the batch).
+One training-only difference from torch: flax updates the running variance with the biased batch variance,
+torch with the unbiased one (a factor n/(n-1) on the update; eval-mode outputs are unaffected).
 
 ``layout="keras"`` gives ``keras.applications.ResNet50``'s variant of the same network: convolutions WITH bias,
 BN epsilon 1.001e-5, flax momentum 0.99, and the bottleneck stride on the FIRST 1x1 conv (not the 3x3).
