@@ -19,7 +19,7 @@ class DatasetInfo:
 
 DATASETS = {
     "echonet_dynamic": DatasetInfo("echonet_dynamic", "tfds_builders.echonet_dynamic", "echonet", "112"),
-    "echo_views": DatasetInfo("echo_views", "tfds_builders.echo_views", "echo_views", None),
+    "echo_views": DatasetInfo("echo_views", "tfds_builders.echo_views", "echo_views", "videos"),
     "unity": DatasetInfo("unity", "tfds_builders.unity", "unity", None),
 }
 
