@@ -676,6 +676,14 @@ def _process(process_index: int | None, process_count: int | None) -> tuple[int,
   return int(process_index), int(process_count)
 
 
+def _absl_flags_ready() -> None:
+  """grain worker processes read absl flags; outside an absl app they are unparsed, so use their defaults."""
+  from absl import flags
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
 def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: Any, split: str, *, train: bool,
                  seed: int, process_index: int | None = None, process_count: int | None = None,
                  frame_sampler: FrameSampler | None = None) -> Loader:
@@ -710,6 +718,8 @@ def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: An
     padded = math.ceil(num_rows / global_b) * global_b
     pad = np.tile(np.array([[0, 0, -1, 0]]), (padded - num_rows, 1))
     rows = np.concatenate([rows, pad]) if len(pad) else rows
+  if int(opts["worker_count"]) > 0:
+    _absl_flags_ready()
   row_source = RowSource(source, rows, desc)
   shard = grain.ShardOptions(shard_index=p, shard_count=n, drop_remainder=True)
   sampler = grain.IndexSampler(num_records=len(row_source), shard_options=shard, shuffle=train,
