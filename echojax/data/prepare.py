@@ -9,7 +9,9 @@ the prepared version folder ``OUT/<name>/<config>/<version>/``:
 
 - ``echojax_report.json``: the builder's SkipReport (counts, skipped rows, notes);
 - ``echojax_stats.json``: per-channel mean/std of the train split in [0, 255] units (``{"mean": [..], "std": [..]}``),
-  computed on an evenly spaced subsample of records and frames; the pipeline normalises with it.
+  computed on an evenly spaced subsample of records and frames; the pipeline normalises with it;
+- for video datasets, ``<name>-<split>.frames`` + ``.meta.npz`` + ``.frames.json``: a memory-mapped copy of the
+  records (:mod:`echojax.data.framestore`) so clip reads touch only the clip's frames (``--no-frame-store`` skips).
 
 Bad rows are skipped by default; ``--strict`` stops at the first one with a message naming the file, row and reason.
 Builders that take a ``strict`` keyword and expose ``.report`` (a SkipReport) get full reporting; others still work.
@@ -101,10 +103,11 @@ def _stats_feature(builder) -> str:
 
 
 def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str | None = None,
-            strict: bool = False, overwrite: bool = False, verbose: bool = True) -> Path:
+            strict: bool = False, overwrite: bool = False, verbose: bool = True, frame_store: bool = True) -> Path:
   """Build ``name`` from ``manual_dir`` into ``data_dir``; write report + stats; return the version folder.
 
   An already prepared version folder is reused (its summary is printed again) unless ``overwrite``.
+  ``frame_store`` also writes a memory-mapped copy of each split's frames (:mod:`echojax.data.framestore`).
   """
   import tensorflow_datasets as tfds
 
@@ -152,7 +155,12 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
   stats_split = "train" if "train" in splits else splits[0]
   stats = compute_stats(builder.as_data_source(split=stats_split), _stats_feature(builder))
   stats["split"] = stats_split
-  (version_dir / STATS_FILE).write_text(json.dumps(stats, indent=2))
+  if frame_store and stats["feature"] == "video":  # memmap copy of the frames so clip reads skip riegeli
+    from echojax.data.framestore import write_frame_store
+
+    for split in splits:
+      write_frame_store(version_dir, builder.name, split, builder.as_data_source(split=split))
+  (version_dir / STATS_FILE).write_text(json.dumps(stats, indent=2))  # last: marks the preparation complete
   if verbose:
     print(f"\nprepared {name} at {version_dir}")
     print(report.summary())
@@ -183,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--config", default=None, help="builder config (echonet_dynamic: 112 (default), 56, 28)")
   p.add_argument("--strict", action="store_true", help="fail on the first bad row instead of skipping it")
   p.add_argument("--overwrite", action="store_true", help="rebuild even if already prepared")
+  p.add_argument("--no-frame-store", action="store_true",
+                 help="skip the memory-mapped frame copy (saves disk; clip reads then go through array_record)")
   return p
 
 
@@ -191,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
   args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
   if args.name not in DATASETS:
     raise UserError(f"unknown dataset {args.name!r}; available: {', '.join(sorted(DATASETS))}")
-  prepare(args.name, args.manual_dir, args.data_dir, args.config, args.strict, args.overwrite)
+  prepare(args.name, args.manual_dir, args.data_dir, args.config, args.strict, args.overwrite,
+          frame_store=not args.no_frame_store)
 
 
 if __name__ == "__main__":

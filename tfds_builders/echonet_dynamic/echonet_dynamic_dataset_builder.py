@@ -10,14 +10,14 @@ scale the tracing coordinates to the stored resolution. Every video is decoded o
 ``(T, S, S, 3)`` records and never decodes an AVI.
 
 Storage was chosen by measuring read speed through ``as_data_source`` against decoding the same AVIs (best of 5
-per video, interleaved, 2-core machine shared with other jobs): ``video`` is a ``Tensor`` with ``encoding=bytes``
-(raw ``tobytes``) and the array_record shards are rewritten uncompressed after TFDS writes them
-(``rewrite_uncompressed``; TFDS hard-codes zstd). Measured per video (AVI decode 11 ms): encoding ``none`` (TFDS
-stores uint8 as an int64 list) 141 ms, ``zlib`` 22 ms, ``bytes`` in zstd shards 7.2 ms, ``bytes`` uncompressed
-5.8 ms. The cost left is riegeli's per-byte record handling (~40x slower than a plain ``pread`` of the same bytes),
-so a whole-video record reads only ~1.5-2x faster than decoding the AVI here, NOT the 20x the issue asks for;
-getting there needs clip-sized reads (e.g. a memory-mapped frame file beside the shards) or grey single-channel
-storage, both contract changes. Uncompressed shards take ~3.5x the disk of zstd ones.
+per video, interleaved, 2-core machine shared with other jobs). ``video`` is a ``Tensor`` with ``encoding=bytes``
+(raw ``tobytes``). Measured per video (AVI decode 11 ms): encoding ``none`` (TFDS stores uint8 as an int64 list)
+141 ms, ``zlib`` 22 ms, ``bytes`` 7.2 ms (TFDS's zstd shards) or 5.8 ms (shards rewritten uncompressed). What is
+left is riegeli's per-byte record handling (~40x slower than a plain ``pread`` of the same bytes), so a
+whole-video record reads only ~1.5-2x faster than decoding the AVI. The fast path is therefore the frame store
+that ``python -m echojax.data.prepare`` writes beside the shards (:mod:`echojax.data.framestore`): a memmap of
+the frames where a 32-frame clip read is ~200x faster than the AVI decode. The shards keep TFDS's zstd (~0.3x the
+raw frame size; ``UNCOMPRESSED_SHARDS`` switches to uncompressed shards, ~1.25x faster, ~3.5x the disk).
 
 Real-data quirks are handled by :mod:`echojax.data.echonet` and recorded in ``self.report`` (a SkipReport):
 rows whose video is missing/unreadable or whose EF is missing/non-numeric are skipped with the reason (``strict``
@@ -41,6 +41,7 @@ from echojax.errors import UserError
 SPLITS = {"train": "TRAIN", "val": "VAL", "test": "TEST"}
 VIDEO_ENCODING = tfds.features.Encoding.BYTES
 RECORD_OPTIONS = "group_size:1,uncompressed"  # group_size 1 = random access (what grain needs)
+UNCOMPRESSED_SHARDS = False  # rewrite TFDS's zstd shards uncompressed (faster record reads, ~3.5x the disk)
 
 
 def rewrite_uncompressed(path: str | Path, chunk: int = 32) -> None:
@@ -113,9 +114,11 @@ class EchonetDynamic(tfds.core.GeneratorBasedBuilder):
     return echonet.check_raw_dir(path)
 
   def _download_and_prepare(self, dl_manager, download_config=None):
-    """TFDS writes zstd-compressed array_record shards; rewrite them uncompressed (still inside TFDS's
+    """With ``UNCOMPRESSED_SHARDS``, rewrite TFDS's zstd array_record shards uncompressed (still inside TFDS's
     incomplete-dir, so an interrupted preparation never leaves half-rewritten data behind)."""
     super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
+    if not UNCOMPRESSED_SHARDS:
+      return
     shards = sorted(Path(self.data_dir).glob(f"{self.name}-*.array_record-*"))
     for shard in tqdm(shards, desc="uncompressed array_record", unit="shard", leave=False):
       rewrite_uncompressed(shard)
