@@ -83,8 +83,8 @@ def ensure_synthetic(name: str = "echonet_dynamic", config: str | None = None, n
       from echojax.data import prepare as prep
 
       importlib.import_module(info.builder_module)
-      cfg_dir = tfds_dir / name / (config or "")
-      shutil.rmtree(cfg_dir, ignore_errors=True)  # an interrupted preparation restarts cleanly
+      # overwrite=True removes only this config's version folder, so an interrupted preparation restarts
+      # cleanly and other prepared configs stay
       prep.prepare(name, raw, tfds_dir, config, strict=False, overwrite=True, verbose=verbose)
       tfds_done.parent.mkdir(parents=True, exist_ok=True)
       tfds_done.write_text("complete\n")
