@@ -1,0 +1,159 @@
+"""Checkpoints: latest/best slots and metadata, a checkpoint saved on 8 devices (FSDP) restored on 1 device
+through an abstract tree carrying the target shardings, and SIGKILL mid-run + rerun == uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from echojax import sharding
+from echojax.checkpoint import Checkpointer
+from echojax.config import load_config
+from echojax.optim import make_optimizer
+from echojax.tasks import get_task
+from echojax.train import _decode_state, _encode_state, build_model, make_train_step, numeric, setup_state
+
+REPO = Path(__file__).resolve().parent.parent
+HELPER = "tests/trainer_helpers.py:smoke"
+
+
+def _records(workdir):
+  return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _fsdp_state(rules=((".*", "fsdp"),)):
+  """A BatchNorm model's state after one step on an 8-device data x fsdp mesh."""
+  config = load_config(HELPER, {"mesh": "[('data', -1), ('fsdp', 2)]", "sharding.rules": repr(list(rules))})
+  task = get_task(config)
+  task.prepare({"ef": np.asarray([30.0, 60.0])})
+  model = build_model(config, task)
+  tx, sched = make_optimizer(config.optim, 4, 10)
+  mesh = sharding.make_mesh(config.mesh)
+  from tests.trainer_helpers import FakeLoader
+  batch = next(iter(FakeLoader(config.data, "train", train=True, seed=0)))
+  state, shardings, _ = setup_state(config, model, tx, task, mesh,
+                                    jax.ShapeDtypeStruct(batch["video"].shape, np.float32), None)
+  bsh = sharding.batch_sharding(mesh)
+  step = jax.jit(make_train_step(model, tx, task, config, sched), in_shardings=(shardings, bsh),
+                 out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
+  state, _ = step(state, sharding.global_batch(numeric(batch), bsh))
+  return config, state
+
+
+def test_latest_best_and_meta_roundtrip(tmp_path):
+  _, state = _fsdp_state()
+  ck = Checkpointer(tmp_path, keep=2)
+  data_state = b'{"pos": 3}'
+  for step in (1, 2, 3):
+    ck.save(step, state, {"step": step, "data_state": _encode_state(data_state)})
+  ck.save(2, state, {"step": 2, "best": True}, best=True)
+  ck.wait()
+  assert ck.latest_step() == 3 and ck.best_step() == 2
+  assert sorted(ck.latest.all_steps()) == [2, 3]  # keep=2
+  step, meta = ck.restore_meta()
+  assert step == 3 and _decode_state(meta["data_state"]) == data_state
+  assert ck.restore_meta("best")[1]["best"] is True
+  ck.close()
+
+
+RESTORE_ON_ONE = textwrap.dedent("""
+    import jax, numpy as np, sys
+    from echojax import sharding
+    from echojax.checkpoint import Checkpointer, abstract_like
+    from echojax.config import load_config
+    from echojax.optim import make_optimizer
+    from echojax.tasks import get_task
+    from echojax.train import build_model, make_init_fn, state_shardings
+    assert len(jax.devices()) == 1, jax.devices()
+    config = load_config("tests/trainer_helpers.py:smoke")
+    task = get_task(config)
+    task.prepare({"ef": np.asarray([45.0])})
+    model = build_model(config, task)
+    tx, _ = make_optimizer(config.optim, 4, 10)
+    abstract = jax.eval_shape(make_init_fn(model, tx, task, jax.ShapeDtypeStruct((8, 4, 8, 8, 3), np.float32), 0))
+    mesh = sharding.make_mesh([("data", -1)])
+    target = abstract_like(abstract, state_shardings(abstract, mesh, [(".*", "replicate")]))
+    step, state, meta = Checkpointer(sys.argv[1], read_only=True).restore(target)
+    want = np.load(sys.argv[2])
+    got = {sharding.path_str(p): np.asarray(x) for p, x in
+           jax.tree_util.tree_flatten_with_path({"params": state["params"], "bs": state["batch_stats"]})[0]}
+    assert sorted(got) == sorted(want.files), (sorted(got), want.files)
+    for k in want.files:
+      np.testing.assert_array_equal(got[k], want[k])
+    leaf = jax.tree_util.tree_leaves(state["params"])[0]
+    assert len(leaf.sharding.device_set) == 1
+    print("restored", step, len(want.files), "arrays on", jax.devices())
+""")
+
+
+def test_checkpoint_saved_on_8_devices_restores_on_1(tmp_path):
+  _, state = _fsdp_state()
+  kernels = [x for x in jax.tree_util.tree_leaves(state["params"]) if x.ndim > 1]
+  assert any(not x.sharding.is_fully_replicated for x in kernels), "FSDP should shard some parameters"
+  assert len(jax.devices()) == 8
+  ck = Checkpointer(tmp_path / "run")
+  ck.save(1, state, {"step": 1})
+  ck.wait()
+  ck.close()
+  flat = {sharding.path_str(p): np.asarray(x) for p, x in
+          jax.tree_util.tree_flatten_with_path({"params": state["params"], "bs": state["batch_stats"]})[0]}
+  np.savez(tmp_path / "want.npz", **flat)
+  env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  r = subprocess.run([sys.executable, "-c", RESTORE_ON_ONE, str(tmp_path / "run"), str(tmp_path / "want.npz")],
+                     cwd=REPO, env=env, capture_output=True, text=True)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "restored 1" in r.stdout
+
+
+def _final_state(workdir):
+  steps = sorted(int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
+  return steps[-1], ocp.StandardCheckpointer().restore((Path(workdir) / "checkpoints" / str(steps[-1]) /
+                                                        "state").absolute())
+
+
+def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path):
+  args = ["--config", HELPER, "--config.train.num_steps=16", "--config.train.checkpoint_every=2",
+          "--config.train.log_every=2", "--config.eval.every_steps=8", "--config.data.sleep=0.25"]
+  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  cmd = lambda wd: [sys.executable, "-m", "echojax.train", *args, "--workdir", str(wd)]
+  full, killed = tmp_path / "full", tmp_path / "killed"
+  out = subprocess.DEVNULL
+  p_full = subprocess.Popen(cmd(full), cwd=REPO, env=env, stdout=out, stderr=out)
+  p_kill = subprocess.Popen(cmd(killed), cwd=REPO, env=env, stdout=out, stderr=subprocess.PIPE)
+  deadline = time.time() + 120
+  ckpts = killed / "checkpoints"
+  while time.time() < deadline:  # wait for a finished checkpoint (orbax renames tmp dirs when complete)
+    done = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
+    if done and max(done) >= 4:
+      break
+    if p_kill.poll() is not None:
+      pytest.fail(f"training exited before it could be killed: {p_kill.stderr.read().decode()[-2000:]}")
+    time.sleep(0.05)
+  else:
+    pytest.fail("no checkpoint appeared in time")
+  p_kill.send_signal(signal.SIGKILL)
+  p_kill.wait()
+  killed_at = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+  assert killed_at < 16, "the run finished before it was killed"
+  assert subprocess.run(cmd(killed), cwd=REPO, env=env, capture_output=True).returncode == 0
+  assert p_full.wait() == 0
+
+  step_a, state_a = _final_state(full)
+  step_b, state_b = _final_state(killed)
+  assert step_a == step_b == 16
+  for name in ("params", "batch_stats", "opt_state"):
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6,
+                                                                   atol=1e-7), state_a[name], state_b[name])
+  strip = lambda recs: [{k: v for k, v in r.items() if k != "clips_per_s"} for r in recs]
+  recs_a, recs_b = strip(_records(full)), strip(_records(killed))
+  assert recs_a[-1] == recs_b[-1]
+  assert recs_a == recs_b  # the rerun dropped lines after its checkpoint, so the whole log matches
