@@ -1,0 +1,156 @@
+"""Shared pieces of the echo view-classification experiments (``view_*.py`` and ``video_vit.py``).
+
+Every view config is the same classification task (11 views, ``echo_views`` dataset) and differs only in its
+model, its input (still frames or clips) and its frame selection, so the eight experiment files only describe
+those; :func:`view_config` assembles the rest (task, data, optim, train, eval, mesh) in the project's schema (see
+experiments/echonet_ef.py).
+
+Variants (``NAME:smoke`` / ``NAME:demo`` / ``NAME`` = the full recipe at real size):
+
+- full: 112 px cines (``videos`` builder config) or 224 px frames (``images_224``), batch 32 (16 for the video
+  transformer), AdamW + warmup + cosine, 30 epochs, validation every epoch picks the best checkpoint by accuracy.
+  ``data.data_dir`` empty = the synthetic echo-view phantom set (8 per view; made once into the cache); point it
+  at a folder prepared by ``python -m echojax.data.prepare echo_views --manual-dir RAW --data-dir DIR --config
+  videos`` (or ``images_224``) for real data.
+- demo: the 64 px phantom cines (``videos_64``, 16 per view) resized to 32 px (64 px for still frames), small
+  models, a few hundred steps: learns the views well above chance (1/11) in a few CPU minutes.
+- smoke: 4 phantoms per view, 16-32 px, tiny models, 2 steps (seconds; used by the tests).
+
+Frame selection: ``ecg`` (arg ``ecg=true|false``) switches on ECG-assisted phase sampling, the pipeline's
+``frame_sampler`` hook with ``echojax.data.ecg``'s ``ecg_phases_<frames>`` sampler (half the frames around end-
+diastole, half around end-systole of one cardiac cycle located from the cine's ECG R peaks; cines without ECG fall
+back to the intensity-based cycle estimate). It is on by default for the configs built on per-frame features
+(cnn_lstm, tcn/fusion, mhsa), whose temporal models see a sequence of cardiac phases rather than a contiguous
+clip, and off for the pixel-level video models (video_vit, r3d, r2plus1d, 3dcnn), which need evenly spaced
+frames (clips of ``frames`` frames every ``period`` stored frames). With ECG sampling, ``frames`` must be 4, 8,
+16 or 32. The samplers are registered in the process by :func:`make_loader`, which the configs name as
+``data.loader`` so ``python -m echojax.evaluate`` (which rebuilds the loader from config.json) finds them too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from echojax.config import parse_arg
+from echojax.errors import UserError
+
+# Same order as tfds_builders/echo_views CLASSES (label ids); importing the builder would pull in TFDS at config
+# load time, so the names are repeated here (tests/test_view_experiments.py checks they agree).
+CLASS_NAMES = ("A2C", "A3C", "A4C", "A5C", "PLAX", "PSAX", "SUBCOSTAL", "SUPRASTERNAL", "CW_DOPPLER", "PW_DOPPLER",
+               "M_MODE")
+ECG_SAMPLER_FRAMES = (4, 8, 16, 32)
+LOADER = "experiments._views_common:make_loader"
+
+# Per-variant data sizes: builder config, frame side after resize (None = stored size), phantoms per view.
+VIDEO_DATA = {"full": ("videos", None, None), "demo": ("videos_64", 32, 16), "smoke": ("videos_64", 16, 4)}
+IMAGE_DATA = {"full": ("images_224", None, None), "demo": ("images", 64, 16), "smoke": ("images", 32, 4)}
+# Tiny per-frame EfficientNet-B2-family backbone for smoke/demo (full recipe: the real B2).
+SMOKE_BACKBONE = {"width_mult": 0.25, "depth_mult": 0.25}
+DEMO_BACKBONE = {"width_mult": 0.5, "depth_mult": 0.35}
+
+
+def make_loader(data_cfg: Any, split: str, *, train: bool, seed: int, process_index: int | None = None,
+                process_count: int | None = None):
+  """``echojax.data.pipeline.make_loader`` after registering the ``ecg_phases_<N>`` frame samplers.
+
+  Named by the configs as ``data.loader`` so the trainer and ``echojax.evaluate`` (which only read config.json)
+  both have the ECG samplers registered before the pipeline looks ``data.frame_sampler`` up."""
+  from echojax.data import ecg, pipeline
+
+  ecg.register_phase_samplers()
+  return pipeline.make_loader(data_cfg, split, train=train, seed=seed, process_index=process_index,
+                              process_count=process_count)
+
+
+def parse(name: str, arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """``parse_arg`` with the flags every view config takes (smoke, demo) plus the experiment's own defaults."""
+  a = parse_arg(arg, smoke=False, demo=False, **defaults)
+  if a.smoke and a.demo:
+    raise UserError(f"{name}: pick one of smoke and demo, not both (config argument {arg!r})")
+  return a
+
+
+def variant(a: ml_collections.ConfigDict) -> str:
+  return "smoke" if a.smoke else "demo" if a.demo else "full"
+
+
+def ecg_sampler(name: str, frames: int, ecg: bool) -> str | None:
+  """The registered ECG phase sampler for ``frames`` frames, or None when ECG sampling is off."""
+  if not ecg:
+    return None
+  if frames not in ECG_SAMPLER_FRAMES:
+    raise UserError(f"{name}: ECG phase sampling gives {', '.join(map(str, ECG_SAMPLER_FRAMES))} frames, got "
+                    f"frames={frames}; pick one of those or set ecg=false")
+  return f"ecg_phases_{frames}"
+
+
+def view_config(name: str, a: ml_collections.ConfigDict, *, model_name: str, model_kwargs: dict, video: bool,
+                frames: int = 1, period: int = 1, ecg: bool = False, batch_size: int | None = None,
+                lr: float | None = None, weight_decay: float = 0.05, epochs: float | None = None,
+                label_smoothing: float = 0.1, demo_steps: int = 150) -> ml_collections.ConfigDict:
+  """The full view-classification config for experiment ``name`` in variant ``variant(a)``.
+
+  ``model_kwargs`` are the model's constructor kwargs for this variant; ``video`` picks clips (B,T,H,W,C) over
+  still frames (B,H,W,C). ``batch_size``/``lr`` override the variant's defaults; ``epochs`` is the full recipe's
+  length and ``demo_steps`` the demo's.
+  """
+  v = variant(a)
+  builder_config, size, num = (VIDEO_DATA if video else IMAGE_DATA)[v]
+  defaults = {"full": (32, 1e-3, 30.0), "demo": (16, 2e-3, 0.0), "smoke": (8, 1e-3, 0.0)}[v]
+  batch_size = batch_size or defaults[0]
+  lr = lr or defaults[1]
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = ml_collections.ConfigDict({"kind": "classification", "num_classes": len(CLASS_NAMES),
+                                      "class_names": list(CLASS_NAMES), "label_key": "label",
+                                      "class_weights": None, "label_smoothing": label_smoothing})
+  sampler = ecg_sampler(name, frames, ecg) if video else None
+  c.data = ml_collections.ConfigDict({
+      "name": "echo_views", "data_dir": "", "builder_config": builder_config,
+      "preset": "video_clip" if video else "image", "input_key": "video" if video else "image",
+      "frames": frames, "period": period, "batch_size": batch_size, "clips": "one", "pad_mode": "repeat",
+      "targets": ["label"], "size": size, "frame_sampler": sampler, "loader": LOADER,
+      # No flips: left/right orientation is part of what tells the views apart.
+      "augment": {"shift": 0.05, "rotation": 5.0, "zoom": 0.05, "brightness": 0.1, "contrast": 0.1},
+      "image_frame": "random", "worker_count": 0, "synthetic_num": num, "synthetic_seed": 0})
+  c.model = ml_collections.ConfigDict({"name": model_name, "kwargs": model_kwargs})
+  c.optim = ml_collections.ConfigDict({"name": "adamw", "lr": lr, "momentum": 0.9, "weight_decay": weight_decay,
+                                       "schedule": "cosine", "decay_every_epochs": 10.0, "decay_factor": 0.1,
+                                       "warmup_steps": 0, "grad_clip": 1.0})
+  c.train = ml_collections.ConfigDict({"num_steps": 0, "num_epochs": 0.0, "steps_per_epoch": 0, "log_every": 20,
+                                       "checkpoint_every": 0, "checkpoint_every_epochs": 1.0,
+                                       "keep_checkpoints": 2, "early_stopping_patience": 0})
+  c.eval = ml_collections.ConfigDict({"every_steps": 0, "every_epochs": 1.0, "batch_size": batch_size,
+                                      "clips": "one", "best_metric": "accuracy", "best_mode": "max",
+                                      "bootstrap": 0})
+  c.mesh = [("data", -1)]
+  c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})
+  c.init_from = None
+
+  if v == "full":
+    c.optim.warmup_steps = 100
+    c.train.num_epochs = float(epochs or 30.0)
+  elif v == "demo":
+    c.optim.update(warmup_steps=10, weight_decay=1e-4)
+    c.train.update(num_steps=int(demo_steps), log_every=10, checkpoint_every=50, checkpoint_every_epochs=0.0)
+    c.eval.update(every_steps=50, every_epochs=0.0)
+  else:  # smoke: seconds on CPU; used by the tests
+    c.data.augment = {"shift": 0.05}
+    c.train.update(num_steps=2, log_every=1, checkpoint_every=2, checkpoint_every_epochs=0.0)
+    c.eval.update(every_steps=2, every_epochs=0.0)
+  return c
+
+
+def frame_backbone(a: ml_collections.ConfigDict) -> dict:
+  """Per-frame backbone kwargs of the temporal models: the real EfficientNet-B2 in the full recipe, a narrower and
+  shallower B2-family network (width/depth multipliers) for demo and smoke."""
+  v = variant(a)
+  kw = {"full": {}, "demo": dict(DEMO_BACKBONE), "smoke": dict(SMOKE_BACKBONE)}[v]
+  return {"backbone": "efficientnet_b2", "backbone_kwargs": kw}
+
+
+def clip_frames(a: ml_collections.ConfigDict, full: int = 16) -> int:
+  """Frames per clip: ``frames=`` when given, else 16 (full), 8 (demo), 4 (smoke)."""
+  return int(a.frames) or {"full": full, "demo": 8, "smoke": 4}[variant(a)]
