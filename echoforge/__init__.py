@@ -93,7 +93,7 @@ def load_model(name: str, pretrained: bool = True, registry: str | os.PathLike |
   manifest = read_manifest(entry)
   arch = manifest["architecture"]
   try:
-    model = build(arch["name"], **arch.get("kwargs", {}))
+    model = build(arch["name"], **arch.get("kwargs", {}), **arch.get("torch_kwargs", {}))
   except (KeyError, TypeError, ValueError) as e:
     raise IntegrityError(f"{entry / 'manifest.json'}: field 'architecture' cannot be built ({e}); this echoforge "
                          f"may be older than the exporter, or the manifest was edited") from e

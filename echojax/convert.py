@@ -29,15 +29,17 @@ import numpy as np
 
 from echojax.errors import UserError
 
-TRANSFORMS = ("conv2d", "conv3d", "dense", "copy", "counter")
+TRANSFORMS = ("conv2d", "conv3d", "dense", "copy", "counter", "heads_in", "heads_out", "heads_bias")
 
 
 @dataclass(frozen=True)
 class Rule:
-  """One tensor: flax path (None for torch-only buffers), torch state-dict key, transform name."""
+  """One tensor: flax path (None for torch-only buffers), torch state-dict key, transform name, and (for the
+  attention reshapes, whose inverse needs it) the flax shape."""
   flax: tuple[str, ...] | None
   torch: str
   kind: str
+  shape: tuple[int, ...] | None = None
 
 
 def to_torch_array(x: np.ndarray, kind: str) -> np.ndarray:
@@ -50,11 +52,18 @@ def to_torch_array(x: np.ndarray, kind: str) -> np.ndarray:
     return np.transpose(x)
   if kind == "copy":
     return x
+  if kind == "heads_in":  # attention q/k/v kernel (D, H, Dh) -> Linear weight (H*Dh, D)
+    return np.transpose(x.reshape(x.shape[0], -1))
+  if kind == "heads_out":  # attention out kernel (H, Dh, D) -> Linear weight (D, H*Dh)
+    return np.transpose(x.reshape(-1, x.shape[-1]))
+  if kind == "heads_bias":  # (H, Dh) -> (H*Dh,)
+    return x.reshape(-1)
   raise ValueError(f"unknown transform {kind!r}")
 
 
-def to_flax_array(x: np.ndarray, kind: str) -> np.ndarray:
-  """Torch layout -> flax layout for one tensor (inverse of :func:`to_torch_array`)."""
+def to_flax_array(x: np.ndarray, kind: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+  """Torch layout -> flax layout for one tensor (inverse of :func:`to_torch_array`; the attention reshapes need
+  the flax ``shape``)."""
   if kind == "conv2d":
     return np.transpose(x, (2, 3, 1, 0))
   if kind == "conv3d":
@@ -63,6 +72,10 @@ def to_flax_array(x: np.ndarray, kind: str) -> np.ndarray:
     return np.transpose(x)
   if kind == "copy":
     return x
+  if kind in ("heads_in", "heads_out"):
+    return np.transpose(x).reshape(shape)
+  if kind == "heads_bias":
+    return x.reshape(shape)
   raise ValueError(f"unknown transform {kind!r}")
 
 
@@ -157,9 +170,58 @@ def _kw(kwargs: Mapping[str, Any], key: str, default: Any) -> Any:
   return kwargs.get(key, default)
 
 
-def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None) -> list[Rule]:
-  """The name map of architecture ``arch`` (an echojax.models registry name) built with ``kwargs``."""
+def mirror_rules(variables: Mapping[str, Any]) -> list[Rule]:
+  """Name map for families whose torch mirror uses the flax module names joined by "." (EfficientNet, ViT).
+
+  Still one explicit rule per tensor, with the transform chosen by the layer type: BatchNorm (a module with
+  ``batch_stats``) -> weight/bias/running_*; 2D/4D/5D kernels -> dense/conv2d/conv3d; 3D attention kernels ->
+  q/k/v (``heads_in``) or ``out`` (``heads_out``) Linear weights; LayerNorm ``scale`` -> ``weight``; other params
+  (class token, position embedding) copied under their own name.
+  """
+  flat = flatten(variables)
+  stats_modules = {k[1:-1] for k in flat if k[0] == "batch_stats"}
+  rules: list[Rule] = []
+  done_bn: set[tuple[str, ...]] = set()
+  for path in sorted(k for k in flat if k[0] == "params"):
+    mod, leaf = path[1:-1], path[-1]
+    t = ".".join(mod)
+    shape = tuple(np.shape(flat[path]))
+    if mod in stats_modules:
+      if mod not in done_bn:
+        rules += bn(mod, t)
+        done_bn.add(mod)
+    elif leaf == "kernel":
+      if len(shape) == 3:
+        kind = "heads_out" if mod[-1] == "out" else "heads_in"
+      else:
+        kind = {2: "dense", 4: "conv2d", 5: "conv3d"}.get(len(shape))
+        if kind is None:
+          raise UserError(f"no PyTorch transform for the {len(shape)}-D kernel {'/'.join(path)}")
+      rules.append(Rule(path, f"{t}.weight", kind, shape))
+    elif leaf == "bias":
+      rules.append(Rule(path, f"{t}.bias", "heads_bias" if len(shape) == 2 else "copy", shape))
+    elif leaf == "scale":
+      rules.append(Rule(path, f"{t}.weight", "copy", shape))
+    else:
+      rules.append(Rule(path, f"{t}.{leaf}" if t else leaf, "copy", shape))
+  return rules
+
+
+MIRROR_FAMILIES = ("efficientnet", "vit")
+
+
+def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None,
+              variables: Mapping[str, Any] | None = None) -> list[Rule]:
+  """The name map of architecture ``arch`` (an echojax.models registry name) built with ``kwargs``.
+
+  EfficientNet and ViT maps are derived from the variables' structure (:func:`mirror_rules`), so pass
+  ``variables`` (arrays or ShapeDtypeStructs) for them.
+  """
   kw = dict(kwargs or {})
+  if arch.split("_")[0] in MIRROR_FAMILIES:
+    if variables is None:
+      raise ValueError(f"rules_for({arch!r}) needs the variables (their structure gives the name map)")
+    return mirror_rules(variables)
   if arch.startswith("resnet") and arch[6:].isdigit():
     return resnet_rules(int(arch[6:]), _kw(kw, "num_classes", 1000), _kw(kw, "layout", "torchvision"))
   if arch == "resnet":
@@ -191,7 +253,8 @@ def echosdnet_rules(kw: Mapping[str, Any]) -> list[Rule]:
 
 
 EXPORTABLE = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet", "frame_resnet", "r3d_18",
-              "r2plus1d_18", "video_resnet", "echosdnet")
+              "r2plus1d_18", "video_resnet", "echosdnet", "efficientnet",
+              *(f"efficientnet_b{i}" for i in range(8)), "vit")
 
 
 # ------------------------------------------------------------------------------------------------------ conversion
@@ -289,7 +352,7 @@ def torch_to_flax(state: Mapping[str, Any], rules: list[Rule], like: Mapping[str
       continue
     v = state[r.torch]
     v = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
-    flat[r.flax] = np.ascontiguousarray(to_flax_array(v.astype(np.float32), r.kind))
+    flat[r.flax] = np.ascontiguousarray(to_flax_array(v.astype(np.float32), r.kind, r.shape))
   if missing and not skip_missing:
     raise UserError(f"torch state dict lacks keys of the name map: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
   if like is not None:

@@ -120,17 +120,26 @@ def parity(module, arch: str, arch_kwargs: Mapping[str, Any], variables: Mapping
   return float(np.max(np.abs(y_jax - y_torch)))
 
 
-def to_module(variables: Mapping[str, Any], arch: str, arch_kwargs: Mapping[str, Any]):
+def torch_kwargs_for(arch: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+  """Torch-only constructor arguments fixed by the input (ViT: the position-embedding grid = the image size)."""
+  if arch == "vit":
+    return {"image_size": [int(v) for v in spec["size"]]}
+  return {}
+
+
+def to_module(variables: Mapping[str, Any], arch: str, arch_kwargs: Mapping[str, Any],
+              torch_kwargs: Mapping[str, Any] | None = None):
   """Flax variables -> the echoforge torch module (eval mode) holding the converted weights."""
   torch, _, _, build = _import_torch_side()
   from echojax.convert import flax_to_torch, rules_for
 
+  kw = {**dict(arch_kwargs), **dict(torch_kwargs or {})}
   try:
-    module = build(arch, **dict(arch_kwargs))
+    module = build(arch, **kw)
   except (KeyError, TypeError, ValueError) as e:
-    raise UserError(f"cannot build the echoforge module for model {arch!r} with {dict(arch_kwargs)}: {e}") from e
+    raise UserError(f"cannot build the echoforge module for model {arch!r} with {kw}: {e}") from e
   expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-  sd = flax_to_torch(variables, rules_for(arch, arch_kwargs), expected)
+  sd = flax_to_torch(variables, rules_for(arch, arch_kwargs, variables), expected)
   module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()}, strict=True)
   module.eval()
   return module
@@ -155,8 +164,9 @@ def export_variables(variables: Mapping[str, Any], model_name: str, arch: str, a
   arch_kwargs = {k: v for k, v in dict(arch_kwargs).items() if k not in ("dtype", "param_dtype")}
   variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
   variables = _to_numpy(variables)
-  module = to_module(variables, arch, arch_kwargs)
   spec = dict(input) if input else input_spec(arch, arch_kwargs)
+  torch_kwargs = torch_kwargs_for(arch, spec)
+  module = to_module(variables, arch, arch_kwargs, torch_kwargs)
   par: dict[str, Any] = {"checked": False}
   if check_parity:
     diff = parity(module, arch, arch_kwargs, variables, tuple(spec["shape"]))
@@ -169,7 +179,8 @@ def export_variables(variables: Mapping[str, Any], model_name: str, arch: str, a
                       "(echojax/convert.py) or pass --parity-tol to override")
   num_params = int(sum(p.numel() for p in module.parameters()))
   manifest = {
-    "architecture": {"name": arch, "kwargs": _jsonable(arch_kwargs), "framework": "torch",
+    "architecture": {"name": arch, "kwargs": _jsonable(arch_kwargs), "torch_kwargs": _jsonable(torch_kwargs),
+                     "framework": "torch",
                      "module": f"{type(module).__module__}.{type(module).__name__}"},
     "input": _jsonable(spec),
     "output": {"kind": (task or {}).get("kind"), "class_names": list(class_names) if class_names else None,

@@ -186,7 +186,8 @@ def test_cli_exports_a_run_and_echoforge_loads_it_without_jax_or_pickle(tmp_path
   main(["--workdir", str(wd), "--name", "TinyVideo", "--registry", str(reg)])
   assert "exported TinyVideo v1" in capsys.readouterr().out
   m = json.loads((reg / "TinyVideo" / "v1" / "manifest.json").read_text())
-  assert m["architecture"] == {"name": "r3d_18", "kwargs": {"width": 4, "num_classes": 2}, "framework": "torch",
+  assert m["architecture"] == {"name": "r3d_18", "kwargs": {"width": 4, "num_classes": 2}, "torch_kwargs": {},
+                               "framework": "torch",
                                "module": "echoforge.models.video_resnet.VideoResNet"}
   assert m["class_names"] == ["low", "normal"]
   assert m["input"]["layout"] == "NCTHW" and m["input"]["shape"] == [3, 4, 8, 8]

@@ -1,6 +1,7 @@
 """JAX model == converted echoforge torch module, asserted (eval mode, float32, max |diff| <= 1e-4).
 
-Every exportable family is checked on fixed-seed variables with non-trivial BatchNorm statistics
+Every exportable family (ResNet both layouts, per-frame ResNet, R3D, R(2+1)D, EchoSDNet both layouts, EfficientNet,
+ViT) is checked on fixed-seed variables with non-trivial BatchNorm statistics
 (``echojax.convert.random_variables``) against the golden outputs in tests/golden/parity_golden.json (a regression
 guard for the conversion), plus full-size ResNet18 and EchoSDNet at 224 x 224.
 """
@@ -51,11 +52,11 @@ def test_parity_and_golden(case):
   model = get_model(case["arch"], **case["kwargs"])
   x = _input(case["input_shape"], case["input_seed"])
   variables = _variables(model, x, case["variables_seed"], case["input_scale"])
-  module = to_module(variables, case["arch"], case["kwargs"])
+  module = to_module(variables, case["arch"], case["kwargs"], case.get("torch_kwargs"))
 
   # BatchNorm conversion is really exercised: running statistics are far from the (0, 1) defaults.
   stats = {k: v for k, v in module.state_dict().items() if k.endswith(("running_mean", "running_var"))}
-  assert stats, "model has no BatchNorm?"
+  assert stats or case["arch"] == "vit", "model has no BatchNorm?"
   assert all(v.abs().max() > 0.05 for k, v in stats.items() if k.endswith("running_mean"))
   assert all((v - 1).abs().max() > 0.05 for k, v in stats.items() if k.endswith("running_var"))
 
@@ -63,7 +64,7 @@ def test_parity_and_golden(case):
   y_torch = _torch(module, x)
   golden = np.asarray(case["output"], np.float32)
   assert y_torch.shape == y_jax.shape == golden.shape
-  assert np.abs(y_torch).max() > 0.1  # a real signal, not all zeros
+  assert np.abs(y_torch).max() > 0.05  # a real signal, not all zeros
   d_tj = float(np.max(np.abs(y_torch - y_jax)))
   d_tg = float(np.max(np.abs(y_torch - golden)))
   d_jg = float(np.max(np.abs(y_jax - golden)))

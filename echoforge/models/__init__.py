@@ -1,10 +1,13 @@
 """Torch modules mirroring the exportable echojax models, built by the same name and arguments as the JAX side.
 
 ``build(arch, **kwargs)`` takes the JAX registry name (``echojax.models.get_model`` names: "resnet18" ...
-"resnet152", "resnet", "frame_resnet", "r3d_18", "r2plus1d_18", "video_resnet", "echosdnet") and the JAX constructor
+"resnet152", "resnet", "frame_resnet", "r3d_18", "r2plus1d_18", "video_resnet", "echosdnet", "efficientnet[_bN]",
+"vit") and the JAX constructor
 arguments (``num_classes``, ``width``, ``layout``, ...). Arguments that only matter for JAX compute or training
 (``dtype``, ``frozen_stages``, ...; :data:`IGNORED_KWARGS`) are accepted and ignored: the torch module is always
-float32. Any other unknown argument is an error, so an architecture never silently differs.
+float32. Any other unknown argument is an error, so an architecture never silently differs. Torch-only arguments
+(``image_size`` of ViT: its position-embedding grid, fixed when the JAX model was initialised) come from the
+manifest's ``architecture.torch_kwargs``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import Any
 from torch import nn
 
 from echoforge.models.echosdnet import EchoSDNet
+from echoforge.models.efficientnet import EfficientNet
 from echoforge.models.resnet import FrameResNet, ResNet
 from echoforge.models.video_resnet import VideoResNet
+from echoforge.models.vit import ViT
 
 #: JAX-only constructor arguments with no effect on an inference-mode float32 torch module (compute dtype,
 #: training-time freezing and initialisation).
@@ -32,6 +37,9 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
   "r2plus1d_18": (VideoResNet, {"kind": "r2plus1d", "depth": 18}),
   "video_resnet": (VideoResNet, {}),
   "echosdnet": (EchoSDNet, {}),
+  "efficientnet": (EfficientNet, {}),
+  **{f"efficientnet_b{i}": (EfficientNet, {"variant": f"b{i}"}) for i in range(8)},
+  "vit": (ViT, {}),
 }
 
 
@@ -52,4 +60,4 @@ def build(arch: str, **kwargs: Any) -> nn.Module:
   return cls(**fixed, **kw)
 
 
-__all__ = ["ARCHITECTURES", "EchoSDNet", "FrameResNet", "ResNet", "VideoResNet", "build"]
+__all__ = ["ARCHITECTURES", "EchoSDNet", "EfficientNet", "FrameResNet", "ResNet", "VideoResNet", "ViT", "build"]

@@ -29,7 +29,12 @@ CASES = [
   ("echosdnet_keras", "echosdnet", {"width": 8}, [2, 32, 32, 3], 128.0),
   # also the torchvision-layout ResNet50 (bottleneck stride on the 3x3), so no separate resnet50_tv case
   ("echosdnet_tv", "echosdnet", {"width": 8, "layout": "torchvision", "num_classes": 3}, [2, 32, 32, 3], 1.0),
+  ("efficientnet_b0", "efficientnet_b0", {"width_mult": 0.25, "depth_mult": 0.25, "num_classes": 5}, [2, 32, 32, 3],
+   1.0),
+  ("vit_mu8", "vit", {"variant": "mu/8", "num_classes": 5}, [2, 32, 48, 3], 1.0),
 ]
+#: torch-only constructor arguments per case (echojax.export.torch_kwargs_for gives them at export time)
+TORCH_KWARGS = {"vit_mu8": {"image_size": [32, 48]}}
 VARIABLES_SEED = 0
 INPUT_SEED = 1
 
@@ -58,7 +63,8 @@ def main() -> None:
   for cid, arch, kwargs, shape, scale in CASES:
     out, _ = jax_output(arch, kwargs, shape, scale)
     print(f"{cid}: output {out.shape}, max |y| {np.abs(out).max():.3f}")
-    cases.append({"id": cid, "arch": arch, "kwargs": kwargs, "input_shape": shape, "input_scale": scale,
+    cases.append({"id": cid, "arch": arch, "kwargs": kwargs, "torch_kwargs": TORCH_KWARGS.get(cid, {}),
+                  "input_shape": shape, "input_scale": scale,
                   "variables_seed": VARIABLES_SEED, "input_seed": INPUT_SEED,
                   "output": np.round(out.astype(np.float64), 7).tolist()})
   doc = {"about": "fixed-seed JAX eval outputs guarding the echojax -> echoforge conversion; regenerate with "
