@@ -1,0 +1,82 @@
+"""Evaluation: restore a run, average all clips per video (test-time augmentation), write metrics JSON,
+predictions CSV and PNG plots, for EF regression and EF classification; CLI errors; and the real ef_classification
+smoke config end to end on the synthetic phantoms (train + evaluate)."""
+
+import csv
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from echojax import evaluate
+from echojax.config import from_json, load_config
+from echojax.tasks import get_task
+from echojax.train import build_model, train
+
+HELPER = "tests/trainer_helpers.py"
+
+
+def _rows(path):
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def _png_ok(path: Path):
+  assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+
+
+def test_ef_regression_eval_averages_all_clips_and_writes_outputs(tmp_path):
+  train(load_config(f"{HELPER}:smoke", {"train.num_steps": "4"}), tmp_path)
+  summary = evaluate.evaluate_workdir(tmp_path, split="val", clips="all", checkpoint="best", bootstrap=50)
+  out = tmp_path / "eval" / "val_best"
+  saved = json.loads((out / "metrics.json").read_text())
+  m = saved["metrics"]
+  assert saved["num_videos"] == 12 and saved["clips"] == "all"
+  for k in ("mae", "rmse", "r2"):
+    assert m[f"{k}_ci_low"] <= m[k] <= m[f"{k}_ci_high"]
+  assert {"ef_lt_35", "ef_lt_40", "ef_lt_45", "ef_lt_50"} <= set(m)
+  rows = _rows(out / "predictions.csv")
+  assert [r["file_name"] for r in rows] == [f"val_{i:04d}" for i in range(12)]
+  for name in ("ef_scatter", "bland_altman", "training_curves"):
+    _png_ok(out / f"{name}.png")
+
+  # Each prediction is the mean over the video's 2 clips (the fake loader's 2nd clip is the reversed video).
+  config = from_json((tmp_path / "config.json").read_text())
+  model = build_model(config, get_task(config))
+  step = summary["step"]
+  state = ocp.StandardCheckpointer().restore((tmp_path / "best" / str(step) / "state").absolute())
+  from tests.trainer_helpers import _record
+  video, ef = _record(10_000 + 3, config.data.frames, config.data.size)
+  clips = np.stack([video, video[::-1]])
+  out_clips, _ = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, clips, train=False)
+  assert float(rows[3]["prediction"]) == pytest.approx(float(np.mean(out_clips)), rel=1e-4, abs=1e-3)
+  assert float(rows[3]["target"]) == pytest.approx(ef, rel=1e-5)
+  assert summary["metrics"]["mae"] == pytest.approx(
+      np.mean([abs(float(r["prediction"]) - float(r["target"])) for r in rows]), rel=1e-4)
+
+
+def test_ef_classification_eval_writes_probs_and_curves(tmp_path):
+  train(load_config(f"{HELPER}:task=ef_classification", {"train.num_steps": "2", "eval.every_steps": "2"}),
+        tmp_path)
+  evaluate.main(["--workdir", str(tmp_path), "--split", "val", "--clips", "one", "--bootstrap", "0"])
+  out = tmp_path / "eval" / "val_best"
+  rows = _rows(out / "predictions.csv")
+  assert len(rows) == 12
+  probs = np.array([[float(r["prob_EF>=50"]), float(r["prob_EF<50"])] for r in rows])
+  np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+  assert all(int(r["target"]) == int(float(r["ef"]) < 50) for r in rows)
+  m = json.loads((out / "metrics.json").read_text())["metrics"]
+  assert {"auroc", "auprc", "accuracy", "f1", "ef_lt_35", "confusion_matrix"} <= set(m)
+  for name in ("confusion_matrix", "roc", "pr", "training_curves"):
+    _png_ok(out / f"{name}.png")
+
+
+def test_cli_errors_are_clean(capsys, tmp_path):
+  with pytest.raises(SystemExit) as e:
+    evaluate.main(["--workdir", str(tmp_path / "missing")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "config.json not found" in err and "python -m echojax.train" in err and "Traceback" not in err
