@@ -120,7 +120,7 @@ class TCNEncoder(nn.Module):
   def __call__(self, x: jnp.ndarray, train: bool, mask: jnp.ndarray | None = None) -> jnp.ndarray:
     if self.kernel_size % 2 != 1:
       raise UserError(f"model.kernel_size must be odd for a centred temporal conv, got {self.kernel_size}.")
-    x = nn.Dense(self.width, dtype=self.dtype, name="proj")(x)
+    x = nn.Dense(self.width, dtype=self.dtype, name="proj")(_zero_padded(x, mask))
     for i, d in enumerate(self.dilations):
       y = nn.LayerNorm(dtype=self.dtype, name=f"ln_{i}")(x)
       y = _zero_padded(y, mask)
@@ -159,7 +159,8 @@ class AttentionEncoder(nn.Module):
                       f"model.max_len or lower data.num_frames.")
     if self.pool not in ("tok", "gap"):
       raise UserError(f"model.pool must be 'tok' or 'gap', got {self.pool!r}.")
-    x = nn.Dense(self.width, dtype=self.dtype, name="proj")(x)
+    # Zero padded frames first: attention gives them weight 0, but 0 * NaN would still be NaN.
+    x = nn.Dense(self.width, dtype=self.dtype, name="proj")(_zero_padded(x, mask))
     use_cls = self.pool == "tok"
     n_pos = self.max_len + int(use_cls)
     pos = self.param("pos_embedding", nn.initializers.normal(stddev=0.02), (1, n_pos, self.width))

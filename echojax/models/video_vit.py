@@ -103,6 +103,8 @@ class VideoViT(nn.Module):
     tube_mask = None if mask is None else jnp.any(mask.astype(bool).reshape(b, t // tt, tt), axis=-1)
 
     x = x.astype(self.dtype)
+    if mask is not None:  # padded frames get attention weight 0, but 0 * NaN would still be NaN
+      x = jnp.where(mask.astype(bool)[:, :, None, None, None], x, jnp.zeros((), x.dtype))
     x = nn.Conv(hp["width"], (tt, p, p), strides=(tt, p, p), padding="VALID", dtype=self.dtype,
                 name="tubelet_embedding")(x)
     _, nt, nh, nw, d = x.shape
