@@ -241,3 +241,15 @@ def test_bad_settings_raise_user_error(name, kw, shape):
 def test_unknown_temporal_option_is_a_user_error():
   with pytest.raises(UserError, match="hidden_size"):
     get_model("tcn", hidden_size=8)
+
+
+@pytest.mark.parametrize("name,kw,shape", [
+  ("efficientnet_b0", TINY_EFF, (B, S, S, 3)),
+  ("vit", dict(variant="mu/8"), (B, S, S, 3)),
+  ("video_vit", dict(variant="mu/8x2"), (B, T, S, S, 3)),
+  ("spatiotemporal", dict(temporal="cnn_lstm", temporal_kwargs={"hidden_size": 8}, **TINY_BACKBONE), (B, T, S, S, 3)),
+])
+def test_bfloat16_compute_keeps_float32_params_and_outputs(name, kw, shape):
+  (out, aux), v = abstract_init(get_model(name, num_classes=3, dtype=jnp.bfloat16, **kw), jnp.zeros(shape))
+  assert out.dtype == jnp.float32 and aux["features"].dtype == jnp.float32
+  assert {a.dtype for a in jax.tree.leaves(v["params"])} == {jnp.dtype(jnp.float32)}
