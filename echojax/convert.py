@@ -207,18 +207,18 @@ def mirror_rules(variables: Mapping[str, Any]) -> list[Rule]:
   return rules
 
 
-MIRROR_FAMILIES = ("efficientnet", "vit")
+MIRROR_FAMILIES = ("efficientnet", "vit", "video_vit")
 
 
 def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None,
               variables: Mapping[str, Any] | None = None) -> list[Rule]:
   """The name map of architecture ``arch`` (an echojax.models registry name) built with ``kwargs``.
 
-  EfficientNet and ViT maps are derived from the variables' structure (:func:`mirror_rules`), so pass
+  EfficientNet, ViT and VideoViT maps are derived from the variables' structure (:func:`mirror_rules`), so pass
   ``variables`` (arrays or ShapeDtypeStructs) for them.
   """
   kw = dict(kwargs or {})
-  if arch.split("_")[0] in MIRROR_FAMILIES:
+  if arch in MIRROR_FAMILIES or arch.startswith("efficientnet_"):
     if variables is None:
       raise ValueError(f"rules_for({arch!r}) needs the variables (their structure gives the name map)")
     return mirror_rules(variables)
@@ -254,7 +254,7 @@ def echosdnet_rules(kw: Mapping[str, Any]) -> list[Rule]:
 
 EXPORTABLE = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet", "frame_resnet", "r3d_18",
               "r2plus1d_18", "video_resnet", "echosdnet", "efficientnet",
-              *(f"efficientnet_b{i}" for i in range(8)), "vit")
+              *(f"efficientnet_b{i}" for i in range(8)), "vit", "video_vit")
 
 
 # ------------------------------------------------------------------------------------------------------ conversion

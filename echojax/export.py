@@ -33,7 +33,7 @@ from echojax.errors import UserError, cli_main
 log = logging.getLogger("echojax.export")
 
 #: architectures whose input is a video (B, T, H, W, C) -> torch (N, C, T, H, W); the rest take images.
-VIDEO_ARCHS = ("r3d_18", "r2plus1d_18", "video_resnet", "frame_resnet")
+VIDEO_ARCHS = ("r3d_18", "r2plus1d_18", "video_resnet", "frame_resnet", "video_vit")
 #: default input (channels, [frames,] size) per architecture when the run's config does not say.
 DEFAULT_SIZE = {"echosdnet": 224}
 DEFAULT_PARITY_TOL = 1e-4
@@ -124,6 +124,8 @@ def torch_kwargs_for(arch: str, spec: Mapping[str, Any]) -> dict[str, Any]:
   """Torch-only constructor arguments fixed by the input (ViT: the position-embedding grid = the image size)."""
   if arch == "vit":
     return {"image_size": [int(v) for v in spec["size"]]}
+  if arch == "video_vit":
+    return {"image_size": [int(v) for v in spec["size"]], "num_frames": int(spec["frames"])}
   return {}
 
 

@@ -2,11 +2,11 @@
 
 ``build(arch, **kwargs)`` takes the JAX registry name (``echojax.models.get_model`` names: "resnet18" ...
 "resnet152", "resnet", "frame_resnet", "r3d_18", "r2plus1d_18", "video_resnet", "echosdnet", "efficientnet[_bN]",
-"vit") and the JAX constructor
+"vit", "video_vit") and the JAX constructor
 arguments (``num_classes``, ``width``, ``layout``, ...). Arguments that only matter for JAX compute or training
 (``dtype``, ``frozen_stages``, ...; :data:`IGNORED_KWARGS`) are accepted and ignored: the torch module is always
 float32. Any other unknown argument is an error, so an architecture never silently differs. Torch-only arguments
-(``image_size`` of ViT: its position-embedding grid, fixed when the JAX model was initialised) come from the
+(``image_size`` of ViT, ``image_size``/``num_frames`` of VideoViT: their position-embedding grids, fixed when the JAX model was initialised) come from the
 manifest's ``architecture.torch_kwargs``.
 """
 
@@ -21,7 +21,7 @@ from echoforge.models.echosdnet import EchoSDNet
 from echoforge.models.efficientnet import EfficientNet
 from echoforge.models.resnet import FrameResNet, ResNet
 from echoforge.models.video_resnet import VideoResNet
-from echoforge.models.vit import ViT
+from echoforge.models.vit import VideoViT, ViT
 
 #: JAX-only constructor arguments with no effect on an inference-mode float32 torch module (compute dtype,
 #: training-time freezing and initialisation).
@@ -40,6 +40,7 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
   "efficientnet": (EfficientNet, {}),
   **{f"efficientnet_b{i}": (EfficientNet, {"variant": f"b{i}"}) for i in range(8)},
   "vit": (ViT, {}),
+  "video_vit": (VideoViT, {}),
 }
 
 
@@ -60,4 +61,4 @@ def build(arch: str, **kwargs: Any) -> nn.Module:
   return cls(**fixed, **kw)
 
 
-__all__ = ["ARCHITECTURES", "EchoSDNet", "EfficientNet", "FrameResNet", "ResNet", "VideoResNet", "ViT", "build"]
+__all__ = ["ARCHITECTURES", "EchoSDNet", "EfficientNet", "FrameResNet", "ResNet", "VideoResNet", "VideoViT", "ViT", "build"]

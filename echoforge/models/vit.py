@@ -148,3 +148,89 @@ class ViT(nn.Module):
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     f = self.forward_features(x)
     return f if self.head is None else self.head(f)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+  """Mean over dim 1 counting only positions where ``mask`` (N, L) is True (all when None)."""
+  if mask is None:
+    return x.mean(dim=1)
+  m = mask[:, :, None].to(torch.bool)
+  total = torch.where(m, x, torch.zeros((), dtype=x.dtype)).sum(dim=1)
+  return total / m.sum(dim=1).clamp(min=1).to(x.dtype)
+
+
+class VideoViT(nn.Module):
+  """ViViT with a tubelet embedding, mirroring ``echojax.models.video_vit`` (joint or factorised attention).
+
+  Input ``(N, C, T, H, W)`` float32 and an optional frame mask ``(N, T)`` bool (False = padded frame; a tubelet is
+  padded when all its frames are, and padded tubelets are never attended to). Torch-only arguments
+  ``num_frames`` / ``image_size`` fix the position-embedding grids (the JAX model sizes them at init).
+  Module names: ``tubelet_embedding``; joint: ``embed``, ``encoder``; factorised: ``spatial_embed``,
+  ``spatial_encoder``, ``temporal_embed``, ``temporal_encoder``; ``head``.
+  """
+
+  def __init__(self, num_classes: int | None = 2, variant: str = "S/16x2", attention: str = "factorised",
+               width: int | None = None, depth: int | None = None, mlp_dim: int | None = None,
+               num_heads: int | None = None, patch_size: int | None = None, tubelet_size: int | None = None,
+               temporal_depth: int | None = None, dropout: float = 0.0, attention_dropout: float = 0.0,
+               pool: str = "tok", num_frames: int = 16, image_size: int | tuple[int, int] = 112,
+               in_channels: int = 3):
+    super().__init__()
+    size, _, rest = variant.partition("/")
+    hp = decode_variant(size)
+    patch, _, tube = rest.partition("x")
+    hp["patch_size"] = int(patch) if patch else 16
+    hp["tubelet_size"] = int(tube) if tube else 2
+    for k, v in (("width", width), ("depth", depth), ("mlp_dim", mlp_dim), ("num_heads", num_heads),
+                 ("patch_size", patch_size), ("tubelet_size", tubelet_size)):
+      if v is not None:
+        hp[k] = v
+    tdepth = temporal_depth if temporal_depth is not None else min(4, hp["depth"])
+    if attention not in ("joint", "factorised"):
+      raise ValueError(f"attention must be 'joint' or 'factorised', got {attention!r}")
+    if pool not in ("tok", "gap"):
+      raise ValueError(f"pool must be 'tok' or 'gap', got {pool!r}")
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    p, tt, d = hp["patch_size"], hp["tubelet_size"], hp["width"]
+    self.attention, self.pool, self.tubelet = attention, pool, tt
+    cls = pool == "tok"
+    nt, nh, nw = num_frames // tt, h // p, w // p
+    self.tubelet_embedding = nn.Conv3d(in_channels, d, (tt, p, p), (tt, p, p))
+    if attention == "joint":
+      self.embed = TokenPrep(d, nt * nh * nw + cls, use_cls=cls)
+      self.encoder = Encoder(d, hp["depth"], hp["num_heads"], hp["mlp_dim"])
+    else:
+      self.spatial_embed = TokenPrep(d, nh * nw + cls, use_cls=cls)
+      self.spatial_encoder = Encoder(d, hp["depth"], hp["num_heads"], hp["mlp_dim"])
+      self.temporal_embed = TokenPrep(d, nt + cls, use_cls=cls)
+      self.temporal_encoder = Encoder(d, tdepth, hp["num_heads"], hp["mlp_dim"])
+    self.num_features = d
+    self.head = nn.Linear(d, num_classes) if num_classes else None
+
+  def _pool(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return x[:, 0] if self.pool == "tok" else masked_mean(x, mask)
+
+  def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    n, _, t = x.shape[:3]
+    tube_mask = None
+    if mask is not None:
+      mask = mask.to(torch.bool)
+      tube_mask = mask.view(n, t // self.tubelet, self.tubelet).any(dim=-1)
+      x = torch.where(mask[:, None, :, None, None], x, torch.zeros((), dtype=x.dtype))
+    x = self.tubelet_embedding(x).permute(0, 2, 3, 4, 1)  # (N, nt, nh, nw, D), as the JAX layout
+    _, nt, nh, nw, d = x.shape
+    cls_mask = torch.ones((n, int(self.pool == "tok")), dtype=torch.bool)
+    if self.attention == "joint":
+      x = self.embed(x.reshape(n, nt * nh * nw, d))
+      tok_mask = None
+      if tube_mask is not None:
+        tok_mask = torch.cat([cls_mask, tube_mask.repeat_interleave(nh * nw, dim=1)], dim=1)
+      return self._pool(self.encoder(x, tok_mask), tok_mask)
+    x = self.spatial_encoder(self.spatial_embed(x.reshape(n * nt, nh * nw, d)))
+    x = self.temporal_embed(self._pool(x, None).reshape(n, nt, d))
+    t_mask = None if tube_mask is None else torch.cat([cls_mask, tube_mask], dim=1)
+    return self._pool(self.temporal_encoder(x, t_mask), t_mask)
+
+  def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    f = self.forward_features(x, mask)
+    return f if self.head is None else self.head(f)

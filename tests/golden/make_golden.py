@@ -32,9 +32,15 @@ CASES = [
   ("efficientnet_b0", "efficientnet_b0", {"width_mult": 0.25, "depth_mult": 0.25, "num_classes": 5}, [2, 32, 32, 3],
    1.0),
   ("vit_mu8", "vit", {"variant": "mu/8", "num_classes": 5}, [2, 32, 48, 3], 1.0),
+  ("video_vit_factorised", "video_vit", {"variant": "mu/8x2", "attention": "factorised", "num_classes": 5},
+   [2, 4, 32, 32, 3], 1.0),
+  ("video_vit_joint_gap", "video_vit", {"variant": "mu/8x2", "attention": "joint", "pool": "gap", "num_classes": 5},
+   [2, 4, 32, 24, 3], 1.0),
 ]
 #: torch-only constructor arguments per case (echojax.export.torch_kwargs_for gives them at export time)
-TORCH_KWARGS = {"vit_mu8": {"image_size": [32, 48]}}
+TORCH_KWARGS = {"vit_mu8": {"image_size": [32, 48]},
+                "video_vit_factorised": {"image_size": [32, 32], "num_frames": 4},
+                "video_vit_joint_gap": {"image_size": [32, 24], "num_frames": 4}}
 VARIABLES_SEED = 0
 INPUT_SEED = 1
 
