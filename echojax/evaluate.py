@@ -45,6 +45,45 @@ def eval_data_cfg(config: ml_collections.ConfigDict, clips: Any) -> ml_collectio
   return data
 
 
+AUX_PREFIX = "aux:"
+AUX_MAX_SIZE = 8  # per-sample aux arrays up to this many values go to the predictions CSV by default
+
+
+def per_sample_aux(aux: Any, batch: int, keys=None) -> dict:
+  """Per-sample model aux arrays for the predictions CSV (e.g. the fusion model's ``gate`` (B,2)).
+
+  ``keys`` (``config.eval.aux_keys``) names them; by default every aux array of shape (B,) or (B, k) with
+  k <= AUX_MAX_SIZE except ``features`` is kept, so per-sample gate weights are recorded without writing whole
+  feature vectors or per-class logits."""
+  if not isinstance(aux, dict):
+    return {}
+  out = {}
+  for k, v in aux.items():
+    if not hasattr(v, "shape") or v.ndim not in (1, 2) or v.shape[0] != batch:
+      continue
+    if keys is not None:
+      if k in keys:
+        out[k] = v.astype(jnp.float32)
+    elif k != "features" and (v.ndim == 1 or v.shape[1] <= AUX_MAX_SIZE):
+      out[k] = v.astype(jnp.float32)
+  return out
+
+
+def aux_columns(preds: dict) -> dict[str, np.ndarray]:
+  """CSV columns from the ``aux:`` entries of per-video predictions: ``gate`` (N,2) -> ``gate_0``, ``gate_1``."""
+  cols = {}
+  for k, v in preds.items():
+    if not k.startswith(AUX_PREFIX):
+      continue
+    name, v = k[len(AUX_PREFIX):], np.asarray(v)
+    if v.ndim == 1:
+      cols[name] = v
+    else:
+      for j in range(v.shape[1]):
+        cols[f"{name}_{j}"] = v[:, j]
+  return cols
+
+
 class Evaluator:
   """Runs a model over a split with fixed shapes and aggregates per video. One compile per batch shape."""
 
@@ -59,10 +98,13 @@ class Evaluator:
     self.batch_sh = batch_sh
     key_in = input_key(config)
 
+    aux_keys = config.eval.get("aux_keys", None)
+
     def step(variables, batch):
-      out, _ = model.apply(variables, batch[key_in], train=False)
+      out, aux = model.apply(variables, batch[key_in], train=False)
       out = pool_outputs(out, batch)
       res = dict(task.predict(out))
+      res.update({AUX_PREFIX + k: v for k, v in per_sample_aux(aux, out.shape[0], aux_keys).items()})
       loss, _ = task.loss(out, batch)
       n = jnp.sum(batch["valid"]) if "valid" in batch else out.shape[0]
       res["_loss_sum"] = jnp.broadcast_to(loss * n / out.shape[0], (out.shape[0],))
@@ -197,7 +239,7 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
              "clips": clips, "num_videos": int(len(indices)), "metrics": metrics}
   (out / "metrics.json").write_text(json.dumps(json_safe(summary), indent=2, sort_keys=True))
   write_predictions_csv(out / "predictions.csv", indices, file_names(loader, indices),
-                        task.csv_columns(preds, targets))
+                        {**task.csv_columns(preds, targets), **aux_columns(preds)})
   written = task.plots(preds, targets, metrics, out)
   written += training_curves(workdir / "metrics.jsonl", out)
   log.info("wrote %s (metrics.json, predictions.csv, %d plots)", out, len(written))
