@@ -1,10 +1,14 @@
 """Config system: arg parsing, typed overrides, errors that name the nearest valid key / available configs, and
 the CLI's user-error messages (exit code 2, no traceback)."""
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from echojax import config as config_lib
 from echojax import train
+from echojax.train import build_model
 from echojax.errors import UserError
 
 HELPER = "tests/trainer_helpers.py:smoke"
@@ -81,3 +85,52 @@ def test_cli_batch_not_divisible_by_devices(capsys, tmp_path):
   err = _cli_error(capsys, ["--config", HELPER, "--workdir", str(tmp_path / "w"), "--config.data.batch_size=6"])
   assert "data.batch_size=6 is not divisible by the 8 devices" in err
   assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_echonet_ef_is_the_reference_recipe():
+  c = config_lib.load_config("echonet_ef")
+  assert (c.model.name, c.data.frames, c.data.period, c.task.kind) == ("r2plus1d_18", 32, 2, "ef_regression")
+  assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay) == ("sgd", 1e-4, 0.9, 1e-4)
+  assert (c.optim.schedule, c.optim.decay_every_epochs, c.optim.decay_factor) == ("step", 15.0, 0.1)
+  assert c.task.output_bias is None and not c.data.data_dir  # bias from train mean; synthetic default data
+  from echojax.optim import make_schedule
+  sched = make_schedule(c.optim, steps_per_epoch=10, total_steps=450)
+  np.testing.assert_allclose([sched(149), sched(150), sched(299), sched(300)], [1e-4, 1e-5, 1e-5, 1e-6], rtol=1e-5)
+
+
+@pytest.mark.parametrize("model,depth", [("resnet18", 18), ("resnet152", 152)])
+@pytest.mark.parametrize("size", [28, 56, 112])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ef_classification_table_cells(model, depth, size, weighted):
+  arg = f"model={model},size={size}" + (",weighted" if weighted else "")
+  c = config_lib.load_config(f"ef_classification:{arg}")
+  assert c.model.name == "frame_resnet" and c.model.kwargs.depth == depth
+  assert c.data.builder_config == str(size) and c.task.kind == "ef_classification"
+  assert c.task.class_weights == ("balanced" if weighted else None)
+  assert config_lib.default_workdir(f"ef_classification:{arg}").name.startswith(f"ef_classification_model_{model}")
+
+
+def test_ef_classification_rejects_cells_outside_the_table():
+  with pytest.raises(UserError, match="use one of resnet18, resnet152"):
+    config_lib.load_config("ef_classification:model=resnet50")
+  with pytest.raises(UserError, match="size=64"):
+    config_lib.load_config("ef_classification:size=64")
+
+
+def _param_count(spec, shape):
+  from echojax.tasks import get_task
+  c = config_lib.load_config(spec)
+  model = build_model(c, get_task(c))
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape), train=False))
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(shapes["params"])), shapes["params"]
+
+
+def test_experiment_models_by_eval_shape():
+  n, params = _param_count("echonet_ef", (1, 4, 112, 112, 3))
+  assert params["head"]["kernel"].shape == (512, 1)  # one EF output
+  assert 31.0e6 < n < 31.6e6, n  # torchvision r2plus1d_18 without its 400-way head, plus a 1-way head
+  n, params = _param_count("ef_classification:model=resnet152", (1, 2, 112, 112, 3))
+  assert params["head"]["kernel"].shape == (2048, 2)
+  assert 58.0e6 < n < 58.5e6, n  # torchvision resnet152 (60.2M) minus its 1000-way head (2.05M) + 2-way head
+  n, _ = _param_count("ef_classification:smoke", (1, 2, 28, 28, 3))
+  assert n < 200_000, n  # smoke: width-8 backbone
