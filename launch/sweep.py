@@ -65,7 +65,9 @@ def train_command(sweep: dict, run: dict, workdir: str | Path, python: str = sys
 
 
 def eval_command(sweep: dict, workdir: str | Path, python: str = sys.executable) -> list[str]:
-  return [python, "-m", "echojax.evaluate", "--workdir", str(workdir), "--split", sweep["split"]]
+  # --out: the local runner reads <workdir>/eval_<split>/metrics.json (evaluate's default folder is eval/<split>_best)
+  return [python, "-m", "echojax.evaluate", "--workdir", str(workdir), "--split", sweep["split"],
+          "--out", str(Path(workdir) / f"eval_{sweep['split']}")]
 
 
 def _lookup(metrics: dict, dotted: str):
