@@ -1,0 +1,36 @@
+"""Sweep: spatial vs temporal weighting of the fusion model (view_video_tcn) on echo view classification.
+
+    python -m launch.sweep spatiotemporal_weighting --local --variant smoke    # seconds per run (tests)
+    python -m launch.sweep spatiotemporal_weighting --local --variant demo     # learns; a few CPU minutes per run
+    python -m launch.sweep spatiotemporal_weighting --print                    # full-size commands for a cluster
+
+Runs: ``model.fusion`` = ``fixed:w`` for w (the spatial stream's weight) in 0, 0.25, 0.5, 0.75, 1 (0 = temporal
+TCN stream only, 1 = time-pooled spatial stream only), then ``learned`` (one trained global weight) and
+``dynamic`` (a per-sample gate; its weights are in each run's predictions.csv as gate_0/gate_1). The metric is
+test micro-F1 (``metrics.micro_f1`` of ``eval_test/metrics.json``; equals accuracy for single-label
+classification); the table's x column is the fixed w or the mode name.
+
+``ECHOJAX_SWEEP_RUNS`` (comma-separated run names, e.g. ``fixed_0,dynamic``) keeps only those runs, for quick
+checks (the sweep test uses it).
+"""
+
+from __future__ import annotations
+
+import os
+
+from echojax.errors import UserError
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def get_sweep(variant: str) -> dict:
+  runs = [{"name": f"fixed_{w:g}", "overrides": {"model.fusion": f"fixed:{w:g}"}, "x": f"{w:g}"} for w in WEIGHTS]
+  runs += [{"name": m, "overrides": {"model.fusion": m}, "x": m} for m in ("learned", "dynamic")]
+  keep = [n.strip() for n in os.environ.get("ECHOJAX_SWEEP_RUNS", "").split(",") if n.strip()]
+  if keep:
+    unknown = sorted(set(keep) - {r["name"] for r in runs})
+    if unknown:
+      raise UserError(f"ECHOJAX_SWEEP_RUNS names unknown run(s) {unknown}; runs: {', '.join(r['name'] for r in runs)}")
+    runs = [r for r in runs if r["name"] in keep]
+  return {"config": "view_video_tcn:{variant}", "runs": runs, "metric": "metrics.micro_f1",
+          "x_label": "spatial weight w (fixed) / mode", "split": "test"}
