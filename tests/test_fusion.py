@@ -146,6 +146,9 @@ def test_padded_frames_do_not_change_the_temporal_output(kind):
   # ... while changing a valid frame does change the result.
   out_v, _ = run(v, FEATS.at[0, 1].add(3.0), MASK, KEY)
   assert not np.allclose(out_v[0], out[0], atol=1e-4)
+  # An all-padding row (eval batches are padded with such rows) stays finite.
+  out_empty, _ = run(v, garbage, MASK.at[0].set(False), KEY)
+  assert np.all(np.isfinite(out_empty))
 
 
 def test_fusion_ignores_padded_frames():
