@@ -54,6 +54,38 @@ def peak_rss_mb() -> float:
 # data set-up
 
 
+def tfds_spill_without_tensorflow() -> None:
+  """Let TFDS prepare splits larger than 1 GB without TensorFlow.
+
+  TFDS' shuffler keeps up to 1 GB of serialized examples in memory and then spills them to temporary bucket files
+  through ``tf.io.gfile``, which fails with "No module named 'tensorflow'" in a TF-free install (a 2,000-video
+  phantom set is ~9 GB). This points that module's ``tf`` at a tiny local-file stand-in (open/exists/remove) and
+  raises the open-file limit for its 1,000 bucket files. Only ``tensorflow_datasets.core.shuffle`` is affected.
+  """
+  import types
+
+  from tensorflow_datasets.core import shuffle
+
+  try:
+    import tensorflow  # noqa: F401  (real TensorFlow present: nothing to do)
+
+    return
+  except ImportError:
+    pass
+
+  class _ResourceExhaustedError(Exception):
+    message = ""
+
+  gfile = types.SimpleNamespace(GFile=lambda path, mode="r": open(path, mode), exists=os.path.exists,
+                                remove=os.remove)
+  shuffle.tf = types.SimpleNamespace(io=types.SimpleNamespace(gfile=gfile),
+                                     errors=types.SimpleNamespace(ResourceExhaustedError=_ResourceExhaustedError))
+  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+  want = min(hard, 4096) if hard != resource.RLIM_INFINITY else 4096
+  if soft < want:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def prepare(workdir: Path, num_videos: int, seed: int) -> Path:
   """Generate + prepare the phantom set once; returns the data_dir. Writes echojax_stats.json if prepare didn't."""
   import tensorflow_datasets as tfds
@@ -69,16 +101,14 @@ def prepare(workdir: Path, num_videos: int, seed: int) -> Path:
   builder = tfds.builder("echonet_dynamic", config="112", data_dir=str(data))
   version_dir = Path(builder.data_dir)
   if not (version_dir / "dataset_info.json").exists():
+    tfds_spill_without_tensorflow()
     try:
-      import echojax.data.prepare  # noqa: F401
-
-      have_cli = True
+      from echojax.data.prepare import prepare as prepare_dataset
     except ImportError:
-      have_cli = False
-    if have_cli:
-      print("preparing with python -m echojax.data.prepare", flush=True)
-      subprocess.run([sys.executable, "-m", "echojax.data.prepare", "echonet_dynamic", "--manual-dir", str(raw),
-                      "--data-dir", str(data)], check=True, cwd=REPO)
+      prepare_dataset = None
+    if prepare_dataset is not None:
+      print("preparing with echojax.data.prepare", flush=True)
+      prepare_dataset("echonet_dynamic", raw, data, config="112")
     else:  # the prepare CLI is not in this checkout: use the builder directly
       print("preparing with the echonet_dynamic builder", flush=True)
       b = tfds.builder("echonet_dynamic", config="112", data_dir=str(data))
