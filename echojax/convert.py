@@ -29,7 +29,7 @@ import numpy as np
 
 from echojax.errors import UserError
 
-TRANSFORMS = ("conv2d", "conv3d", "dense", "copy", "counter", "heads_in", "heads_out", "heads_bias")
+TRANSFORMS = ("conv1d", "conv2d", "conv3d", "dense", "copy", "counter", "heads_in", "heads_out", "heads_bias")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ def to_torch_array(x: np.ndarray, kind: str) -> np.ndarray:
     return np.transpose(x)
   if kind == "copy":
     return x
+  if kind == "conv1d":  # (K, I, O) -> (O, I, K)
+    return np.transpose(x, (2, 1, 0))
   if kind == "heads_in":  # attention q/k/v kernel (D, H, Dh) -> Linear weight (H*Dh, D)
     return np.transpose(x.reshape(x.shape[0], -1))
   if kind == "heads_out":  # attention out kernel (H, Dh, D) -> Linear weight (D, H*Dh)
@@ -72,6 +74,8 @@ def to_flax_array(x: np.ndarray, kind: str, shape: tuple[int, ...] | None = None
     return np.transpose(x)
   if kind == "copy":
     return x
+  if kind == "conv1d":
+    return np.transpose(x, (2, 1, 0))
   if kind in ("heads_in", "heads_out"):
     return np.transpose(x).reshape(shape)
   if kind == "heads_bias":
@@ -170,15 +174,16 @@ def _kw(kwargs: Mapping[str, Any], key: str, default: Any) -> Any:
   return kwargs.get(key, default)
 
 
-def mirror_rules(variables: Mapping[str, Any]) -> list[Rule]:
+def mirror_rules(variables: Mapping[str, Any], skip: tuple[str, ...] = ()) -> list[Rule]:
   """Name map for families whose torch mirror uses the flax module names joined by "." (EfficientNet, ViT).
 
   Still one explicit rule per tensor, with the transform chosen by the layer type: BatchNorm (a module with
   ``batch_stats``) -> weight/bias/running_*; 2D/4D/5D kernels -> dense/conv2d/conv3d; 3D attention kernels ->
   q/k/v (``heads_in``) or ``out`` (``heads_out``) Linear weights; LayerNorm ``scale`` -> ``weight``; other params
-  (class token, position embedding) copied under their own name.
+  (class token, position embedding) copied under their own name; 3-D kernels outside ``attention`` are 1-D convs
+  (``conv1d``). Subtrees whose top-level name is in ``skip`` are left out (mapped by other rules).
   """
-  flat = flatten(variables)
+  flat = {k: v for k, v in flatten(variables).items() if len(k) < 2 or k[1] not in skip}
   stats_modules = {k[1:-1] for k in flat if k[0] == "batch_stats"}
   rules: list[Rule] = []
   done_bn: set[tuple[str, ...]] = set()
@@ -191,8 +196,10 @@ def mirror_rules(variables: Mapping[str, Any]) -> list[Rule]:
         rules += bn(mod, t)
         done_bn.add(mod)
     elif leaf == "kernel":
-      if len(shape) == 3:
+      if len(shape) == 3 and "attention" in mod:
         kind = "heads_out" if mod[-1] == "out" else "heads_in"
+      elif len(shape) == 3:
+        kind = "conv1d"
       else:
         kind = {2: "dense", 4: "conv2d", 5: "conv3d"}.get(len(shape))
         if kind is None:
@@ -207,7 +214,8 @@ def mirror_rules(variables: Mapping[str, Any]) -> list[Rule]:
   return rules
 
 
-MIRROR_FAMILIES = ("efficientnet", "vit", "video_vit")
+MIRROR_FAMILIES = ("efficientnet", "vit", "video_vit", "conv3d")
+TEMPORAL_KINDS = ("cnn_lstm", "tcn", "mhsa")
 
 
 def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None,
@@ -218,9 +226,16 @@ def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None,
   ``variables`` (arrays or ShapeDtypeStructs) for them.
   """
   kw = dict(kwargs or {})
-  if arch in MIRROR_FAMILIES or arch.startswith("efficientnet_"):
+  if arch in MIRROR_FAMILIES or arch.startswith("efficientnet_") or arch in TEMPORAL_KINDS:
     if variables is None:
       raise ValueError(f"rules_for({arch!r}) needs the variables (their structure gives the name map)")
+    bb = str(kw.get("backbone", "efficientnet_b2"))
+    if arch in TEMPORAL_KINDS and bb.startswith("resnet"):  # torchvision-named backbone + mirrored rest
+      bkw = dict(kw.get("backbone_kwargs") or {})
+      depth = int(bb[6:]) if bb[6:].isdigit() else int(bkw.get("depth", 50))
+      return (resnet_rules(depth, None, bkw.get("layout", "torchvision"), flax_prefix=("backbone", "net"),
+                           torch_prefix="backbone.net.", with_head=False)
+              + mirror_rules(variables, skip=("backbone",)))
     return mirror_rules(variables)
   if arch.startswith("resnet") and arch[6:].isdigit():
     return resnet_rules(int(arch[6:]), _kw(kw, "num_classes", 1000), _kw(kw, "layout", "torchvision"))
@@ -254,7 +269,8 @@ def echosdnet_rules(kw: Mapping[str, Any]) -> list[Rule]:
 
 EXPORTABLE = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet", "frame_resnet", "r3d_18",
               "r2plus1d_18", "video_resnet", "echosdnet", "efficientnet",
-              *(f"efficientnet_b{i}" for i in range(8)), "vit", "video_vit")
+              *(f"efficientnet_b{i}" for i in range(8)), "vit", "video_vit", "cnn_lstm", "tcn", "mhsa",
+              "conv3d")
 
 
 # ------------------------------------------------------------------------------------------------------ conversion

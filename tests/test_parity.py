@@ -1,7 +1,7 @@
 """JAX model == converted echoforge torch module, asserted (eval mode, float32, max |diff| <= 1e-4).
 
 Every exportable family (ResNet both layouts, per-frame ResNet, R3D, R(2+1)D, EchoSDNet both layouts, EfficientNet,
-ViT, VideoViT joint/factorised) is checked on fixed-seed variables with non-trivial BatchNorm statistics
+ViT, VideoViT joint/factorised, the temporal models cnn_lstm / tcn / mhsa / conv3d) is checked on fixed-seed variables with non-trivial BatchNorm statistics
 (``echojax.convert.random_variables``) against the golden outputs in tests/golden/parity_golden.json (a regression
 guard for the conversion), plus full-size ResNet18 and EchoSDNet at 224 x 224.
 """
@@ -56,7 +56,7 @@ def test_parity_and_golden(case):
 
   # BatchNorm conversion is really exercised: running statistics are far from the (0, 1) defaults.
   stats = {k: v for k, v in module.state_dict().items() if k.endswith(("running_mean", "running_var"))}
-  assert stats or case["arch"] in ("vit", "video_vit"), "model has no BatchNorm?"
+  assert stats or case["arch"] in ("vit", "video_vit", "tcn"), "model has no BatchNorm?"
   assert all(v.abs().max() > 0.05 for k, v in stats.items() if k.endswith("running_mean"))
   assert all((v - 1).abs().max() > 0.05 for k, v in stats.items() if k.endswith("running_var"))
 
@@ -90,19 +90,28 @@ def test_full_size_parity(arch, kwargs, scale):
   assert diff <= TOL, f"{arch}: torch vs JAX max |diff| {diff}"
 
 
-def test_video_vit_frame_mask_parity():
-  """Padded frames (mask False) are handled the same way on both sides (joint attention, mean pooling)."""
-  kw = {"variant": "mu/8x2", "attention": "joint", "pool": "gap", "num_classes": 3}
-  model = get_model("video_vit", **kw)
+MASK_CASES = {
+  "video_vit": {"variant": "mu/8x2", "attention": "joint", "pool": "gap", "num_classes": 3},
+  "cnn_lstm": {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "hidden_size": 8, "num_classes": 3},
+  "conv3d": {"widths": [8], "temporal_strides": [2], "num_classes": 3},
+}
+
+
+@pytest.mark.parametrize("arch", list(MASK_CASES))
+def test_frame_mask_parity(arch):
+  """Padded frames (mask False, garbage content) are handled the same way on both sides."""
+  kw = MASK_CASES[arch]
+  model = get_model(arch, **kw)
   x = _input((2, 4, 16, 16, 3), 4)
   x[1, 2:] = np.nan  # padded frames may hold garbage; it must not leak into valid outputs
   mask = np.array([[True] * 4, [True, True, False, False]])
   variables = _variables(model, x, 5, 1.0)
-  module = to_module(variables, "video_vit", kw, {"image_size": [16, 16], "num_frames": 4})
+  tkw = {"image_size": [16, 16], "num_frames": 4} if arch == "video_vit" else {}
+  module = to_module(variables, arch, kw, tkw)
   y_jax, _ = jax.jit(lambda v, x, m: model.apply(v, x, train=False, mask=m))(variables, x, mask)
   with torch.no_grad():
     y_torch = module(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))), torch.from_numpy(mask)).numpy()
-  assert np.isfinite(y_torch).all()
+  assert np.isfinite(y_torch).all() and np.isfinite(np.asarray(y_jax)).all()
   assert float(np.max(np.abs(y_torch - np.asarray(y_jax)))) <= TOL
 
 

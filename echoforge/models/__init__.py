@@ -2,7 +2,7 @@
 
 ``build(arch, **kwargs)`` takes the JAX registry name (``echojax.models.get_model`` names: "resnet18" ...
 "resnet152", "resnet", "frame_resnet", "r3d_18", "r2plus1d_18", "video_resnet", "echosdnet", "efficientnet[_bN]",
-"vit", "video_vit") and the JAX constructor
+"vit", "video_vit", "cnn_lstm", "tcn", "mhsa", "conv3d") and the JAX constructor
 arguments (``num_classes``, ``width``, ``layout``, ...). Arguments that only matter for JAX compute or training
 (``dtype``, ``frozen_stages``, ...; :data:`IGNORED_KWARGS`) are accepted and ignored: the torch module is always
 float32. Any other unknown argument is an error, so an architecture never silently differs. Torch-only arguments
@@ -20,6 +20,7 @@ from torch import nn
 from echoforge.models.echosdnet import EchoSDNet
 from echoforge.models.efficientnet import EfficientNet
 from echoforge.models.resnet import FrameResNet, ResNet
+from echoforge.models.temporal import Conv3DNet, FrameTemporalModel
 from echoforge.models.video_resnet import VideoResNet
 from echoforge.models.vit import VideoViT, ViT
 
@@ -41,6 +42,8 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
   **{f"efficientnet_b{i}": (EfficientNet, {"variant": f"b{i}"}) for i in range(8)},
   "vit": (ViT, {}),
   "video_vit": (VideoViT, {}),
+  **{k: (FrameTemporalModel, {"kind": k}) for k in ("cnn_lstm", "tcn", "mhsa")},
+  "conv3d": (Conv3DNet, {}),
 }
 
 
@@ -54,6 +57,9 @@ def build(arch: str, **kwargs: Any) -> nn.Module:
   for k, v in fixed.items():
     if k in kw and kw.pop(k) != v:
       raise TypeError(f"architecture {arch!r} has {k}={v!r}; got {k}={kwargs[k]!r}")
+  sig = inspect.signature(cls.__init__).parameters.values()
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig):  # options forwarded (and checked) further down
+    accepted = [k for k in accepted if k not in ("kwargs", "encoder_kwargs")] + [k for k in kw if k not in fixed]
   unknown = sorted(k for k in kw if k not in accepted or k in fixed)
   if unknown:
     raise TypeError(f"architecture {arch!r} has no argument(s) {unknown}; it takes "
@@ -61,4 +67,5 @@ def build(arch: str, **kwargs: Any) -> nn.Module:
   return cls(**fixed, **kw)
 
 
-__all__ = ["ARCHITECTURES", "EchoSDNet", "EfficientNet", "FrameResNet", "ResNet", "VideoResNet", "VideoViT", "ViT", "build"]
+__all__ = ["ARCHITECTURES", "EchoSDNet", "EfficientNet", "FrameResNet", "ResNet", "VideoResNet", "VideoViT", "ViT", "Conv3DNet",
+           "FrameTemporalModel", "build"]

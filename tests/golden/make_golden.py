@@ -36,6 +36,13 @@ CASES = [
    [2, 4, 32, 32, 3], 1.0),
   ("video_vit_joint_gap", "video_vit", {"variant": "mu/8x2", "attention": "joint", "pool": "gap", "num_classes": 5},
    [2, 4, 32, 24, 3], 1.0),
+  ("cnn_lstm_resnet18", "cnn_lstm", {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "hidden_size": 16,
+                                     "num_layers": 2}, [2, 5, 24, 24, 3], 1.0),
+  ("tcn_efficientnet", "tcn", {"backbone": "efficientnet_b0", "width": 16,
+                               "backbone_kwargs": {"width_mult": 0.25, "depth_mult": 0.25}}, [2, 5, 24, 24, 3], 1.0),
+  ("mhsa_resnet18", "mhsa", {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "width": 16, "max_len": 8,
+                             "num_heads": 2, "mlp_dim": 32, "depth": 1}, [2, 5, 24, 24, 3], 1.0),
+  ("conv3d", "conv3d", {"widths": [8, 16], "temporal_strides": [1, 2]}, [2, 5, 24, 24, 3], 1.0),
 ]
 #: torch-only constructor arguments per case (echojax.export.torch_kwargs_for gives them at export time)
 TORCH_KWARGS = {"vit_mu8": {"image_size": [32, 48]},
