@@ -123,6 +123,7 @@ class Unity(tfds.core.GeneratorBasedBuilder):
   def __init__(self, *, strict: bool = False, split_seed: int = 0, **kwargs):
     self.report = SkipReport(strict=strict)
     self._split_seed = split_seed
+    kwargs.setdefault("file_format", "array_record")  # random access without TensorFlow (tfds.data_source)
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
