@@ -182,7 +182,11 @@ def load_stats(path: str | Path, feature: str | None = None) -> tuple[np.ndarray
 
 
 def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
-  """Open the prepared split as a random-access source (no TensorFlow) -> (source, prepared version folder)."""
+  """Open the prepared split as a random-access source (no TensorFlow) -> (source, prepared version folder).
+
+  Prefers the split's memmap frame store (:mod:`echojax.data.framestore`, written by ``prepare``), whose ``video``
+  is a view of the frames on disk; otherwise the TFDS array_record source, read through :func:`fast_source`.
+  """
   import tensorflow_datasets as tfds  # heavy import; only when reading prepared data
 
   from echojax.data.datasets import DATASETS
@@ -215,6 +219,13 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
   splits = list(builder.info.splits.keys())
   if split not in splits:
     raise UserError(f"split {split!r} not in prepared {name} at {version_dir}; available splits: {', '.join(splits)}")
+  try:  # the memmap frame store `prepare` writes beside the shards: clip reads touch only the clip's frames
+    from echojax.data.framestore import open_frame_store
+  except ImportError:
+    open_frame_store = None
+  store = open_frame_store(version_dir, name, split) if open_frame_store is not None else None
+  if store is not None and len(store) == builder.info.splits[split].num_examples:
+    return store, version_dir
   return fast_source(builder.as_data_source(split=split)), version_dir
 
 
