@@ -94,6 +94,14 @@ class Checkpointer:
                                                      meta=ocp.args.JsonRestore()))
     return step, out["state"], dict(out["meta"])
 
+  def restore_weights(self, abstract_weights: Any, which: str = "latest") -> tuple[int, Any]:
+    """(step, the ``{"params", "batch_stats"}`` part of the state): a partial restore that does not depend on the
+    optimizer state's structure (for ``config.init_from`` with a different optimizer)."""
+    mngr, step = self._pick(which)
+    mngr.wait_until_finished()
+    step_dir = Path(mngr.directory) / str(step)
+    return step, restore_weights_from(step_dir, abstract_weights)
+
   def wait(self) -> None:
     self.latest.wait_until_finished()
     if self._best is not None:
@@ -105,22 +113,28 @@ class Checkpointer:
       self._best.close()
 
 
-def restore_init_from(path: str | Path, abstract_state: Any) -> Any:
+def restore_weights_from(step_dir: Path, abstract_weights: Any) -> Any:
+  """Partial restore of a subtree (e.g. params + batch_stats) of ``<step_dir>/state`` onto target shardings."""
+  restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_weights)
+  return ocp.PyTreeCheckpointer().restore(
+      (Path(step_dir) / "state").absolute(),
+      args=ocp.args.PyTreeRestore(item=abstract_weights, restore_args=restore_args, partial_restore=True))
+
+
+def restore_init_from(path: str | Path, abstract_weights: Any) -> Any:
   """Weights for ``config.init_from``: a workdir (its best, else latest checkpoint) or a ``checkpoints/<step>``
-  folder. Returns the restored state tree (the caller keeps params / batch_stats)."""
+  folder. ``abstract_weights`` = ``{"params", "batch_stats"}`` with target shardings; returns them restored."""
   path = Path(path)
   if (path / "state").is_dir():  # a step folder
-    ckptr = ocp.Checkpointer(ocp.CompositeCheckpointHandler("state", "meta"))
-    out = ckptr.restore(path.absolute(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-    return out["state"]
+    return restore_weights_from(path, abstract_weights)
   if not (path / "checkpoints").is_dir():
     raise UserError(f"config.init_from={str(path)!r} is neither a workdir with checkpoints/ nor a checkpoint "
                     f"step folder; point it at a finished run's workdir")
   ck = Checkpointer(path, read_only=True)
   which = "best" if ck.best_step() is not None else "latest"
-  _, state, _ = ck.restore(abstract_state, which)
+  _, weights = ck.restore_weights(abstract_weights, which)
   ck.close()
-  return state
+  return weights
 
 
 class PreemptionFlag:

@@ -88,7 +88,7 @@ class Evaluator:
   """Runs a model over a split with fixed shapes and aggregates per video. One compile per batch shape."""
 
   def __init__(self, config, model, task: tasks.Task, mesh, state_shardings: dict):
-    from echojax.train import input_key, make_loader, numeric, pool_outputs
+    from echojax.train import input_key, make_loader, model_kwargs, numeric, pool_outputs
 
     self.config, self.model, self.task, self.mesh = config, model, task, mesh
     self._make_loader, self._numeric = make_loader, numeric
@@ -101,7 +101,7 @@ class Evaluator:
     aux_keys = config.eval.get("aux_keys", None)
 
     def step(variables, batch):
-      out, aux = model.apply(variables, batch[key_in], train=False)
+      out, aux = model.apply(variables, batch[key_in], train=False, **model_kwargs(model, batch))
       out = pool_outputs(out, batch)
       res = dict(task.predict(out))
       res.update({AUX_PREFIX + k: v for k, v in per_sample_aux(aux, out.shape[0], aux_keys).items()})
@@ -194,7 +194,8 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   """The CLI's work: restore, predict, write metrics.json / predictions.csv / plots. Returns the metrics."""
   from echojax.checkpoint import Checkpointer, abstract_like
   from echojax.optim import make_optimizer
-  from echojax.train import build_model, enable_compilation_cache, input_key, make_init_fn, state_shardings
+  from echojax.train import (build_model, enable_compilation_cache, input_key, make_init_fn, state_shardings,
+                             with_frozen)
 
   workdir = Path(workdir)
   cfg_path = workdir / "config.json"
@@ -218,6 +219,7 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   model = build_model(config, task)
   spe = int(config.train.get("steps_per_epoch", 0) or 1)
   tx, _ = make_optimizer(config.optim, spe, int(config.train.get("num_steps", 0) or 1))
+  tx = with_frozen(tx, config)
   # Input shape from the first eval batch; the state is restored onto this mesh (8 devices -> 1 works).
   from echojax.train import make_loader
   loader = make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))
@@ -257,7 +259,8 @@ def training_curves(metrics_path: Path, out: Path) -> list[Path]:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  from echojax.train import setup_logging
+  setup_logging()
   p = argparse.ArgumentParser(prog="python -m echojax.evaluate", description=__doc__.split("\n\n")[0])
   p.add_argument("--workdir", required=True, help="training run folder (holds config.json and checkpoints/)")
   p.add_argument("--split", default="test")

@@ -50,6 +50,17 @@ State = dict[str, Any]  # {"step", "params", "batch_stats", "opt_state"}
 # Pieces built from the config
 
 
+def setup_logging() -> None:
+  """INFO logs of echojax.* on stderr (libraries may already have configured the root logger)."""
+  logger = logging.getLogger("echojax")
+  logger.setLevel(logging.INFO)
+  if not logger.handlers:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
 def enable_compilation_cache() -> None:
   """Persistent XLA compilation cache (on by default) in ``echojax.paths.compilation_cache_dir()``."""
   jax.config.update("jax_compilation_cache_dir", str(paths.compilation_cache_dir()))
@@ -103,6 +114,24 @@ def build_model(config: ml_collections.ConfigDict, task: tasks.Task):
 
 def input_key(config) -> str:
   return config.data.get("input_key", "video")
+
+
+def model_kwargs(model, batch: dict) -> dict:
+  """``mask=`` (B, T) for models whose ``__call__`` takes it (padded frames excluded from their pooling)."""
+  if "mask" in batch and "mask" in inspect.signature(type(model).__call__).parameters:
+    return {"mask": batch["mask"]}
+  return {}
+
+
+def with_frozen(tx, config):
+  """``config.model.trainable_regex`` (optional): only matching parameters train; others get exactly zero
+  updates (echojax.models.summary.freeze)."""
+  regex = config.model.get("trainable_regex", None)
+  if not regex:
+    return tx
+  from echojax.models import summary
+  return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()},
+                               lambda params: summary.trainable_labels(summary.trainable_mask(params, regex)))
 
 
 def pool_outputs(out: jax.Array, batch: dict) -> jax.Array:
@@ -188,7 +217,8 @@ def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict]
 
     def loss_fn(params):
       (out, _aux), new_vars = model.apply({"params": params, "batch_stats": state["batch_stats"]}, batch[key_in],
-                                          train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+                                          train=True, rngs={"dropout": rng}, mutable=["batch_stats"],
+                                          **model_kwargs(model, batch))
       loss, extras = task.loss(pool_outputs(out, batch), batch)
       return loss, (extras, new_vars.get("batch_stats", state["batch_stats"]))
 
@@ -211,7 +241,7 @@ def make_predict_fn(model, task, config) -> Callable[[dict, dict], dict]:
   key_in = input_key(config)
 
   def predict(variables: dict, batch: dict) -> dict:
-    out, _ = model.apply(variables, batch[key_in], train=False)
+    out, _ = model.apply(variables, batch[key_in], train=False, **model_kwargs(model, batch))
     return task.predict(pool_outputs(out, batch))
 
   return predict
@@ -228,7 +258,9 @@ def setup_state(config, model, tx, task, mesh, sample_x, ckpt: Checkpointer | No
     return state, shardings, meta
   state = jax.jit(init, out_shardings=shardings)()
   if init_from:
-    loaded = restore_init_from(init_from, abstract_like(abstract, shardings))
+    keys = ("params", "batch_stats")
+    loaded = restore_init_from(init_from, abstract_like({k: abstract[k] for k in keys},
+                                                        {k: shardings[k] for k in keys}))
     state = {**state, "params": loaded["params"], "batch_stats": loaded["batch_stats"]}
     log.info("initialised params and batch_stats from %s", init_from)
   return state, shardings, None
@@ -310,6 +342,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   spe = steps_per_epoch(config, loader)
   num_steps = total_steps(config, spe)
   tx, schedule = make_optimizer(config.optim, spe, num_steps)
+  tx = with_frozen(tx, config)
 
   ckpt = Checkpointer(workdir, keep=int(config.train.get("keep_checkpoints", 2)))
   meta = None
@@ -364,12 +397,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         continue
       # Host sync point: pull the window's metrics, stop on non-finite values before anything is saved.
       host = jax.device_get(pending)
-      bad = [start_i for start_i, h in zip(range(window_start + 1, step + 1), host) if not bool(h["finite"])]
+      bad = [(s, h) for s, h in zip(range(window_start + 1, step + 1), host) if not bool(h["finite"])]
       if bad:
         ckpt.wait()
         good = ckpt.latest_step()
         raise UserError(
-            f"non-finite loss or gradient at step {bad[0]} (loss={float(host[bad.index(bad[0])]['loss'])}); "
+            f"non-finite loss or gradient at step {bad[0][0]} (loss={float(bad[0][1]['loss'])}, grad norm="
+            f"{float(bad[0][1]['grad_norm'])}); "
             f"stopped. The last good checkpoint is step {good} in {workdir / 'checkpoints'}. Lower the learning "
             f"rate (--config.optim.lr, now {config.optim.lr}) or enable --config.optim.grad_clip")
       elapsed = time.perf_counter() - t0
@@ -467,7 +501,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+  setup_logging()
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   config = config_lib.load_config(args.config, overrides)
   sharding.initialize_distributed()

@@ -80,3 +80,18 @@ def test_cli_errors_are_clean(capsys, tmp_path):
   assert e.value.code == 2
   err = capsys.readouterr().err
   assert "config.json not found" in err and "python -m echojax.train" in err and "Traceback" not in err
+
+
+def test_ef_classification_smoke_train_then_evaluate_test_split(tmp_path):
+  """The real ef_classification smoke config on the synthetic phantoms: train, then evaluate the test split with
+  all clips; file names come from the prepared records."""
+  config = load_config("ef_classification:smoke,weighted")
+  train(config, tmp_path)
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert len(saved["task"]["class_weights"]) == 2  # "balanced" resolved from train-split frequencies
+  summary = evaluate.evaluate_workdir(tmp_path, split="test", clips="all", bootstrap=0)
+  rows = _rows(tmp_path / "eval" / "test_best" / "predictions.csv")
+  assert len(rows) == summary["num_videos"] > 0
+  assert all(r["file_name"] and not r["file_name"].isdigit() for r in rows)
+  for name in ("confusion_matrix", "roc", "pr", "training_curves"):
+    _png_ok(tmp_path / "eval" / "test_best" / f"{name}.png")

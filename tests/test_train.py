@@ -2,6 +2,7 @@
 keeping the last good checkpoint, early stopping, task losses. (Resume-after-SIGKILL lives in test_checkpoint.py.)"""
 
 import json
+import logging
 from pathlib import Path
 
 import jax
@@ -25,9 +26,16 @@ def _records(workdir):
   return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_smoke_run_logs_checkpoints_and_learns_bias(tmp_path):
+def test_smoke_run_logs_checkpoints_and_learns_bias(tmp_path, caplog):
   config = load_config(HELPER)
-  last = train(config, tmp_path)
+  jax.config.update("jax_log_compiles", True)
+  try:
+    with caplog.at_level(logging.WARNING):
+      last = train(config, tmp_path)
+  finally:
+    jax.config.update("jax_log_compiles", False)
+  compiles = [r.getMessage() for r in caplog.records if "Compiling jit(step_fn)" in r.getMessage()]
+  assert len(compiles) == 1, compiles  # one compile of the train step for the one batch shape
   recs = _records(tmp_path)
   assert [r["step"] for r in recs if r["split"] == "train"] == [2, 4, 6]
   assert [r["step"] for r in recs if r["split"] == "val"] == [3, 6]
@@ -65,6 +73,17 @@ def test_early_stopping_after_patience_evals(tmp_path):
   assert meta is None or meta["early_stopping"]["bad_evals"] == 2
 
 
+def test_init_from_loads_another_runs_weights(tmp_path):
+  train(load_config(HELPER, {"train.num_steps": "2", "eval.every_steps": "0"}), tmp_path / "a")
+  # lr 0: run b's params stay exactly what it was initialised with.
+  train(load_config(HELPER, {"train.num_steps": "2", "eval.every_steps": "0", "optim.lr": "0.0",
+                             "optim.weight_decay": "0.0", "init_from": str(tmp_path / "a")}), tmp_path / "b")
+  a = ocp.StandardCheckpointer().restore((tmp_path / "a" / "checkpoints" / "2" / "state").absolute())
+  b = ocp.StandardCheckpointer().restore((tmp_path / "b" / "checkpoints" / "2" / "state").absolute())
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)),
+                         a["params"], b["params"])
+
+
 def test_task_losses_and_prepared_constants():
   w = balanced_class_weights(np.array([0, 0, 0, 1]), 2)
   np.testing.assert_allclose(w, [4 / 6, 4 / 2])
@@ -95,3 +114,20 @@ def test_task_losses_and_prepared_constants():
   params = {"Dense_0": {"bias": jnp.zeros(1), "kernel": jnp.zeros((2, 1))}, "head": {"bias": jnp.zeros(1)}}
   assert find_head_bias(params, 1)[0].key == "head"
   assert float(reg.init_params(params)["head"]["bias"][0]) == 50.0
+
+
+def test_echonet_ef_smoke_end_to_end_on_synthetic_phantoms(tmp_path, capsys):
+  """The real recipe's smoke variant: phantoms generated + prepared into the (per-session) cache, R(2+1)D-18 at
+  width 8, output bias initialised to the train-split EF mean, validation and checkpoints."""
+  config = load_config("echonet_ef:smoke")
+  last = train(config, tmp_path / "run")
+  assert "using synthetic EchoNet-Dynamic phantoms" in capsys.readouterr().err
+  assert last["train"]["step"] == 4 and np.isfinite(last["train"]["loss"])
+  assert np.isfinite(last["val"]["mae"])
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())
+  from echojax.train import make_loader
+  from echojax.config import from_json
+  train_ef = make_loader(from_json(json.dumps(saved)), "train", train=True).targets(["ef"])["ef"]
+  assert saved["task"]["output_bias"] == pytest.approx(float(np.mean(train_ef)), rel=1e-5)
+  state = ocp.StandardCheckpointer().restore((tmp_path / "run" / "checkpoints" / "4" / "state").absolute())
+  assert abs(float(np.asarray(state["params"]["head"]["bias"])[0]) - saved["task"]["output_bias"]) < 1.0
