@@ -364,7 +364,15 @@ def test_frame_store_and_tfds_records_give_identical_batches(echonet_data):
   c = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4,
            augment=dict(pad=2, rotation=5, brightness=0.1))
   src, version_dir = pipeline.open_source(c, "train")
-  assert type(src).__name__ == "FrameStoreSource"
+  assert isinstance(src, pipeline.PreadFrameStore)  # frame store, read with pread (no mapped pages in RSS)
+  from echojax.data.framestore import open_frame_store
+
+  store = open_frame_store(version_dir, "echonet_dynamic", "train")
+  for i in range(len(store)):
+    lazy, mm = src[i]["video"], store[i]["video"]
+    assert lazy.shape == mm.shape and src[i]["num_frames"] == store[i]["num_frames"]
+    np.testing.assert_array_equal(lazy.take([0, 2, 3, 4, len(mm) - 1]), mm[[0, 2, 3, 4, len(mm) - 1]])
+    np.testing.assert_array_equal(np.asarray(lazy), mm)
   tfds_src = pipeline.fast_source(tfds.builder("echonet_dynamic", config="28", data_dir=echonet_data)
                                   .as_data_source(split="train"))
   stats = load_stats(version_dir / "echojax_stats.json", "video")

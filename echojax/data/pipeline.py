@@ -42,6 +42,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -225,7 +226,7 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
     open_frame_store = None
   store = open_frame_store(version_dir, name, split) if open_frame_store is not None else None
   if store is not None and len(store) == builder.info.splits[split].num_examples:
-    return store, version_dir
+    return (PreadFrameStore(store) if PreadFrameStore.supports(store) else store), version_dir
   return fast_source(builder.as_data_source(split=split)), version_dir
 
 
@@ -386,6 +387,99 @@ def fast_source(source: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# frame store read with pread (no mapping, so resident memory stays at clip scale)
+
+
+class LazyFrames:
+  """A video stored as consecutive uint8 frames at ``offset`` in ``path``; indexing reads only those frames.
+
+  Reads use ``os.pread`` into fresh arrays instead of a memory map: mapped file pages count as the reader's
+  resident memory (a pass over a large set would show the whole set as RSS), pread'd pages stay in the page cache.
+  ``np.asarray(frames)`` reads the whole video (for frame samplers that inspect pixels).
+  """
+
+  __slots__ = ("path", "offset", "shape", "dtype")
+
+  def __init__(self, path: str, offset: int, num_frames: int, frame_shape: tuple[int, ...]):
+    self.path = path
+    self.offset = int(offset)
+    self.shape = (int(num_frames), *frame_shape)
+    self.dtype = np.dtype(np.uint8)
+
+  @property
+  def ndim(self) -> int:
+    return len(self.shape)
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def take(self, idx: np.ndarray) -> np.ndarray:
+    """Frames ``idx`` (in range) as a new (len(idx), H, W, C) array; consecutive runs are one read each."""
+    idx = np.asarray(idx, np.int64).reshape(-1)
+    frame_bytes = int(np.prod(self.shape[1:]))
+    out = np.empty((len(idx), *self.shape[1:]), np.uint8)
+    flat = out.reshape(len(idx), frame_bytes)
+    fd = os.open(self.path, os.O_RDONLY)
+    try:
+      k = 0
+      while k < len(idx):
+        j = k
+        while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
+          j += 1
+        want = (j - k + 1) * frame_bytes
+        pos = self.offset + int(idx[k]) * frame_bytes
+        view = memoryview(flat[k:j + 1]).cast("B")
+        got = 0
+        while got < want:
+          n = os.preadv(fd, [view[got:]], pos + got)
+          if n <= 0:
+            raise OSError(f"{self.path}: short read at byte {pos + got} (frame store truncated?)")
+          got += n
+        k = j + 1
+    finally:
+      os.close(fd)
+    return out
+
+  def __getitem__(self, key) -> np.ndarray:
+    if isinstance(key, (int, np.integer)):
+      return self.take(np.asarray([key]))[0]
+    return self.take(np.arange(self.shape[0])[key])
+
+  def __array__(self, dtype=None, copy=None) -> np.ndarray:
+    out = self.take(np.arange(self.shape[0]))
+    return out if dtype is None else out.astype(dtype)
+
+
+class PreadFrameStore:
+  """Wraps a :class:`echojax.data.framestore.FrameStoreSource`: same records, ``video`` as :class:`LazyFrames`."""
+
+  def __init__(self, store: Any):
+    self._store = store
+    self._path = str(store.frames_path)
+    self._offsets = np.asarray(store._offsets, np.int64)
+    self._frame_shape = tuple(int(d) for d in store.desc["frame_shape"])
+    self._frame_bytes = int(np.prod(self._frame_shape))
+    self._feature = store.desc.get("feature", "video")
+
+  @staticmethod
+  def supports(store: Any) -> bool:
+    return all(hasattr(store, a) for a in ("frames_path", "_offsets", "desc")) and hasattr(os, "preadv")
+
+  def __len__(self) -> int:
+    return len(self._store)
+
+  def __repr__(self) -> str:
+    return repr(self._store)
+
+  def __getitem__(self, i: int) -> dict:
+    i = int(i) % len(self)
+    rec = dict(self._store[i])  # the memmap view in it is never touched, so no page is mapped in
+    start, end = int(self._offsets[i]), int(self._offsets[i + 1])
+    rec[self._feature] = LazyFrames(self._path, start * self._frame_bytes, end - start, self._frame_shape)
+    return rec
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # row table: which (record, clip) each sample is; eval padding rows
 
 
@@ -452,7 +546,8 @@ def clip_starts(num_frames: int, frames: int, period: int, stride: int) -> list[
 def _num_frames(record: Mapping[str, Any]) -> int:
   if "num_frames" in record:
     return int(record["num_frames"])
-  return int(np.asarray(record["video"]).shape[0])
+  video = record["video"]
+  return int(video.shape[0] if hasattr(video, "shape") else np.asarray(video).shape[0])
 
 
 def _all_clip_rows(source: Any, frames: int, period: int, stride: int) -> np.ndarray:
@@ -487,7 +582,7 @@ def _gather(video: np.ndarray, idx: np.ndarray, pad_mode: str) -> tuple[np.ndarr
   """Slice frames ``idx`` (uint8, only those frames are copied) -> (clip, mask); out-of-range -> padding."""
   n = video.shape[0]
   mask = (idx >= 0) & (idx < n)
-  clip = video[np.clip(idx, 0, n - 1)]
+  clip = video.take(np.clip(idx, 0, n - 1)) if isinstance(video, LazyFrames) else video[np.clip(idx, 0, n - 1)]
   if pad_mode == "zeros" and not mask.all():
     clip[~mask] = 0
   return clip, mask
@@ -551,9 +646,11 @@ class ClipTransform(grain.RandomMapTransform):
       if "video" not in record:
         raise UserError(f"records have no 'video' (or 'image') feature; features present: {sorted(record)}; "
                         "check config fields data.name and data.preset")
-      video = np.asarray(record["video"])
-      if video.ndim == 3:
-        video = video[..., None]
+      video = record["video"]
+      if not isinstance(video, LazyFrames):
+        video = np.asarray(video)
+        if video.ndim == 3:
+          video = video[..., None]
       idx = self._indices(record, int(element["_start"]), rng)
       clip, mask = _gather(video, idx, self.opts["pad_mode"])
     clip = _resize(clip, self.opts["size"])
