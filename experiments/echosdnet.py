@@ -1,0 +1,120 @@
+"""EchoSDNet: single- vs dual-screen echo frames (UNITY), ResNet50 transfer learning with conv5 + head trainable.
+
+    python -m echojax.train --config echosdnet --config.init.imagenet=resnet50_notop.h5   # the paper's recipe
+    python -m echojax.train --config echosdnet:demo       # learns the synthetic single/dual task in CPU minutes
+    python -m echojax.train --config echosdnet:smoke      # seconds; used by the tests
+    python -m echojax.evaluate --workdir workdirs/echosdnet --split test
+    python -m echojax.predict --workdir workdirs/echosdnet --images FOLDER_OR_FILE [--out predictions.csv]
+
+Recipe (default variant): keras-layout ResNet50 + GAP -> Dense 128 -> Dense 64 -> Dropout 0.5 -> Dense 2
+(``echojax.models.echosdnet``), input 224 x 224 x 3 RGB in [0, 1] (the model applies Keras' caffe preprocessing
+itself), ImageNet weights from a LOCAL file (``--config.init.imagenet=PATH``: keras ``.h5``, or a torchvision
+``.pth``/``.safetensors`` together with ``--config.model.kwargs.layout=torchvision``; nothing is downloaded; left
+empty the backbone starts from random weights), only conv5 (``backbone/stage4_*``) and the head train
+(``optim.trainable``; the model's ``frozen_stages=3`` also keeps the BatchNorm statistics of conv1-conv4 fixed),
+Adam lr 1e-5, categorical cross-entropy over 2 softmax classes (single, dual), batch 32, 20 epochs with early
+stopping after 5 validations without a lower validation log-loss (the best checkpoint is the lowest val log-loss),
+training augmentation rotation +-15 degrees, shift +-10 % and zoom +-20 % (Keras ImageDataGenerator-style, one
+affine warp). The trainer prints the Keras-style parameter summary at the start: total 23,858,370, trainable
+15,246,658, non-trainable 8,611,712.
+
+Input scaling: the stored 224 x 224 uint8 frames are divided by 255 (``data.value_range="unit"``, done by
+:func:`make_loader`, which the config names as ``data.loader`` so ``echojax.evaluate`` uses it too), never
+normalised with the dataset's mean/std: EchoSDNet's preprocessing lives inside the model, and
+``echojax.predict`` / the exported PyTorch module feed it [0, 1] images the same way.
+
+What the ``demo`` variant changes, and why: there are no ImageNet weights on this machine, and a ResNet50 whose
+conv1-conv4 keep their RANDOM initial weights cannot learn much through conv5 alone; and a 224 px ResNet50 is too
+slow for "a few CPU minutes". So the demo trains every layer from scratch (``optim.trainable=""``,
+``frozen_stages=-1``), with a quarter-width ResNet50 (``width=16``: the same 50-layer keras layout, 1/16 of the
+FLOPs) at 112 px (``data.size=112``, frames resized after reading), Adam lr 1e-3 (1e-5 is a fine-tuning rate) with
+a 10-step warmup, batch 16, a fixed number of steps (no early stopping) validating every 30 steps, and 80 phantom
+studies (240 frames, so the test split has ~36 frames) instead of the generator's 40. Augmentation, loss, head and
+the [0, 1] input are the recipe's. ``smoke`` shrinks further (width 2, 32 px, 2 steps, 8 studies).
+
+``data.data_dir`` empty = the synthetic UNITY phantom set (single/dual-screen 800 x 600 exports, made once into the
+cache); point it at a folder prepared by ``python -m echojax.data.prepare unity --manual-dir UNITY --data-dir DIR``
+for real data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from echojax.config import parse_arg
+from echojax.errors import UserError
+
+CLASS_NAMES = ("single", "dual")  # = tfds_builders/unity ClassLabel names (label ids 0, 1)
+# Keras conv5 (flax backbone/stage4_*) + the head; = echojax.models.echosdnet.TRAINABLE_REGEX (tests check it).
+TRAINABLE_REGEX = r"^(backbone/stage4_|head_)"
+LOADER = "experiments.echosdnet:make_loader"
+VALUE_RANGES = ("unit", "dataset")
+
+
+def make_loader(data_cfg: Any, split: str, *, train: bool, seed: int, process_index: int | None = None,
+                process_count: int | None = None):
+  """``echojax.data.pipeline`` loader whose images are scaled to [0, 1] (``data.value_range="unit"``: mean 0,
+  std 255 in the pipeline's (x - mean) / std) instead of normalised with the prepared data's mean/std
+  (``"dataset"``). Everything else (augmentation, batching, padding, sharding, state) is the shared pipeline."""
+  from echojax.data import pipeline
+
+  mode = data_cfg.get("value_range", "unit") if hasattr(data_cfg, "get") else "unit"
+  if mode not in VALUE_RANGES:
+    raise UserError(f"config field data.value_range={mode!r} is unknown; use 'unit' (x / 255, what EchoSDNet "
+                    "expects) or 'dataset' (the prepared data's per-channel mean/std)")
+  if mode == "dataset":
+    return pipeline.make_loader(data_cfg, split, train=train, seed=seed, process_index=process_index,
+                                process_count=process_count)
+  source, _ = pipeline.open_source(data_cfg, split)
+  stats = (np.zeros(3, np.float32), np.full(3, 255.0, np.float32))
+  return pipeline.build_loader(source, stats, data_cfg, split, train=train, seed=seed,
+                               process_index=process_index, process_count=process_count)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  a = parse_arg(arg, smoke=False, demo=False, width=64, size=224, batch_size=32, epochs=20, lr=1e-5)
+  if a.smoke and a.demo:
+    raise UserError(f"echosdnet: pick one of smoke and demo, not both (config argument {arg!r})")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = ml_collections.ConfigDict({"kind": "classification", "num_classes": 2, "class_names": list(CLASS_NAMES),
+                                      "label_key": "label", "class_weights": None, "label_smoothing": 0.0})
+  c.data = ml_collections.ConfigDict({
+      "name": "unity", "data_dir": "", "builder_config": None, "preset": "image", "input_key": "image",
+      "batch_size": a.batch_size, "clips": "one", "targets": ["label"],
+      "size": None if a.size == 224 else a.size,  # stored frames are 224 x 224 (plain resize at build time)
+      "value_range": "unit", "loader": LOADER,
+      "augment": {"rotation": 15.0, "shift": 0.1, "zoom": 0.2},
+      "worker_count": 0, "synthetic_num": None, "synthetic_seed": 0})
+  c.model = ml_collections.ConfigDict({"name": "echosdnet",
+                                       "kwargs": {"width": a.width, "layout": "keras", "frozen_stages": 3}})
+  c.optim = ml_collections.ConfigDict({"name": "adam", "lr": a.lr, "weight_decay": 0.0, "schedule": "constant",
+                                       "warmup_steps": 0, "grad_clip": 0.0, "trainable": TRAINABLE_REGEX})
+  c.init = ml_collections.ConfigDict({"imagenet": ""})
+  c.train = ml_collections.ConfigDict({"num_steps": 0, "num_epochs": float(a.epochs), "steps_per_epoch": 0,
+                                       "log_every": 10, "checkpoint_every": 0, "checkpoint_every_epochs": 1.0,
+                                       "keep_checkpoints": 2, "early_stopping_patience": 5})
+  c.eval = ml_collections.ConfigDict({"every_steps": 0, "every_epochs": 1.0, "batch_size": a.batch_size,
+                                      "clips": "one", "best_metric": "log_loss", "best_mode": "min",
+                                      "bootstrap": 0})
+  c.mesh = [("data", -1)]
+  c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})
+  c.init_from = None
+
+  if a.smoke:  # seconds on CPU; used by the tests
+    c.data.update(size=32, batch_size=8, synthetic_num=8)
+    c.model.kwargs.width = 2
+    c.train.update(num_steps=2, log_every=1, checkpoint_every=2, checkpoint_every_epochs=0.0,
+                   early_stopping_patience=0)
+    c.eval.update(every_steps=2, every_epochs=0.0, batch_size=8)
+  elif a.demo:  # from scratch, all layers, small and fast: see the module docstring for why each change
+    c.data.update(size=112, batch_size=16, synthetic_num=80)
+    c.model.kwargs.update(width=16, frozen_stages=-1)
+    c.optim.update(lr=1e-3, warmup_steps=10, trainable="")
+    c.train.update(num_steps=150, log_every=10, checkpoint_every=30, checkpoint_every_epochs=0.0,
+                   early_stopping_patience=0)
+    c.eval.update(every_steps=30, every_epochs=0.0, batch_size=16, best_metric="accuracy", best_mode="max")
+  return c
