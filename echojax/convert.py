@@ -215,7 +215,7 @@ def mirror_rules(variables: Mapping[str, Any], skip: tuple[str, ...] = ()) -> li
 
 
 MIRROR_FAMILIES = ("efficientnet", "vit", "video_vit", "conv3d")
-TEMPORAL_KINDS = ("cnn_lstm", "tcn", "mhsa")
+TEMPORAL_KINDS = ("cnn_lstm", "tcn", "mhsa", "spatiotemporal")  # per-frame backbone under backbone/net
 
 
 def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None,
@@ -270,7 +270,7 @@ def echosdnet_rules(kw: Mapping[str, Any]) -> list[Rule]:
 EXPORTABLE = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet", "frame_resnet", "r3d_18",
               "r2plus1d_18", "video_resnet", "echosdnet", "efficientnet",
               *(f"efficientnet_b{i}" for i in range(8)), "vit", "video_vit", "cnn_lstm", "tcn", "mhsa",
-              "conv3d")
+              "conv3d", "spatiotemporal")
 
 
 # ------------------------------------------------------------------------------------------------------ conversion
@@ -325,7 +325,7 @@ def flax_to_torch(variables: Mapping[str, Any], rules: list[Rule],
       missing.append("/".join(r.flax))
       continue
     used.add(r.flax)
-    out[r.torch] = np.ascontiguousarray(to_torch_array(np.asarray(flat[r.flax], np.float32), r.kind))
+    out[r.torch] = np.array(to_torch_array(np.asarray(flat[r.flax], np.float32), r.kind), order="C")  # 0-d stays 0-d
   unused = sorted("/".join(k) for k in flat if k not in used)
   if missing or unused:
     raise UserError("flax variables do not match the name map (echojax/convert.py): "
@@ -368,7 +368,7 @@ def torch_to_flax(state: Mapping[str, Any], rules: list[Rule], like: Mapping[str
       continue
     v = state[r.torch]
     v = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
-    flat[r.flax] = np.ascontiguousarray(to_flax_array(v.astype(np.float32), r.kind, r.shape))
+    flat[r.flax] = np.array(to_flax_array(v.astype(np.float32), r.kind, r.shape), order="C")
   if missing and not skip_missing:
     raise UserError(f"torch state dict lacks keys of the name map: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
   if like is not None:

@@ -34,7 +34,7 @@ log = logging.getLogger("echojax.export")
 
 #: architectures whose input is a video (B, T, H, W, C) -> torch (N, C, T, H, W); the rest take images.
 VIDEO_ARCHS = ("r3d_18", "r2plus1d_18", "video_resnet", "frame_resnet", "video_vit", "cnn_lstm", "tcn", "mhsa",
-               "conv3d")
+               "conv3d", "spatiotemporal")
 #: default input (channels, [frames,] size) per architecture when the run's config does not say.
 DEFAULT_SIZE = {"echosdnet": 224}
 DEFAULT_PARITY_TOL = 1e-4

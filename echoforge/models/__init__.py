@@ -2,7 +2,7 @@
 
 ``build(arch, **kwargs)`` takes the JAX registry name (``echojax.models.get_model`` names: "resnet18" ...
 "resnet152", "resnet", "frame_resnet", "r3d_18", "r2plus1d_18", "video_resnet", "echosdnet", "efficientnet[_bN]",
-"vit", "video_vit", "cnn_lstm", "tcn", "mhsa", "conv3d") and the JAX constructor
+"vit", "video_vit", "cnn_lstm", "tcn", "mhsa", "conv3d", "spatiotemporal") and the JAX constructor
 arguments (``num_classes``, ``width``, ``layout``, ...). Arguments that only matter for JAX compute or training
 (``dtype``, ``frozen_stages``, ...; :data:`IGNORED_KWARGS`) are accepted and ignored: the torch module is always
 float32. Any other unknown argument is an error, so an architecture never silently differs. Torch-only arguments
@@ -20,7 +20,7 @@ from torch import nn
 from echoforge.models.echosdnet import EchoSDNet
 from echoforge.models.efficientnet import EfficientNet
 from echoforge.models.resnet import FrameResNet, ResNet
-from echoforge.models.temporal import Conv3DNet, FrameTemporalModel
+from echoforge.models.temporal import Conv3DNet, FrameTemporalModel, SpatioTemporalFusion
 from echoforge.models.video_resnet import VideoResNet
 from echoforge.models.vit import VideoViT, ViT
 
@@ -44,6 +44,7 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
   "video_vit": (VideoViT, {}),
   **{k: (FrameTemporalModel, {"kind": k}) for k in ("cnn_lstm", "tcn", "mhsa")},
   "conv3d": (Conv3DNet, {}),
+  "spatiotemporal": (SpatioTemporalFusion, {}),
 }
 
 
@@ -68,4 +69,4 @@ def build(arch: str, **kwargs: Any) -> nn.Module:
 
 
 __all__ = ["ARCHITECTURES", "EchoSDNet", "EfficientNet", "FrameResNet", "ResNet", "VideoResNet", "VideoViT", "ViT", "Conv3DNet",
-           "FrameTemporalModel", "build"]
+           "FrameTemporalModel", "SpatioTemporalFusion", "build"]

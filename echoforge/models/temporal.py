@@ -204,3 +204,54 @@ class Conv3DNet(nn.Module):
         mask = _same_max_pool(mask.to(x.dtype)[:, None], (ts,))[:, 0] > 0
     pooled = masked_mean(x.mean(dim=(3, 4)).transpose(1, 2), mask)
     return pooled if self.head is None else self.head(pooled)
+
+
+class SpatioTemporalFusion(nn.Module):
+  """Gated fusion of a spatial (time-pooled) and a temporal stream, mirroring ``echojax.models.fusion``.
+
+  ``forward`` returns the fused output only (the JAX aux ``gate`` etc. is not returned). Module names:
+  ``backbone.net``, ``spatial_head``, ``temporal``, ``temporal_head``, ``gate`` (mode "dynamic") or the scalar
+  ``gate_logit`` (mode "learned"); "fixed:w" has no gate parameters.
+  """
+
+  def __init__(self, num_classes: int = 2, mode: str = "dynamic", temporal: str = "mhsa",
+               temporal_kwargs: Mapping[str, Any] | None = None, backbone: str = "efficientnet_b2",
+               backbone_kwargs: Mapping[str, Any] | None = None, combine: str = "logits", dropout: float = 0.0):
+    super().__init__()
+    if temporal not in ENCODERS:
+      raise ValueError(f"unknown temporal model {temporal!r}; use one of {list(ENCODERS)}")
+    if combine not in ("logits", "probs"):
+      raise ValueError(f"combine must be 'logits' or 'probs', got {combine!r}")
+    self.combine = combine
+    if mode in ("dynamic", "learned"):
+      self.mode, self.fixed_w = mode, None
+    elif mode.startswith("fixed:"):
+      self.mode, self.fixed_w = "fixed", float(mode.split(":", 1)[1])
+    else:
+      raise ValueError(f"unknown fusion mode {mode!r}")
+    self.backbone = FrameBackbone(backbone, backbone_kwargs or {})
+    d = self.backbone.net.num_features
+    kw = {k: v for k, v in dict(temporal_kwargs or {}).items() if k not in TRAINING_ONLY}
+    self.temporal = ENCODERS[temporal](d, **kw)
+    self.spatial_head = nn.Linear(d, num_classes)
+    self.temporal_head = nn.Linear(self.temporal.num_features, num_classes)
+    if self.mode == "dynamic":
+      self.gate = nn.Linear(d + self.temporal.num_features, 2)
+    elif self.mode == "learned":
+      self.gate_logit = nn.Parameter(torch.zeros(()))
+
+  def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    feats = x if x.ndim == 3 else self.backbone(x)
+    mask = None if mask is None else mask.to(torch.bool)
+    s = masked_mean(feats, mask)
+    u = self.temporal(feats, mask)
+    spatial, temporal = self.spatial_head(s), self.temporal_head(u)
+    if self.mode == "dynamic":
+      gate = torch.softmax(self.gate(torch.cat([s, u], dim=-1)), dim=-1)
+    else:
+      w = torch.sigmoid(self.gate_logit) if self.mode == "learned" else torch.tensor(self.fixed_w)
+      gate = torch.stack([w, 1.0 - w]).expand(s.shape[0], 2)
+    if self.combine == "logits":
+      return gate[:, 0:1] * spatial + gate[:, 1:2] * temporal
+    probs = gate[:, 0:1] * torch.softmax(spatial, -1) + gate[:, 1:2] * torch.softmax(temporal, -1)
+    return torch.log(probs.clamp(min=1e-12))

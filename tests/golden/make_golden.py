@@ -43,6 +43,9 @@ CASES = [
   ("mhsa_resnet18", "mhsa", {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "width": 16, "max_len": 8,
                              "num_heads": 2, "mlp_dim": 32, "depth": 1}, [2, 5, 24, 24, 3], 1.0),
   ("conv3d", "conv3d", {"widths": [8, 16], "temporal_strides": [1, 2]}, [2, 5, 24, 24, 3], 1.0),
+  ("spatiotemporal_learned", "spatiotemporal", {"backbone": "resnet18", "backbone_kwargs": {"width": 8},
+                                                "mode": "learned", "temporal": "tcn", "temporal_kwargs": {"width": 8},
+                                                "combine": "probs", "num_classes": 3}, [2, 5, 24, 24, 3], 1.0),
 ]
 #: torch-only constructor arguments per case (echojax.export.torch_kwargs_for gives them at export time)
 TORCH_KWARGS = {"vit_mu8": {"image_size": [32, 48]},
