@@ -123,10 +123,26 @@ def model_kwargs(model, batch: dict) -> dict:
   return {}
 
 
+def trainable_regex(config) -> str | None:
+  """``config.optim.trainable`` (partial fine-tuning, regex over parameter paths), else
+  ``config.model.trainable_regex``; empty/None = everything trains."""
+  return config.optim.get("trainable", None) or config.model.get("trainable_regex", None)
+
+
+def print_param_summary(config, state: State) -> None:
+  """Keras-style parameter summary (per top-level module; Total / Trainable / Non-trainable) at the run's start."""
+  from echojax.models import summary
+  regex = trainable_regex(config)
+  mask = summary.trainable_mask(state["params"], regex) if regex else None
+  if jax.process_index() == 0:
+    print(summary.param_summary({"params": state["params"], "batch_stats": state["batch_stats"]}, mask,
+                                name=config.model.name, max_depth=2), flush=True)
+
+
 def with_frozen(tx, config):
-  """``config.model.trainable_regex`` (optional): only matching parameters train; others get exactly zero
-  updates (echojax.models.summary.freeze)."""
-  regex = config.model.get("trainable_regex", None)
+  """``config.optim.trainable`` / ``config.model.trainable_regex`` (optional): only matching parameters train;
+  others get exactly zero updates (echojax.models.summary.freeze)."""
+  regex = trainable_regex(config)
   if not regex:
     return tx
   from echojax.models import summary
@@ -357,6 +373,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                     f"{config.data.batch_size} for {jax.process_count()} process(es)")
   state, shardings, meta = setup_state(config, model, tx, task, mesh, sample_x, ckpt, config.get("init_from"))
   start = int(jax.device_get(state["step"]))
+  print_param_summary(config, state)
   early = (meta or {}).get("early_stopping", {"best": None, "best_step": None, "bad_evals": 0})
 
   batch_sh = sharding.batch_sharding(mesh)
