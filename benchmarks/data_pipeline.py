@@ -11,7 +11,8 @@ Steps (same machine, same run):
    stored uint8 records, slices the clip, converts only the clip;
 3. **decode per sample**: what echonet/dynamic's dataset does per item: load the whole AVI with OpenCV, convert the
    whole video to float32 and normalise it, then sample the clip (random video each time);
-4. **stream**: one pass over every video of every split with the prepared pipeline (eval loaders, one clip per
+4. **read**: only the storage read inside (2): the uint8 frames of a random clip, no float/normalise/batching;
+5. **stream**: one pass over every video of every split with the prepared pipeline (eval loaders, one clip per
    video), i.e. the whole ``--num-videos`` set.
 
 Each measurement runs in its own subprocess, so its peak RSS (``VmHWM`` from /proc/self/status, the high-water
@@ -151,6 +152,32 @@ def measure_prepared(args) -> dict:
   return {"clips": steps * args.batch_size, "seconds": dt, "cpu_seconds": dc}
 
 
+def measure_read(args) -> dict:
+  """Only the storage read: the uint8 frames of one random clip from the prepared split (no float, no batching)."""
+  from echojax.data.pipeline import open_source
+
+  src, _ = open_source(dict(name="echonet_dynamic", data_dir=args.data_dir, builder_config="112"), "train")
+  rng = np.random.default_rng(args.seed)
+  span = (args.frames - 1) * args.period + 1
+
+  def one():
+    rec = src[int(rng.integers(len(src)))]
+    video = rec["video"]
+    n = video.shape[0]
+    start = int(rng.integers(0, max(n - span, 0) + 1))
+    idx = np.minimum(start + np.arange(args.frames) * args.period, n - 1)
+    return video.take(idx) if hasattr(video, "take") else np.asarray(video)[idx]
+
+  one()
+  n = max(args.clips, 1)
+  t, c = time.perf_counter(), time.process_time()
+  for _ in range(n):
+    clip = one()
+  dt, dc = time.perf_counter() - t, time.process_time() - c
+  assert clip.shape == (args.frames, 112, 112, 3)
+  return {"clips": n, "seconds": dt, "cpu_seconds": dc}
+
+
 def _decode_clip(path: str, frames: int, period: int, mean: np.ndarray, std: np.ndarray,
                  rng: np.random.Generator) -> np.ndarray:
   """echonet/dynamic-style item: whole video -> float -> normalise whole video -> pad -> sample a clip."""
@@ -219,7 +246,7 @@ def measure_stream(args) -> dict:
   return {"clips": clips, "seconds": dt, "cpu_seconds": dc}
 
 
-MEASURES = {"prepared": measure_prepared, "decode": measure_decode, "stream": measure_stream}
+MEASURES = {"prepared": measure_prepared, "read": measure_read, "decode": measure_decode, "stream": measure_stream}
 
 
 def run_measure(name: str, args) -> dict:
@@ -262,7 +289,8 @@ def main(argv=None) -> None:
   t = time.perf_counter()
   args.data_dir = prepare(args.workdir, args.num_videos, args.seed)
   print(f"data ready in {time.perf_counter() - t:.0f}s: {args.data_dir}", flush=True)
-  results = {"prepared": run_measure("prepared", args), "decode": run_measure("decode", args)}
+  results = {"prepared": run_measure("prepared", args), "read": run_measure("read", args),
+             "decode": run_measure("decode", args)}
   if not args.skip_stream:
     results["stream"] = run_measure("stream", args)
   base = results["decode"]["clips"] / results["decode"]["seconds"]
@@ -273,7 +301,8 @@ def main(argv=None) -> None:
         f"{os.getloadavg()[0]:.1f}")
   print(f"{'method':<34}{'clips':>7}{'seconds':>9}{'clips/s':>9}{'speed-up':>10}{'CPU ms/clip':>13}"
         f"{'CPU speed-up':>14}{'peak RSS MB':>13}")
-  labels = {"prepared": "prepared (grain, train clips)", "decode": "AVI decode per sample (echonet)",
+  labels = {"prepared": "prepared (grain, train clips)", "read": "  of which: uint8 clip read only",
+            "decode": "AVI decode per sample (echonet)",
             "stream": f"stream all {args.num_videos} videos"}
   for k, r in results.items():
     rate = r["clips"] / r["seconds"]
