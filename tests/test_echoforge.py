@@ -235,3 +235,16 @@ def test_cli_errors_are_clean(tmp_path):
   r = subprocess.run([sys.executable, "-m", "echojax.export", "--workdir", str(tmp_path / "nope"), "--name", "X"],
                      capture_output=True, text=True, cwd=REPO, timeout=300)
   assert r.returncode == 2 and "config.json not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_registered_jax_model_has_a_torch_mirror_and_name_map():
+  """A new echojax model family must come with its echoforge mirror (export would refuse it otherwise)."""
+  from echoforge.models import ARCHITECTURES
+  from echojax.convert import EXPORTABLE
+  from echojax.models import registry
+
+  # test-only models (e.g. tests.trainer_helpers' tiny_video_net) are not part of the library
+  names = {n for n, fn in registry._MODELS.items() if not fn.__module__.startswith("tests")}
+  assert len(names) >= 14
+  assert names <= set(ARCHITECTURES), names - set(ARCHITECTURES)
+  assert names <= set(EXPORTABLE), names - set(EXPORTABLE)
