@@ -18,8 +18,8 @@ Formats (``layout`` = the file's naming scheme; default from the extension: ``.h
   ``kernel``/``bias``/``gamma``/``beta``/``moving_mean``/``moving_variance``; ``model_weights/`` of a full-model file
   too) and Keras 3 ``.weights.h5`` (``layers/<name>/vars/<i>``). Keras kernels are HWIO like flax's: no transpose.
 
-The weights go into the model's ResNet backbone: the root of ``params`` for ``ResNet``, or ``params["backbone"]``
-(EchoSDNet, FrameResNet). The file's classifier (``fc`` / ``predictions``) is skipped; so is the model's head.
+The weights go into the model's ResNet backbone: the root of ``params`` for ``ResNet``, ``params["backbone"]``
+(EchoSDNet, FrameResNet) or ``params["backbone"]["net"]`` (temporal / fusion models with a ResNet frame backbone). The file's classifier (``fc`` / ``predictions``) is skipped; so is the model's head.
 The returned :class:`ImportReport` lists what was loaded, skipped, unmatched (in the file, not used) and missing
 (in the backbone, not in the file: those keep their initial values). A shape mismatch raises ``UserError`` naming the
 key; so does a file whose layout does not fit the model (torchvision weights into a ``layout="keras"`` model).
@@ -146,14 +146,18 @@ def read_keras_h5(path: Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 # ------------------------------------------------------------------------------------------------------ mapping
+BACKBONE_PATHS = ((), ("backbone",), ("backbone", "net"))  # ResNet, EchoSDNet/FrameResNet, temporal models
+
+
 def _backbone(params: Mapping[str, Any]) -> tuple[tuple[str, ...], Mapping[str, Any]]:
-  if "stem_conv" in params:
-    return (), params
-  bb = params.get("backbone")
-  if isinstance(bb, Mapping) and "stem_conv" in bb:
-    return ("backbone",), bb
-  raise UserError("ImageNet init needs a ResNet backbone (params 'stem_conv' at the root or under 'backbone'); "
-                  f"this model's params have {sorted(params)[:8]} (config field model.name)")
+  for prefix in BACKBONE_PATHS:
+    node: Any = params
+    for k in prefix:
+      node = node.get(k) if isinstance(node, Mapping) else None
+    if isinstance(node, Mapping) and "stem_conv" in node:
+      return prefix, node
+  raise UserError("ImageNet init needs a ResNet backbone (params 'stem_conv' at the root, under 'backbone' or "
+                  f"'backbone/net'); this model's params have {sorted(params)[:8]} (config field model.name)")
 
 
 def _depth_and_layout(bb: Mapping[str, Any]) -> tuple[int, str]:

@@ -73,6 +73,24 @@ def test_safetensors_into_echosdnet_backbone_keeps_head(tmp_path, torch_resnet50
     np.testing.assert_array_equal(variables["params"][name]["kernel"], init["params"][name]["kernel"])
 
 
+def test_temporal_model_resnet_frame_backbone(tmp_path):
+  """Per-frame ResNet backbones of the temporal models (params/backbone/net) take the weights too."""
+  torch.manual_seed(1)
+  src = TorchResNet(depth=18, width=8, num_classes=10)
+  path = tmp_path / "resnet18.pth"
+  torch.save(src.state_dict(), path)
+  model = get_model("mhsa", backbone="resnet18", backbone_kwargs={"width": 8}, width=8, max_len=4, num_heads=2,
+                    mlp_dim=8, depth=1)
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 2, 32, 32, 3)), train=False))
+  init = random_variables(abstract, 0)
+  variables, report = load_imagenet_resnet(path, init)
+  assert report.missing == [] and report.unmatched == [] and len(report.loaded) == 20 + 20 * 4
+  np.testing.assert_array_equal(variables["params"]["backbone"]["net"]["stage4_block1"]["conv2"]["kernel"],
+                                src.state_dict()["layer4.1.conv2.weight"].numpy().transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(variables["params"]["temporal"]["proj"]["kernel"],
+                                init["params"]["temporal"]["proj"]["kernel"])
+
+
 def test_unmatched_and_missing_keys_are_reported(tmp_path, torch_resnet50):
   sd = dict(torch_resnet50.state_dict())
   sd["mystery.weight"] = torch.zeros(3)
