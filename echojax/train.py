@@ -273,6 +273,12 @@ def setup_state(config, model, tx, task, mesh, sample_x, ckpt: Checkpointer | No
     log.info("resumed from %s/checkpoints step %d", ckpt.workdir, step)
     return state, shardings, meta
   state = jax.jit(init, out_shardings=shardings)()
+  imagenet = (config.get("init", None) or {}).get("imagenet", None)
+  if imagenet:  # config.init.imagenet: local ResNet ImageNet weights into the backbone (scratch runs only)
+    from echojax.pretrained import load_imagenet_resnet
+    keys = ("params", "batch_stats")
+    loaded, _report = load_imagenet_resnet(imagenet, jax.device_get({k: state[k] for k in keys}))
+    state = {**state, **jax.device_put({k: loaded[k] for k in keys}, {k: shardings[k] for k in keys})}
   if init_from:
     keys = ("params", "batch_stats")
     loaded = restore_init_from(init_from, abstract_like({k: abstract[k] for k in keys},
