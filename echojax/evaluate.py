@@ -223,7 +223,8 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   # Input shape from the first eval batch; the state is restored onto this mesh (8 devices -> 1 works).
   from echojax.train import make_loader
   loader = make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))
-  first = next(iter(loader))
+  # Peek with a second loader: next() on `loader` would use up its first batch of the pass that predict() reads.
+  first = next(iter(make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))))
   sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
   abstract = jax.eval_shape(make_init_fn(model, tx, task, sample_x, int(config.seed)))
   shardings = state_shardings(abstract, mesh, [tuple(r) for r in config.sharding.rules])
