@@ -44,6 +44,7 @@ log = logging.getLogger("echojax.predict")
 
 # Frame side the builders store (the plain resize done at preparation time), per dataset.
 STORED_SIZE = {"unity": 224}
+_FORWARD: dict[str, Any] = {}  # config.json text -> jitted model + softmax
 
 
 @dataclasses.dataclass
@@ -158,7 +159,8 @@ def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path
     raise UserError(f"--checkpoint {checkpoint!r}: use best, latest or auto")
   if batch_size < 1:
     raise UserError(f"--batch-size must be >= 1, got {batch_size}")
-  config = config_lib.from_json(cfg_path.read_text())
+  cfg_text = cfg_path.read_text()
+  config = config_lib.from_json(cfg_text)
   if config.data.get("preset", "video_clip") != "image":
     raise UserError(f"{cfg_path}: the run trained on {config.data.get('preset')!r} inputs; echojax.predict runs "
                     "image models (config.data.preset='image'), e.g. echosdnet")
@@ -180,10 +182,15 @@ def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path
   mean, std = scaling(config)
   side = size or stored
 
-  @jax.jit
-  def forward(variables, x):
-    logits, _ = model.apply(variables, x, train=False)
-    return task.predict(logits)["probs"]
+  forward = _FORWARD.get(cfg_text)
+  if forward is None:  # one jitted function per run config, so repeated calls in a process compile once
+
+    @jax.jit
+    def forward(variables, x):
+      logits, _ = model.apply(variables, x, train=False)
+      return task.predict(logits)["probs"]
+
+    _FORWARD[cfg_text] = forward
 
   rows: list[dict[str, Any]] = []
   skipped: list[tuple[str, str]] = []

@@ -49,7 +49,7 @@ from echojax.errors import UserError
 
 CLASS_NAMES = ("single", "dual")  # = tfds_builders/unity ClassLabel names (label ids 0, 1)
 # Keras conv5 (flax backbone/stage4_*) + the head; = echojax.models.echosdnet.TRAINABLE_REGEX (tests check it).
-TRAINABLE_REGEX = r"^(backbone/stage4_|head_)"
+TRAINABLE_REGEX = r"^(backbone/stage[4]_|head_)"
 LOADER = "experiments.echosdnet:make_loader"
 VALUE_RANGES = ("unit", "dataset")
 
@@ -111,10 +111,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                    early_stopping_patience=0)
     c.eval.update(every_steps=2, every_epochs=0.0, batch_size=8)
   elif a.demo:  # from scratch, all layers, small and fast: see the module docstring for why each change
-    c.data.update(size=112, batch_size=16, synthetic_num=80)
-    c.model.kwargs.update(width=16, frozen_stages=-1)
+    c.data.update(size=64, batch_size=16, synthetic_num=80)
+    c.model.kwargs.update(width=16, frozen_stages=-1, layout="torchvision")
     c.optim.update(lr=1e-3, warmup_steps=10, trainable="")
-    c.train.update(num_steps=150, log_every=10, checkpoint_every=30, checkpoint_every_epochs=0.0,
+    c.train.update(num_steps=200, log_every=10, checkpoint_every=40, checkpoint_every_epochs=0.0,
                    early_stopping_patience=0)
-    c.eval.update(every_steps=30, every_epochs=0.0, batch_size=16, best_metric="accuracy", best_mode="max")
+    c.eval.update(every_steps=40, every_epochs=0.0, batch_size=16, best_metric="accuracy", best_mode="max")
   return c

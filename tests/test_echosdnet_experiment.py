@@ -1,0 +1,191 @@
+"""The echosdnet experiment: recipe fields, Keras parameter summary, the trainer's partial fine-tuning and ImageNet
+init hooks (with a Keras .h5 the test writes itself), evaluation outputs, and predict through a trained run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from echojax import config as config_lib
+from echojax import tasks, train
+from echojax.models import echosdnet, summary
+from echojax.pretrained import _keras_flax_names
+
+
+def test_recipe_fields():
+  c = config_lib.load_config("echosdnet")
+  assert (c.optim.name, c.optim.lr, c.optim.schedule) == ("adam", 1e-5, "constant")
+  assert c.optim.trainable == echosdnet.TRAINABLE_REGEX
+  assert (c.task.kind, c.task.num_classes, list(c.task.class_names)) == ("classification", 2, ["single", "dual"])
+  assert c.task.label_smoothing == 0.0 and c.task.class_weights is None  # plain categorical cross-entropy
+  assert c.train.num_epochs == 20.0 and c.train.early_stopping_patience == 5
+  assert (c.eval.best_metric, c.eval.best_mode) == ("log_loss", "min")
+  assert dict(c.data.augment) == {"rotation": 15.0, "shift": 0.1, "zoom": 0.2}
+  assert (c.data.name, c.data.preset, c.data.size, c.data.value_range) == ("unity", "image", None, "unit")
+  assert c.model.name == "echosdnet" and c.model.kwargs.to_dict() == {"width": 64, "layout": "keras",
+                                                                       "frozen_stages": 3}
+  assert c.init.imagenet == ""
+  demo = config_lib.load_config("echosdnet:demo")
+  assert demo.optim.trainable == "" and demo.model.kwargs.frozen_stages == -1 and demo.data.size == 64
+  assert dict(demo.data.augment) == dict(c.data.augment)
+  # the ImageNet path is a command-line override
+  o = config_lib.load_config("echosdnet", ["init.imagenet=/weights/resnet50_notop.h5"])
+  assert o.init.imagenet == "/weights/resnet50_notop.h5"
+
+
+def test_full_size_summary_counts_like_keras(capsys):
+  """The trainer's start-of-run summary for the real recipe: 23,858,370 / 15,246,658 / 8,611,712."""
+  c = config_lib.load_config("echosdnet")
+  model = train.build_model(c, tasks.get_task(c))
+  v = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False))
+  train.print_param_summary(c, {"params": v["params"], "batch_stats": v["batch_stats"]})
+  out = capsys.readouterr().out
+  assert "Total params: 23,858,370" in out
+  assert "Trainable params: 15,246,658" in out
+  assert "Non-trainable params: 8,611,712" in out
+
+
+def write_keras_h5(path, variables, seed=0) -> dict:
+  """A Keras-2-style ResNet50 weights file (conv1_conv, conv2_block1_1_bn, ...) with values different from the
+  model's own init; returns {flax path: array written}."""
+  rng = np.random.default_rng(seed)
+  bb_p, bb_s = variables["params"]["backbone"], variables["batch_stats"]["backbone"]
+  written = {}
+  with h5py.File(path, "w") as f:
+    for lname, mod in _keras_flax_names(50).items():
+      p = bb_p
+      s = bb_s
+      for m in mod:
+        p, s = p[m], s.get(m, {})
+      g = f.create_group(lname)
+      if lname.endswith("_bn"):
+        items = {"gamma": ("params", "scale", 1 + 0.1 * rng.standard_normal(p["scale"].shape)),
+                 "beta": ("params", "bias", 0.1 * rng.standard_normal(p["bias"].shape)),
+                 "moving_mean": ("batch_stats", "mean", 0.1 * rng.standard_normal(s["mean"].shape)),
+                 "moving_variance": ("batch_stats", "var", rng.uniform(0.5, 1.5, s["var"].shape))}
+      else:
+        k = p["kernel"]
+        fan_in = int(np.prod(k.shape[:-1]))
+        items = {"kernel": ("params", "kernel", rng.standard_normal(k.shape) * np.sqrt(1.0 / fan_in)),
+                 "bias": ("params", "bias", 0.01 * rng.standard_normal(p["bias"].shape))}
+      for w, (coll, leaf, arr) in items.items():
+        g.create_dataset(f"{w}:0", data=arr.astype(np.float32))
+        written[(coll, "backbone", *mod, leaf)] = arr.astype(np.float32)
+  return written
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+  """echosdnet:smoke trained 2 steps with conv1-conv4 frozen and the backbone initialised from a written .h5."""
+  import contextlib
+  import io
+
+  tmp = tmp_path_factory.mktemp("echosdnet")
+  c = config_lib.load_config("echosdnet:smoke")
+  model = train.build_model(c, tasks.get_task(c))
+  variables = summary.host_init(model, jnp.zeros((1, 32, 32, 3)))
+  h5 = tmp / "resnet50_notop.h5"
+  written = write_keras_h5(h5, variables)
+  workdir = tmp / "run"
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    # no validation during training (one compile less); evaluate then uses the latest checkpoint
+    train.main(["--config", "echosdnet:smoke", "--workdir", str(workdir), f"--config.init.imagenet={h5}",
+                "--config.eval.every_steps=0"])
+  return workdir, written, out.getvalue(), variables
+
+
+def test_hooks_freeze_and_imagenet_init(smoke_run):
+  from echojax.export import restore_variables
+
+  workdir, written, printed, variables = smoke_run
+  # the start-of-run summary counts the smoke model's conv5 + head as trainable
+  counts = summary.param_counts(variables, summary.trainable_mask(variables["params"], echosdnet.TRAINABLE_REGEX))
+  for label, key in (("Total", "total"), ("Trainable", "trainable"), ("Non-trainable", "non_trainable")):
+    assert re.search(rf"^{label} params: {counts[key]:,}$", printed, re.M), printed
+  assert 0 < counts["trainable"] < counts["total"]
+  step, _, v = restore_variables(workdir, "latest")
+  assert step == 2
+  flat = {}
+  for coll in ("params", "batch_stats"):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(v[coll])[0]:
+      flat[(coll, *[p.key for p in path])] = np.asarray(leaf)
+  assert len(written) == sum(1 for k in flat if k[1] == "backbone")  # every backbone tensor came from the file
+  frozen = [k for k in written if not re.search(echosdnet.TRAINABLE_REGEX, "/".join(k[1:]))]
+  trained = [k for k in written if k[0] == "params" and re.search(echosdnet.TRAINABLE_REGEX, "/".join(k[1:]))]
+  assert frozen and trained
+  for k in frozen:  # loaded from the file and never changed by 2 Adam steps (incl. BN moving statistics)
+    np.testing.assert_array_equal(flat[k], written[k], err_msg="/".join(k))
+  moved = [k for k in trained if not np.array_equal(flat[k], written[k])]
+  assert len(moved) > len(trained) // 2  # conv5 started from the file and trained
+  assert max(float(np.max(np.abs(flat[k] - written[k]))) for k in trained) < 1e-3  # 2 steps at lr 1e-5
+
+
+def test_evaluate_reports_classification_metrics_and_plots(smoke_run):
+  from echojax import evaluate
+
+  workdir, *_ = smoke_run
+  s = evaluate.evaluate_workdir(workdir, split="test", clips="one", bootstrap=0)
+  m = s["metrics"]
+  for key in ("loss", "log_loss", "accuracy", "auroc_macro_ovr", "auprc_macro_ovr", "confusion_matrix"):
+    assert key in m, key
+  assert np.isfinite(m["loss"]) and 0.0 <= m["accuracy"] <= 1.0
+  for cls in ("single", "dual"):
+    assert {"precision", "recall", "f1", "auroc", "auprc"} <= set(m["per_class"][cls])
+  assert np.asarray(m["confusion_matrix"]).shape == (2, 2)
+  out = workdir / "eval" / f"test_{s['checkpoint']}"
+  for png in ("confusion_matrix.png", "roc.png", "pr.png"):
+    assert (out / png).stat().st_size > 1000, png
+
+
+@pytest.fixture(scope="module")
+def checked_frame(smoke_run):
+  """Raw 800x600 phantom PNGs through echojax.predict's preprocessing == the same frames through builder + eval
+  loader; returns (workdir, one checked raw file)."""
+  from echojax import predict
+  from echojax.train import make_loader
+
+  workdir, *_ = smoke_run
+  config = config_lib.from_json((workdir / "config.json").read_text())
+  loader = make_loader(config, "test", train=False)
+  batch = next(iter(loader))
+  records = loader.source
+  raw = Path(config.data.data_dir).parent / "raw"
+  stored, size = predict.input_size(config)
+  mean, std = predict.scaling(config)
+  assert (stored, size) == (224, 32)
+  checked = 0
+  for row, idx in enumerate(batch["index"]):
+    if idx < 0:
+      continue
+    name = records[int(idx)]["file_name"]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    px = predict.load_pixels(raw / name, stored, size, mean, std)
+    np.testing.assert_allclose(px, batch["image"][row], atol=1e-6)
+    checked += 1
+  assert checked >= 1
+  return workdir, raw / records[int(batch["index"][0])]["file_name"].decode()
+
+
+def test_predict_preprocessing_matches_the_eval_loader(checked_frame):
+  workdir, phantom = checked_frame
+  assert phantom.is_file() and (workdir / "config.json").is_file()
+
+
+def test_predict_real_frames_with_the_trained_run(checked_frame, fixtures_dir, tmp_path):
+  """The real UNITY frames plus one phantom in a single call: 7 rows, probabilities summing to 1."""
+  from echojax import predict
+
+  workdir, phantom = checked_frame
+  res = predict.predict_images(workdir, [fixtures_dir / "echo_images", phantom], tmp_path / "p.csv")
+  assert len(res.rows) == 7 and not res.skipped
+  assert res.rows[-1]["file"] == str(phantom)
+  assert all(abs(r["prob_single"] + r["prob_dual"] - 1.0) < 1e-5 for r in res.rows)
+  assert json.loads(json.dumps(res.rows))  # plain JSON-able values
