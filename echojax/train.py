@@ -444,11 +444,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         vrec = {"step": step, "split": "val", **_scalars(vm)}
         writer.write(vrec)
         last["val"] = vrec
-        value = vrec.get(best_metric)
-        if value is None:
+        if best_metric not in vrec:
           raise UserError(f"config.eval.best_metric={best_metric!r} is not among the validation metrics "
                           f"{sorted(vrec)}")
-        better = early["best"] is None or (value < early["best"] if best_mode == "min" else value > early["best"])
+        value = vrec[best_metric]  # None when undefined (e.g. AUROC of a one-class split): never "better"
+        better = value is not None and (early["best"] is None or (
+            value < early["best"] if best_mode == "min" else value > early["best"]))
         if better:
           early.update(best=value, best_step=step, bad_evals=0)
           improved = True
@@ -461,7 +462,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
           ckpt.save(step, state, make_meta(step), best=True)
       if patience and early["bad_evals"] >= patience:
         stop_reason = f"early stopping: {best_metric} has not improved for {patience} evaluations " \
-                      f"(best {early['best']:.4g} at step {early['best_step']})"
+                      f"(best {early['best']} at step {early['best_step']})"
         break
       if preempt.requested:
         stop_reason = "preempted (SIGTERM); rerun the same command to resume"
