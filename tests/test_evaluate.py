@@ -6,7 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
