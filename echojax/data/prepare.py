@@ -30,6 +30,7 @@ import numpy as np
 
 from echojax.data.datasets import DATASETS
 from echojax.data.report import SkipReport
+from echojax.data.tfds_compat import tfds_spill_without_tensorflow
 from echojax.errors import UserError, cli_main
 
 REPORT_FILE = "echojax_report.json"
@@ -134,6 +135,7 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
   if version_dir.exists():  # half-finished (no stats) or --overwrite: start clean
     shutil.rmtree(version_dir)
   dl_config = tfds.download.DownloadConfig(manual_dir=str(manual))
+  tfds_spill_without_tensorflow()  # splits over 1 GB (real EchoNet) spill to disk without TensorFlow
   try:
     builder.download_and_prepare(download_config=dl_config)
   except UserError:
