@@ -50,12 +50,24 @@ State = dict[str, Any]  # {"step", "params", "batch_stats", "opt_state"}
 # Pieces built from the config
 
 
+class _StderrHandler(logging.StreamHandler):
+  """Writes to whatever ``sys.stderr`` is at emit time (stays valid when stderr is swapped, e.g. by tests)."""
+
+  @property
+  def stream(self):
+    return sys.stderr
+
+  @stream.setter
+  def stream(self, _value):
+    pass
+
+
 def setup_logging() -> None:
   """INFO logs of echojax.* on stderr (libraries may already have configured the root logger)."""
   logger = logging.getLogger("echojax")
   logger.setLevel(logging.INFO)
   if not logger.handlers:
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.propagate = False
