@@ -40,4 +40,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     frames, lr = a.frames or 4, 1e-3
   kw["attention"] = a.attention
   return V.view_config("video_vit", a, model_name="video_vit", model_kwargs=kw, video=True, frames=frames,
-                       period=a.period, ecg=a.ecg, batch_size=16 if v == "full" else None, lr=lr)
+                       period=a.period, ecg=a.ecg, batch_size=16 if v == "full" else None, lr=lr,
+                       demo_steps=400)
