@@ -128,6 +128,21 @@ def test_hooks_freeze_and_imagenet_init(smoke_run):
   assert max(float(np.max(np.abs(flat[k] - written[k]))) for k in trained) < 1e-3  # 2 steps at lr 1e-5
 
 
+def test_resume_does_not_reload_imagenet(smoke_run, capsys):
+  """A rerun resumes the checkpoint; config.init.imagenet applies to runs that start from scratch only (a missing
+  file would raise UserError if the hook ran)."""
+  from echojax.export import restore_variables
+
+  workdir, *_ = smoke_run
+  before = restore_variables(workdir, "latest")[2]
+  train.main(["--config", "echosdnet:smoke", "--workdir", str(workdir), "--config.init.imagenet=/no/such/file.h5",
+              "--config.eval.every_steps=0"])
+  assert "Trainable params:" in capsys.readouterr().out
+  step, _, after = restore_variables(workdir, "latest")
+  assert step == 2
+  jax.tree.map(np.testing.assert_array_equal, before, after)
+
+
 def test_evaluate_reports_classification_metrics_and_plots(smoke_run):
   from echojax import evaluate
 
