@@ -148,7 +148,7 @@ def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path
   from echojax import tasks
   from echojax.data.images import ImageReadError
   from echojax.export import restore_variables
-  from echojax.train import build_model, input_key
+  from echojax.train import build_model
 
   workdir = Path(workdir)
   cfg_path = workdir / "config.json"
