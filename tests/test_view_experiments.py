@@ -15,7 +15,7 @@ from echojax.errors import UserError
 from echojax.optim import make_optimizer
 from echojax.tasks import get_task
 from echojax.models.summary import host_init
-from echojax.train import build_model, make_train_step, state_shardings
+from echojax.train import build_model, enable_compilation_cache, make_train_step, state_shardings
 
 CONFIGS = ["video_vit", "view_image_effnetb2", "view_video_cnn_lstm", "view_video_r2plus1d", "view_video_r3d",
            "view_video_3dcnn", "view_video_tcn", "view_video_mhsa"]
@@ -101,6 +101,7 @@ def test_fusion_mode_follows_model_fusion():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_smoke_train_step_data_parallel_8_devices(name):
+  enable_compilation_cache()  # the trainer's persistent XLA cache: reruns of these steps skip most compiling
   assert len(jax.devices()) == 8
   config = load_config(f"{name}:smoke")
   task = get_task(config)
