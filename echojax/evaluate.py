@@ -272,7 +272,22 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--out", default=None, help="output folder (default WORKDIR/eval/<split>_<checkpoint>)")
   a = p.parse_args(sys.argv[1:] if argv is None else argv)
   summary = evaluate_workdir(a.workdir, a.split, a.clips, a.checkpoint, a.bootstrap, a.out)
-  print(json.dumps(json_safe(summary["metrics"]), indent=2, sort_keys=True))
+  m = summary["metrics"]
+  print(json.dumps(json_safe(m), indent=2, sort_keys=True))
+  print(headline(summary))
+
+
+def headline(summary: dict) -> str:
+  """One readable line with the numbers people look for first."""
+  m, where = summary["metrics"], f"{summary['split']} ({summary['num_videos']} items, step {summary['step']})"
+  if "mae_train_mean_baseline" in m:
+    return (f"{where}: EF MAE {m['mae']:.2f} vs {m['mae_train_mean_baseline']:.2f} for predicting the training mean "
+            f"(ratio {m['mae_ratio_to_baseline']:.2f}); RMSE {m['rmse']:.2f}, R2 {m['r2']:.3f}")
+  if "mae" in m:
+    return f"{where}: MAE {m['mae']:.3f}, RMSE {m.get('rmse', float('nan')):.3f}, R2 {m.get('r2', float('nan')):.3f}"
+  parts = [f"{k} {m[k]:.4f}" for k in ("accuracy", "micro_f1", "macro_f1", "auroc", "auprc")
+           if isinstance(m.get(k), (int, float))]
+  return f"{where}: " + ", ".join(parts)
 
 
 if __name__ == "__main__":

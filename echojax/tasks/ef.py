@@ -79,8 +79,12 @@ class EFRegressionTask(Task):
   def metrics(self, preds, targets, *, bootstrap: int = 0):
     y, yhat = np.asarray(targets[self.key], np.float64), np.asarray(preds[self.key], np.float64)
     thresholds = tuple(self.cfg.get("thresholds", DEFAULT_THRESHOLDS))
-    return _merge(M.regression_metrics(y, yhat, bootstrap=bootstrap),
-                  M.ef_threshold_metrics(y, yhat, thresholds, score_is_ef=True, bootstrap=bootstrap))
+    out = _merge(M.regression_metrics(y, yhat, bootstrap=bootstrap),
+                 M.ef_threshold_metrics(y, yhat, thresholds, score_is_ef=True, bootstrap=bootstrap))
+    if self.bias is not None and len(y):  # the baseline a model must beat: always predict the train-split mean
+      out["mae_train_mean_baseline"] = float(np.mean(np.abs(y - self.bias)))
+      out["mae_ratio_to_baseline"] = float(out["mae"] / max(out["mae_train_mean_baseline"], 1e-9))
+    return out
 
   def csv_columns(self, preds, targets):
     return {"target": np.asarray(targets[self.key]), "prediction": np.asarray(preds[self.key])}
