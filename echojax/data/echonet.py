@@ -22,11 +22,10 @@ import dataclasses
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from echojax.data.report import SkipReport
-from echojax.data.video import VideoReadError, read_video, resize_frames
+from echojax.data.video import VideoReadError, probe_video, read_video, resize_frames
 from echojax.errors import UserError
 
 FILELIST_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split")
@@ -208,25 +207,6 @@ def ef_from_tracings(raw_dir: str | Path, cm_per_pixel: float = PHANTOM_CM_PER_P
 
 def video_path(raw_dir: str | Path, name: str) -> Path:
   return Path(raw_dir) / "Videos" / f"{name}.avi"
-
-
-def probe_video(path: str | Path) -> None:
-  """Cheap check that a video exists and yields a first frame (raises VideoReadError with the reason), so rows
-  that cannot produce a record are known before any split is written (TFDS fails on an empty split)."""
-  path = Path(path)
-  if not path.exists():
-    raise VideoReadError("file not found")
-  if path.stat().st_size == 0:
-    raise VideoReadError("file is empty")
-  cap = cv2.VideoCapture(str(path))
-  try:
-    if not cap.isOpened():
-      raise VideoReadError("not a readable video (OpenCV could not open it)")
-    ok, _ = cap.read()
-    if not ok:
-      raise VideoReadError("no decodable frames (corrupt or truncated file)")
-  finally:
-    cap.release()
 
 
 def usable_rows(raw_dir: str | Path, rows: list[FileListRow], report: SkipReport) -> list[FileListRow]:

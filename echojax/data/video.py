@@ -14,17 +14,34 @@ class VideoReadError(Exception):
   """A video file could not be read; the message says why (missing, not a video, no frames)."""
 
 
-def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-  """Decode a whole video file -> (frames uint8 (T, H, W, 3) RGB, header fps). Raises VideoReadError."""
-  path = Path(path)
+def _open(path: Path) -> "cv2.VideoCapture":
+  """An opened capture, or VideoReadError saying why not (missing, empty, not a video)."""
   if not path.exists():
     raise VideoReadError("file not found")
   if path.stat().st_size == 0:
     raise VideoReadError("file is empty")
   cap = cv2.VideoCapture(str(path))
+  if not cap.isOpened():
+    cap.release()
+    raise VideoReadError("not a readable video (OpenCV could not open it)")
+  return cap
+
+
+def probe_video(path: str | Path) -> None:
+  """Cheap check that a video exists and yields a first frame (raises VideoReadError with the reason)."""
+  cap = _open(Path(path))
   try:
-    if not cap.isOpened():
-      raise VideoReadError("not a readable video (OpenCV could not open it)")
+    ok, _ = cap.read()
+  finally:
+    cap.release()
+  if not ok:
+    raise VideoReadError("no decodable frames (corrupt or truncated file)")
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, float]:
+  """Decode a whole video file -> (frames uint8 (T, H, W, 3) RGB, header fps). Raises VideoReadError."""
+  cap = _open(Path(path))
+  try:
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     frames = []
     while True:
