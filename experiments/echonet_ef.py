@@ -23,18 +23,17 @@ import ml_collections
 from echojax.config import parse_arg
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = parse_arg(arg, smoke=False, demo=False, model="r2plus1d_18", frames=32, period=2, size=112, width=64,
-                batch_size=20, epochs=45)
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = ml_collections.ConfigDict({"kind": "ef_regression", "target_key": "ef", "output_bias": None,
-                                      "thresholds": [35.0, 40.0, 45.0, 50.0]})
-  c.data = ml_collections.ConfigDict({
+def echonet_data(a) -> ml_collections.ConfigDict:
+  """EchoNet-Dynamic clips as echonet/dynamic samples them (shared with ef_classification)."""
+  return ml_collections.ConfigDict({
       "name": "echonet_dynamic", "data_dir": "", "builder_config": str(a.size), "preset": "video_clip",
       "frames": a.frames, "period": a.period, "batch_size": a.batch_size, "clips": "one", "pad_mode": "zeros",
       "augment": {"pad": 12 * a.size // 112}, "worker_count": 0, "synthetic_num": None, "synthetic_seed": 0})
-  c.model = ml_collections.ConfigDict({"name": a.model, "kwargs": {"width": a.width}})
+
+
+def reference_training(c: ml_collections.ConfigDict, a, *, best_metric: str, best_mode: str) -> None:
+  """The echonet/dynamic optimisation (SGD 1e-4, momentum 0.9, wd 1e-4, x0.1 every 15 epochs), per-epoch
+  validation choosing the best checkpoint by ``best_metric``, data-parallel mesh (shared with ef_classification)."""
   c.optim = ml_collections.ConfigDict({"name": "sgd", "lr": 1e-4, "momentum": 0.9, "weight_decay": 1e-4,
                                        "schedule": "step", "decay_every_epochs": 15.0, "decay_factor": 0.1,
                                        "warmup_steps": 0, "grad_clip": 0.0})
@@ -42,10 +41,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                        "log_every": 50, "checkpoint_every": 0, "checkpoint_every_epochs": 1.0,
                                        "keep_checkpoints": 2, "early_stopping_patience": 0})
   c.eval = ml_collections.ConfigDict({"every_steps": 0, "every_epochs": 1.0, "batch_size": a.batch_size,
-                                      "clips": "one", "best_metric": "mae", "best_mode": "min", "bootstrap": 0})
+                                      "clips": "one", "best_metric": best_metric, "best_mode": best_mode, "bootstrap": 0})
   c.mesh = [("data", -1)]
   c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})
   c.init_from = None
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  a = parse_arg(arg, smoke=False, demo=False, model="r2plus1d_18", frames=32, period=2, size=112, width=64,
+                batch_size=20, epochs=45)
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = ml_collections.ConfigDict({"kind": "ef_regression", "target_key": "ef", "output_bias": None,
+                                      "thresholds": [35.0, 40.0, 45.0, 50.0]})
+  c.data = echonet_data(a)
+  c.model = ml_collections.ConfigDict({"name": a.model, "kwargs": {"width": a.width}})
+  reference_training(c, a, best_metric="mae", best_mode="min")
 
   if a.smoke:  # seconds on CPU; used by tests
     c.data.builder_config, c.data.frames, c.data.batch_size = "28", 8, 8

@@ -23,6 +23,7 @@ import ml_collections
 
 from echojax.config import parse_arg
 from echojax.errors import UserError
+from experiments.echonet_ef import echonet_data, reference_training
 
 MODELS = {"resnet18": 18, "resnet152": 152}
 SIZES = (28, 56, 112)
@@ -40,23 +41,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.task = ml_collections.ConfigDict({"kind": "ef_classification", "target_key": "ef", "threshold": 50.0,
                                       "class_weights": "balanced" if a.weighted else None,
                                       "label_smoothing": 0.0, "thresholds": [35.0, 40.0, 45.0, 50.0]})
-  c.data = ml_collections.ConfigDict({
-      "name": "echonet_dynamic", "data_dir": "", "builder_config": str(a.size), "preset": "video_clip",
-      "frames": a.frames, "period": a.period, "batch_size": a.batch_size, "clips": "one", "pad_mode": "zeros",
-      "augment": {"pad": 12 * a.size // 112}, "worker_count": 0, "synthetic_num": None, "synthetic_seed": 0})
+  c.data = echonet_data(a)
   c.model = ml_collections.ConfigDict({"name": "frame_resnet", "kwargs": {"depth": MODELS[a.model],
                                                                           "width": a.width}})
-  c.optim = ml_collections.ConfigDict({"name": "sgd", "lr": 1e-4, "momentum": 0.9, "weight_decay": 1e-4,
-                                       "schedule": "step", "decay_every_epochs": 15.0, "decay_factor": 0.1,
-                                       "warmup_steps": 0, "grad_clip": 0.0})
-  c.train = ml_collections.ConfigDict({"num_steps": 0, "num_epochs": float(a.epochs), "steps_per_epoch": 0,
-                                       "log_every": 50, "checkpoint_every": 0, "checkpoint_every_epochs": 1.0,
-                                       "keep_checkpoints": 2, "early_stopping_patience": 0})
-  c.eval = ml_collections.ConfigDict({"every_steps": 0, "every_epochs": 1.0, "batch_size": a.batch_size,
-                                      "clips": "one", "best_metric": "auroc", "best_mode": "max", "bootstrap": 0})
-  c.mesh = [("data", -1)]
-  c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})
-  c.init_from = None
+  reference_training(c, a, best_metric="auroc", best_mode="max")
 
   if a.smoke:
     c.data.builder_config, c.data.frames, c.data.batch_size = "28", 8, 8
