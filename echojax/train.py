@@ -136,9 +136,8 @@ def model_kwargs(model, batch: dict) -> dict:
 
 
 def trainable_regex(config) -> str | None:
-  """``config.optim.trainable`` (partial fine-tuning, regex over parameter paths), else
-  ``config.model.trainable_regex``; empty/None = everything trains."""
-  return config.optim.get("trainable", None) or config.model.get("trainable_regex", None)
+  """``config.optim.trainable``: regex over parameter paths for partial fine-tuning; empty/None = all train."""
+  return config.optim.get("trainable", None) or None
 
 
 def print_param_summary(config, state: State) -> None:
@@ -152,7 +151,7 @@ def print_param_summary(config, state: State) -> None:
 
 
 def with_frozen(tx, config):
-  """``config.optim.trainable`` / ``config.model.trainable_regex`` (optional): only matching parameters train;
+  """``config.optim.trainable`` (optional): only matching parameters train;
   others get exactly zero updates (echojax.models.summary.freeze)."""
   regex = trainable_regex(config)
   if not regex:

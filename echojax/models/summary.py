@@ -57,7 +57,7 @@ def trainable_mask(params: Any, trainable_regex: str | None) -> Any:
     pattern = re.compile(trainable_regex)
   except re.error as e:
     raise UserError(f"trainable_regex {trainable_regex!r} is not a valid regular expression ({e}); "
-                    "fix the config field that sets it (e.g. model.trainable_regex)") from None
+                    "fix the config field that sets it (e.g. optim.trainable)") from None
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
   bits = [bool(pattern.search(leaf_path(p))) for p, _ in flat]
   if flat and not any(bits):
