@@ -109,7 +109,8 @@ def measure_prepared(args) -> dict:
   from echojax.data.pipeline import make_loader
 
   cfg = dict(name="echonet_dynamic", data_dir=args.data_dir, builder_config="112", frames=args.frames,
-             period=args.period, batch_size=args.batch_size, worker_count=args.workers)
+             period=args.period, batch_size=args.batch_size, worker_count=args.workers, normalize=args.normalize,
+             augment={"pad": 12})  # what echonet_ef trains with
   loader = make_loader(cfg, "train", train=True, seed=args.seed, process_index=0, process_count=1)
   next(loader)  # warm-up (first reads, imports)
   steps = max(1, args.clips // args.batch_size)
@@ -202,7 +203,7 @@ def measure_stream(args) -> dict:
   from echojax.data.pipeline import make_loader
 
   cfg = dict(name="echonet_dynamic", data_dir=args.data_dir, builder_config="112", frames=args.frames,
-             period=args.period, batch_size=args.batch_size, worker_count=args.workers)
+             period=args.period, batch_size=args.batch_size, worker_count=args.workers, normalize=args.normalize)
   clips, videos = 0, 0
   t, c = time.perf_counter(), time.process_time()
   for split in ("train", "val", "test"):
@@ -222,7 +223,7 @@ def run_measure(name: str, args) -> dict:
   cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", name, "--data-dir", str(args.data_dir),
          "--workdir", str(args.workdir), "--clips", str(args.clips), "--frames", str(args.frames), "--period",
          str(args.period), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--workers",
-         str(args.workers)]
+         str(args.workers), "--normalize", args.normalize]
   print(f"measuring {name} ...", flush=True)
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
   if proc.returncode != 0:
@@ -238,6 +239,8 @@ def main(argv=None) -> None:
   p.add_argument("--frames", type=int, default=32)
   p.add_argument("--period", type=int, default=2)
   p.add_argument("--batch-size", type=int, default=16)
+  p.add_argument("--normalize", choices=["device", "host"], default="device",
+                 help="device (uint8 batches, normalised in the jitted step; what echonet_ef uses) or host")
   p.add_argument("--workers", type=int, default=0, help="grain worker processes (default 0 = in-process)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--workdir", default=None, help="where the set is generated/prepared (reused when present)")

@@ -88,7 +88,7 @@ class Evaluator:
   """Runs a model over a split with fixed shapes and aggregates per video. One compile per batch shape."""
 
   def __init__(self, config, model, task: tasks.Task, mesh, state_shardings: dict):
-    from echojax.train import input_key, make_loader, model_kwargs, numeric, pool_outputs
+    from echojax.train import make_loader, make_model_input, model_kwargs, numeric, pool_outputs
 
     self.config, self.model, self.task, self.mesh = config, model, task, mesh
     self._make_loader, self._numeric = make_loader, numeric
@@ -96,12 +96,12 @@ class Evaluator:
     var_sh = {"params": state_shardings["params"], "batch_stats": state_shardings["batch_stats"]}
     batch_sh = sharding.batch_sharding(mesh)
     self.batch_sh = batch_sh
-    key_in = input_key(config)
+    model_input = make_model_input(config)
 
     aux_keys = config.eval.get("aux_keys", None)
 
     def step(variables, batch):
-      out, aux = model.apply(variables, batch[key_in], train=False, **model_kwargs(model, batch))
+      out, aux = model.apply(variables, model_input(batch), train=False, **model_kwargs(model, batch))
       out = pool_outputs(out, batch)
       res = dict(task.predict(out))
       res.update({AUX_PREFIX + k: v for k, v in per_sample_aux(aux, out.shape[0], aux_keys).items()})

@@ -128,6 +128,19 @@ def input_key(config) -> str:
   return config.data.get("input_key", "video")
 
 
+def make_model_input(config) -> Callable[[dict], jax.Array]:
+  """batch -> the model's input array. With ``data.normalize='device'`` the pipeline ships uint8 clips and they
+  are normalised here, inside the jitted step, with the prepared data's train-split mean/std."""
+  from echojax.data.pipeline import input_normalization
+
+  key = input_key(config)
+  stats = input_normalization(config.data)
+  if stats is None:
+    return lambda batch: batch[key]
+  mean, inv_std = jnp.asarray(stats[0], jnp.float32), jnp.asarray(1.0 / np.asarray(stats[1]), jnp.float32)
+  return lambda batch: (batch[key].astype(jnp.float32) - mean) * inv_std
+
+
 def model_kwargs(model, batch: dict) -> dict:
   """``mask=`` (B, T) for models whose ``__call__`` takes it (padded frames excluded from their pooling)."""
   if "mask" in batch and "mask" in inspect.signature(type(model).__call__).parameters:
@@ -237,13 +250,13 @@ def state_shardings(abstract: State, mesh, rules) -> State:
 
 def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict], tuple[State, dict]]:
   """One SGD step; non-finite loss/gradients leave the state unchanged and are reported in the metrics."""
-  key_in, seed = input_key(config), int(config.seed)
+  model_input, seed = make_model_input(config), int(config.seed)
 
   def step_fn(state: State, batch: dict) -> tuple[State, dict]:
     rng = jax.random.fold_in(jax.random.key(seed), state["step"])
 
     def loss_fn(params):
-      (out, _aux), new_vars = model.apply({"params": params, "batch_stats": state["batch_stats"]}, batch[key_in],
+      (out, _aux), new_vars = model.apply({"params": params, "batch_stats": state["batch_stats"]}, model_input(batch),
                                           train=True, rngs={"dropout": rng}, mutable=["batch_stats"],
                                           **model_kwargs(model, batch))
       loss, extras = task.loss(pool_outputs(out, batch), batch)
@@ -265,10 +278,10 @@ def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict]
 
 def make_predict_fn(model, task, config) -> Callable[[dict, dict], dict]:
   """Eval step: per-clip task predictions for a (padded, fixed-shape) batch."""
-  key_in = input_key(config)
+  model_input = make_model_input(config)
 
   def predict(variables: dict, batch: dict) -> dict:
-    out, _ = model.apply(variables, batch[key_in], train=False, **model_kwargs(model, batch))
+    out, _ = model.apply(variables, model_input(batch), train=False, **model_kwargs(model, batch))
     return task.predict(pool_outputs(out, batch))
 
   return predict

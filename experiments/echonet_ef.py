@@ -28,7 +28,7 @@ def echonet_data(a) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "name": "echonet_dynamic", "data_dir": "", "builder_config": str(a.size), "preset": "video_clip",
       "frames": a.frames, "period": a.period, "batch_size": a.batch_size, "clips": "one", "pad_mode": "zeros",
-      "augment": {"pad": 12 * a.size // 112}, "worker_count": 0, "synthetic_num": None, "synthetic_seed": 0})
+      "normalize": "device", "augment": {"pad": 12 * a.size // 112}, "worker_count": 0, "synthetic_num": None, "synthetic_seed": 0})
 
 
 def reference_training(c: ml_collections.ConfigDict, a, *, best_metric: str, best_mode: str) -> None:

@@ -382,3 +382,24 @@ def test_frame_store_and_tfds_records_give_identical_batches(echonet_data):
     x, y = next(a), next(b)
     for key in x:
       np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_device_normalisation_equals_host(echonet_data):
+  """normalize='device' ships uint8 clips; the trainer's model input normalises them to the host-mode batch."""
+  import ml_collections
+
+  from echojax.train import make_model_input
+
+  base = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4)
+  host = next(pipeline.make_loader(dict(base), "val", train=False, seed=0, process_index=0, process_count=1))
+  dev_cfg = dict(base, normalize="device")
+  dev = next(pipeline.make_loader(dev_cfg, "val", train=False, seed=0, process_index=0, process_count=1))
+  assert dev["video"].dtype == np.uint8 and host["video"].dtype == np.float32
+  np.testing.assert_array_equal(dev["index"], host["index"])
+  config = ml_collections.ConfigDict({"data": dev_cfg})
+  x = np.asarray(make_model_input(config)({"video": dev["video"]}))
+  np.testing.assert_allclose(x, host["video"], rtol=1e-5, atol=1e-4)
+  assert make_model_input(ml_collections.ConfigDict({"data": base}))({"video": host["video"]}) is host["video"]
+  with pytest.raises(UserError, match="brightness"):
+    pipeline.make_loader(dict(dev_cfg, augment=dict(brightness=0.1)), "train", train=True, seed=0,
+                         process_index=0, process_count=1)
