@@ -384,6 +384,50 @@ def test_frame_store_and_tfds_records_give_identical_batches(echonet_data):
       np.testing.assert_array_equal(x[key], y[key])
 
 
+def test_shift_fused_into_the_read_equals_shift_after_it(tmp_path):
+  """LazyFrames.take(shift=...) (pad + crop done during the pread) equals reading, then shifting with zero fill,
+  for shifts of every sign, runs of consecutive frames, and the last frames of the file."""
+  rng = np.random.default_rng(0)
+  frames = rng.integers(1, 256, size=(9, 7, 6, 3), dtype=np.uint8)  # no zero pixels: a missed fill would show
+  path = tmp_path / "v.frames"
+  path.write_bytes(b"\xff" * 5 + frames.tobytes())  # a non-zero offset, as for any record but the first
+  lazy = pipeline.LazyFrames(str(path), 5, 9, (7, 6, 3))
+  for idx in ([0, 1, 2, 3], [8], [2, 4, 5, 6, 8], [7, 8, 0, 1]):
+    for dy in (-7, -3, -1, 0, 2, 6):
+      for dx in (-6, -2, 0, 1, 5):
+        got = lazy.take(idx, shift=(dy, dx))
+        want = aug.apply_geometric(frames[idx], aug.AugmentParams(dx=dx, dy=dy))
+        np.testing.assert_array_equal(got, want, err_msg=f"idx={idx} dy={dy} dx={dx}")
+
+
+def test_pad_crop_fused_in_the_frame_store_read_matches_the_tfds_path(echonet_data, monkeypatch):
+  """With pad-only augmentation (echonet_ef's) the frame store applies the shift while reading (apply_geometric is
+  never called); the batches equal those of the TFDS records, which shift after slicing."""
+  import tensorflow_datasets as tfds
+
+  import tfds_builders.echonet_dynamic  # noqa: F401
+
+  c = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4,
+           augment=dict(pad=3), normalize="device")
+  src, version_dir = pipeline.open_source(c, "train")
+  assert isinstance(src, pipeline.PreadFrameStore)
+  tfds_src = pipeline.fast_source(tfds.builder("echonet_dynamic", config="28", data_dir=echonet_data)
+                                  .as_data_source(split="train"))
+  stats = load_stats(version_dir / "echojax_stats.json", "video")
+  calls = []
+  real = aug.apply_geometric
+  monkeypatch.setattr(aug, "apply_geometric", lambda clip, params: calls.append(params) or real(clip, params))
+  a = build_loader(src, stats, c, "train", train=True, seed=1, process_index=0, process_count=1)
+  fused = [next(a) for _ in range(3)]
+  assert calls == []
+  b = build_loader(tfds_src, stats, c, "train", train=True, seed=1, process_index=0, process_count=1)
+  for x in fused:
+    y = next(b)
+    for key in x:
+      np.testing.assert_array_equal(x[key], y[key])
+  assert any(p.dx or p.dy for p in calls)  # the reference path really shifted
+
+
 def test_device_normalisation_equals_host(echonet_data):
   """normalize='device' ships uint8 clips; the trainer's model input normalises them to the host-mode batch."""
   import ml_collections

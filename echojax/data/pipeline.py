@@ -421,12 +421,24 @@ class LazyFrames:
   def __len__(self) -> int:
     return self.shape[0]
 
-  def take(self, idx: np.ndarray) -> np.ndarray:
-    """Frames ``idx`` (in range) as a new (len(idx), H, W, C) array; consecutive runs are one read each."""
+  def take(self, idx: np.ndarray, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Frames ``idx`` (in range) as a new (len(idx), H, W, C) array; consecutive runs are one read each.
+
+    ``shift=(dy, dx)`` returns the frames translated by whole pixels with zero fill (what pad + random crop gives)
+    without a second copy: a run of frames is read ``dy * W + dx`` pixels off its place in the flat buffer, and the
+    rows and columns that wrapped round from a neighbouring row or frame are zeroed afterwards.
+    """
     idx = np.asarray(idx, np.int64).reshape(-1)
-    frame_bytes = int(np.prod(self.shape[1:]))
+    _, h, w = self.shape[:3]
+    dy, dx = int(shift[0]), int(shift[1])
+    pixel_bytes = int(np.prod(self.shape[3:])) if len(self.shape) > 3 else 1
+    frame_bytes = h * w * pixel_bytes
     out = np.empty((len(idx), *self.shape[1:]), np.uint8)
-    flat = out.reshape(len(idx), frame_bytes)
+    if abs(dy) >= h or abs(dx) >= w:  # shifted out of view entirely
+      out[...] = 0
+      return out
+    s = (dy * w + dx) * pixel_bytes  # byte offset of the shift in a flat run of frames
+    flat = out.reshape(-1)
     fd = os.open(self.path, os.O_RDONLY)
     try:
       k = 0
@@ -434,18 +446,31 @@ class LazyFrames:
         j = k
         while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
           j += 1
-        want = (j - k + 1) * frame_bytes
-        pos = self.offset + int(idx[k]) * frame_bytes
-        view = memoryview(flat[k:j + 1]).cast("B")
+        run = (j - k + 1) * frame_bytes
+        dst, src = k * frame_bytes + max(s, 0), self.offset + int(idx[k]) * frame_bytes + max(-s, 0)
+        want = run - abs(s)
+        view = memoryview(flat[dst:dst + want]).cast("B")
         got = 0
         while got < want:
-          n = os.preadv(fd, [view[got:]], pos + got)
+          n = os.preadv(fd, [view[got:]], src + got)
           if n <= 0:
-            raise OSError(f"{self.path}: short read at byte {pos + got} (frame store truncated?)")
+            raise OSError(f"{self.path}: short read at byte {src + got} (frame store truncated?)")
           got += n
+        if s > 0:  # the head of the run (and, for s < 0, its tail) was not read
+          flat[k * frame_bytes:k * frame_bytes + s] = 0
+        elif s < 0:
+          flat[(j + 1) * frame_bytes + s:(j + 1) * frame_bytes] = 0
         k = j + 1
     finally:
       os.close(fd)
+    if dy > 0:
+      out[:, :dy] = 0
+    elif dy < 0:
+      out[:, h + dy:] = 0
+    if dx > 0:
+      out[:, :, :dx] = 0
+    elif dx < 0:
+      out[:, :, w + dx:] = 0
     return out
 
   def __getitem__(self, key) -> np.ndarray:
@@ -586,11 +611,17 @@ def _frame_indices(num_frames: int, opts: Mapping[str, Any], start: int, train: 
   return start + np.arange(frames, dtype=np.int64) * period
 
 
-def _gather(video: np.ndarray, idx: np.ndarray, pad_mode: str) -> tuple[np.ndarray, np.ndarray]:
-  """Slice frames ``idx`` (uint8, only those frames are copied) -> (clip, mask); out-of-range -> padding."""
+def _gather(video: np.ndarray, idx: np.ndarray, pad_mode: str,
+            shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+  """Slice frames ``idx`` (uint8, only those frames are copied) -> (clip, mask); out-of-range -> padding.
+  ``shift`` (dy, dx): integer translation with zero fill, fused into the read (:class:`LazyFrames` only)."""
   n = video.shape[0]
   mask = (idx >= 0) & (idx < n)
-  clip = video.take(np.clip(idx, 0, n - 1)) if isinstance(video, LazyFrames) else video[np.clip(idx, 0, n - 1)]
+  if isinstance(video, LazyFrames):
+    clip = video.take(np.clip(idx, 0, n - 1), shift=shift)
+  else:
+    assert shift == (0, 0), "a fused shift needs LazyFrames"
+    clip = video[np.clip(idx, 0, n - 1)]
   if pad_mode == "zeros" and not mask.all():
     clip[~mask] = 0
   return clip, mask
@@ -644,8 +675,15 @@ class ClipTransform(grain.RandomMapTransform):
       return np.asarray([int(record[f"{mode}_frame"])])
     return np.asarray([n // 2])
 
+  def _fuse_shift(self, video: Any) -> bool:
+    """Train-time augmentation can be applied during the read (same draws, same result; see LazyFrames.take)."""
+    size = self.opts["size"]
+    return (self.train and bool(self.opts["augment"]) and isinstance(video, LazyFrames)
+            and (not size or tuple(video.shape[1:3]) == (size, size)))
+
   def random_map(self, element: dict, rng: np.random.Generator) -> dict:
     record = element["record"]
+    params = None
     if self.image and "image" in record:
       clip = np.asarray(record["image"])
       clip = clip[None, ..., None] if clip.ndim == 2 else clip[None]
@@ -660,11 +698,20 @@ class ClipTransform(grain.RandomMapTransform):
         if video.ndim == 3:
           video = video[..., None]
       idx = self._indices(record, int(element["_start"]), rng)
-      clip, mask = _gather(video, idx, self.opts["pad_mode"])
+      if self._fuse_shift(video):  # a pure integer shift is read straight into place: no second copy
+        params = aug.sample_params(rng, self.opts["augment"], video.shape[1], video.shape[2])
+        if params.is_integer_shift and not params.flip:
+          clip, mask = _gather(video, idx, self.opts["pad_mode"], shift=(int(params.dy), int(params.dx)))
+        else:
+          clip, mask = _gather(video, idx, self.opts["pad_mode"])
+          clip = aug.apply_geometric(clip, params)
+      else:
+        clip, mask = _gather(video, idx, self.opts["pad_mode"])
     clip = _resize(clip, self.opts["size"])
     if self.train and self.opts["augment"]:
-      params = aug.sample_params(rng, self.opts["augment"], clip.shape[1], clip.shape[2])
-      clip = aug.apply_geometric(clip, params)
+      if params is None:
+        params = aug.sample_params(rng, self.opts["augment"], clip.shape[1], clip.shape[2])
+        clip = aug.apply_geometric(clip, params)
       x = clip if self.opts["normalize"] == "device" else aug.apply_intensity(clip.astype(np.float32), params)
     else:
       x = clip if self.opts["normalize"] == "device" else clip.astype(np.float32)
