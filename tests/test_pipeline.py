@@ -376,12 +376,16 @@ def test_frame_store_and_tfds_records_give_identical_batches(echonet_data):
   tfds_src = pipeline.fast_source(tfds.builder("echonet_dynamic", config="28", data_dir=echonet_data)
                                   .as_data_source(split="train"))
   stats = load_stats(version_dir / "echojax_stats.json", "video")
-  a = build_loader(src, stats, c, "train", train=True, seed=4, process_index=0, process_count=1)
-  b = build_loader(tfds_src, stats, c, "train", train=True, seed=4, process_index=0, process_count=1)
-  for _ in range(3):
-    x, y = next(a), next(b)
-    for key in x:
-      np.testing.assert_array_equal(x[key], y[key])
+  still = dict(c, preset="image", image_frame="random", size=32, augment=dict(pad=2))  # resized still frames
+  for cfg, train in ((c, True), (c, False), (still, True), (dict(still, normalize="device"), True)):
+    a = build_loader(src, stats, cfg, "train", train=train, seed=4, process_index=0, process_count=1)
+    b = build_loader(tfds_src, stats, cfg, "train", train=train, seed=4, process_index=0, process_count=1)
+    for _ in range(3):
+      x, y = next(a), next(b)
+      assert x.keys() == y.keys()
+      for key in x:
+        assert x[key].dtype == y[key].dtype
+        np.testing.assert_array_equal(x[key], y[key])
 
 
 def test_shift_fused_into_the_read_equals_shift_after_it(tmp_path):

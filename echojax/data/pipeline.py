@@ -421,19 +421,24 @@ class LazyFrames:
   def __len__(self) -> int:
     return self.shape[0]
 
-  def take(self, idx: np.ndarray, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+  def take(self, idx: np.ndarray, shift: tuple[int, int] = (0, 0), out: np.ndarray | None = None) -> np.ndarray:
     """Frames ``idx`` (in range) as a new (len(idx), H, W, C) array; consecutive runs are one read each.
 
     ``shift=(dy, dx)`` returns the frames translated by whole pixels with zero fill (what pad + random crop gives)
     without a second copy: a run of frames is read ``dy * W + dx`` pixels off its place in the flat buffer, and the
-    rows and columns that wrapped round from a neighbouring row or frame are zeroed afterwards.
+    rows and columns that wrapped round from a neighbouring row or frame are zeroed afterwards. ``out`` (a
+    C-contiguous uint8 array of the result's shape, e.g. a slot of the batch array) receives the frames in place.
     """
     idx = np.asarray(idx, np.int64).reshape(-1)
     _, h, w = self.shape[:3]
     dy, dx = int(shift[0]), int(shift[1])
     pixel_bytes = int(np.prod(self.shape[3:])) if len(self.shape) > 3 else 1
     frame_bytes = h * w * pixel_bytes
-    out = np.empty((len(idx), *self.shape[1:]), np.uint8)
+    if out is None:
+      out = np.empty((len(idx), *self.shape[1:]), np.uint8)
+    elif out.shape != (len(idx), *self.shape[1:]) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+      raise ValueError(f"out has shape {out.shape} {out.dtype}; expected C-contiguous {(len(idx), *self.shape[1:])}"
+                       " uint8")
     if abs(dy) >= h or abs(dx) >= w:  # shifted out of view entirely
       out[...] = 0
       return out
@@ -611,16 +616,18 @@ def _frame_indices(num_frames: int, opts: Mapping[str, Any], start: int, train: 
   return start + np.arange(frames, dtype=np.int64) * period
 
 
-def _gather(video: np.ndarray, idx: np.ndarray, pad_mode: str,
-            shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+def _gather(video: np.ndarray, idx: np.ndarray, pad_mode: str, shift: tuple[int, int] = (0, 0),
+            out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Slice frames ``idx`` (uint8, only those frames are copied) -> (clip, mask); out-of-range -> padding.
-  ``shift`` (dy, dx): integer translation with zero fill, fused into the read (:class:`LazyFrames` only)."""
+  ``shift`` (dy, dx): integer translation with zero fill, and ``out``: the array to read into; both are done
+  during the read, so they need :class:`LazyFrames`."""
   n = video.shape[0]
   mask = (idx >= 0) & (idx < n)
   if isinstance(video, LazyFrames):
-    clip = video.take(np.clip(idx, 0, n - 1), shift=shift)
+    clip = video.take(np.clip(idx, 0, n - 1), shift=shift, out=out)
   else:
-    assert shift == (0, 0), "a fused shift needs LazyFrames"
+    if shift != (0, 0) or out is not None:
+      raise ValueError("a shift or an out array during the read needs LazyFrames")
     clip = video[np.clip(idx, 0, n - 1)]
   if pad_mode == "zeros" and not mask.all():
     clip[~mask] = 0
@@ -675,19 +682,43 @@ class ClipTransform(grain.RandomMapTransform):
       return np.asarray([int(record[f"{mode}_frame"])])
     return np.asarray([n // 2])
 
-  def _fuse_shift(self, video: Any) -> bool:
-    """Train-time augmentation can be applied during the read (same draws, same result; see LazyFrames.take)."""
-    size = self.opts["size"]
-    return (self.train and bool(self.opts["augment"]) and isinstance(video, LazyFrames)
-            and (not size or tuple(video.shape[1:3]) == (size, size)))
+  def _clip(self, video: Any, idx: np.ndarray, params: aug.AugmentParams | None,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """Frames ``idx`` of ``video`` -> the augmented (and, for normalize='host', normalised) clip (T, H, W, C),
+    written into ``out`` when given. Order: read, resize, geometric augmentation, intensity, normalise. A pure
+    integer shift of a :class:`LazyFrames` video that needs no resize is done by the read itself, and uint8 clips
+    (normalize='device') are then read straight into ``out``: one copy from the page cache, none after."""
+    device, size = self.opts["normalize"] == "device", self.opts["size"]
+    resize = bool(size) and tuple(video.shape[1:3]) != (size, size)
+    lazy = isinstance(video, LazyFrames) and not resize
+    fused = lazy and params is not None and params.is_integer_shift and not params.flip
+    geometric = params is not None and not fused and not params.is_geometric_identity
+    direct = out if device and lazy and not geometric else None
+    clip, _ = _gather(video, idx, self.opts["pad_mode"],
+                      shift=(int(params.dy), int(params.dx)) if fused else (0, 0), out=direct)
+    clip = _resize(clip, size)
+    if geometric:
+      clip = aug.apply_geometric(clip, params)
+    if device:
+      if out is None or clip is out:
+        return clip
+      out[...] = clip
+      return out
+    if out is None:
+      out = clip.astype(np.float32)
+    else:
+      out[...] = clip
+    if params is not None:
+      aug.apply_intensity(out, params)
+    self._normalise(out)
+    return out
 
   def random_map(self, element: dict, rng: np.random.Generator) -> dict:
     record = element["record"]
-    params = None
     if self.image and "image" in record:
-      clip = np.asarray(record["image"])
-      clip = clip[None, ..., None] if clip.ndim == 2 else clip[None]
-      mask = np.ones((1,), bool)
+      video = np.asarray(record["image"])
+      video = video[None, ..., None] if video.ndim == 2 else video[None]
+      idx = np.zeros(1, np.int64)
     else:
       if "video" not in record:
         raise UserError(f"records have no 'video' (or 'image') feature; features present: {sorted(record)}; "
@@ -698,31 +729,20 @@ class ClipTransform(grain.RandomMapTransform):
         if video.ndim == 3:
           video = video[..., None]
       idx = self._indices(record, int(element["_start"]), rng)
-      if self._fuse_shift(video):  # a pure integer shift is read straight into place: no second copy
-        params = aug.sample_params(rng, self.opts["augment"], video.shape[1], video.shape[2])
-        if params.is_integer_shift and not params.flip:
-          clip, mask = _gather(video, idx, self.opts["pad_mode"], shift=(int(params.dy), int(params.dx)))
-        else:
-          clip, mask = _gather(video, idx, self.opts["pad_mode"])
-          clip = aug.apply_geometric(clip, params)
-      else:
-        clip, mask = _gather(video, idx, self.opts["pad_mode"])
-    clip = _resize(clip, self.opts["size"])
-    if self.train and self.opts["augment"]:
-      if params is None:
-        params = aug.sample_params(rng, self.opts["augment"], clip.shape[1], clip.shape[2])
-        clip = aug.apply_geometric(clip, params)
-      x = clip if self.opts["normalize"] == "device" else aug.apply_intensity(clip.astype(np.float32), params)
+    mask = (idx >= 0) & (idx < video.shape[0])
+    size = self.opts["size"]
+    h, w = (size, size) if size else video.shape[1:3]
+    params = aug.sample_params(rng, self.opts["augment"], h, w) if self.train and self.opts["augment"] else None
+    if isinstance(video, LazyFrames):  # read when the batch is assembled, straight into the batch array
+      x = PendingClip(self, video, idx, params, (len(idx), h, w, video.shape[3]))
     else:
-      x = clip if self.opts["normalize"] == "device" else clip.astype(np.float32)
-    if self.opts["normalize"] == "host":
-      self._normalise(x)
+      x = self._clip(video, idx, params)
     out: dict[str, Any] = {
         "valid": np.bool_(element["_valid"]),
         "index": np.int32(element["_index"]),
     }
     if self.image:
-      out["image"] = x[0]
+      out["image"] = x.frame() if isinstance(x, PendingClip) else x[0]
     else:
       out["video"] = x
       out["mask"] = mask & bool(element["_valid"])
@@ -735,6 +755,60 @@ class ClipTransform(grain.RandomMapTransform):
       v = np.asarray(record[key])
       out[key] = v.astype(np.int32) if np.issubdtype(v.dtype, np.integer) or v.dtype == bool else v.astype(np.float32)
     return out
+
+
+class PendingClip:
+  """A sample's clip, made when its batch is assembled (:func:`batch_samples`) directly in the batch array.
+
+  Everything random about it (frame indices, augmentation draws) was decided in ``ClipTransform.random_map``; what
+  is left is deterministic work: read, augment, normalise. Deferring it lets uint8 clips be read straight into
+  their slot of the batch, instead of into a fresh per-clip array that is then stacked (fresh multi-megabyte
+  arrays cost page faults on every first touch; on the dev machine they were most of the pipeline's time).
+  ``frame()`` marks a still-image sample (the slot is (H, W, C), the clip one frame).
+  """
+
+  __slots__ = ("transform", "video", "idx", "params", "shape", "image")
+
+  def __init__(self, transform: ClipTransform, video: LazyFrames, idx: np.ndarray,
+               params: aug.AugmentParams | None, shape: tuple[int, ...], image: bool = False):
+    self.transform, self.video, self.idx, self.params = transform, video, idx, params
+    self.shape = tuple(int(d) for d in shape)
+    self.image = image
+
+  def frame(self) -> "PendingClip":
+    return PendingClip(self.transform, self.video, self.idx, self.params, self.shape[1:], image=True)
+
+  @property
+  def dtype(self) -> np.dtype:
+    return np.dtype(np.uint8 if self.transform.opts["normalize"] == "device" else np.float32)
+
+  def write(self, out: np.ndarray) -> np.ndarray:
+    self.transform._clip(self.video, self.idx, self.params, out[None] if self.image else out)
+    return out
+
+  def __array__(self, dtype=None, copy=None) -> np.ndarray:
+    out = self.write(np.empty(self.shape, self.dtype))
+    return out if dtype is None else out.astype(dtype)
+
+
+def batch_samples(samples: list[dict]) -> dict:
+  """grain ``batch_fn``: stack each key of the sample dicts; :class:`PendingClip` values are written into one newly
+  allocated batch array (no per-clip arrays, no stacking copy)."""
+  out = {}
+  for key in samples[0]:
+    vals = [s[key] for s in samples]
+    pending = [v for v in vals if isinstance(v, PendingClip)]
+    if not pending:
+      out[key] = np.stack(vals)
+      continue
+    arr = np.empty((len(vals), *pending[0].shape), pending[0].dtype)
+    for i, v in enumerate(vals):
+      if isinstance(v, PendingClip):
+        v.write(arr[i])
+      else:
+        arr[i] = v
+    out[key] = arr
+  return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -888,7 +962,7 @@ def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: An
   sampler = grain.IndexSampler(num_records=len(row_source), shard_options=shard, shuffle=train,
                                num_epochs=None if train else 1, seed=int(seed) % (2**32))
   ops = [ClipTransform(opts, stats[0], stats[1], train, frame_sampler),
-         grain.Batch(batch_size=local_b, drop_remainder=train)]
+         grain.Batch(batch_size=local_b, drop_remainder=train, batch_fn=batch_samples)]
   dl = grain.DataLoader(data_source=row_source, sampler=sampler, operations=ops,
                         worker_count=int(opts["worker_count"]), worker_buffer_size=int(opts["worker_buffer_size"]),
                         read_options=grain.ReadOptions(num_threads=int(opts["read_threads"]),
