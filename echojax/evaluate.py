@@ -239,7 +239,9 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   out = Path(out_dir) if out_dir else workdir / "eval" / f"{split}_{checkpoint}"
   out.mkdir(parents=True, exist_ok=True)
   summary = {"workdir": str(workdir), "split": split, "checkpoint": checkpoint, "step": int(step),
-             "clips": clips, "num_videos": int(len(indices)), "metrics": metrics}
+             "clips": clips, "num_videos": int(len(indices)),
+             "num_classes": int(getattr(task, "num_outputs", 0) or 0) if "accuracy" in metrics else 0,
+             "metrics": metrics}
   (out / "metrics.json").write_text(json.dumps(json_safe(summary), indent=2, sort_keys=True))
   write_predictions_csv(out / "predictions.csv", indices, file_names(loader, indices),
                         {**task.csv_columns(preds, targets), **aux_columns(preds)})
@@ -287,7 +289,9 @@ def headline(summary: dict) -> str:
     return f"{where}: MAE {m['mae']:.3f}, RMSE {m.get('rmse', float('nan')):.3f}, R2 {m.get('r2', float('nan')):.3f}"
   parts = [f"{k} {m[k]:.4f}" for k in ("accuracy", "micro_f1", "macro_f1", "auroc", "auprc")
            if isinstance(m.get(k), (int, float))]
-  return f"{where}: " + ", ".join(parts)
+  k = int(summary.get("num_classes") or len(m.get("per_class") or {}))
+  chance = f" (chance 1/{k} = {1 / k:.3f})" if k > 1 and "accuracy" in m else ""
+  return f"{where}: " + ", ".join(parts) + chance
 
 
 if __name__ == "__main__":

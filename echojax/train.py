@@ -557,7 +557,22 @@ def main(argv: list[str] | None = None) -> None:
   log.info("workdir %s", workdir)
   last = train(config, workdir)
   print(json.dumps(last, sort_keys=True))
+  report = held_out_report(config, workdir)
+  if report and jax.process_index() == 0:
+    print(report, flush=True)
 
+
+def held_out_report(config, workdir: str | Path) -> str | None:
+  """With ``config.eval.test_at_end`` (the view demos set it): score the run's best checkpoint on the test split
+  (``eval.test_split``, default "test"; outputs in WORKDIR/eval/test_best) and return the one-line headline, e.g.
+  accuracy and micro/macro-F1 against chance. None when the field is off."""
+  if not config.eval.get("test_at_end", False):
+    return None
+  from echojax import evaluate
+
+  summary = evaluate.evaluate_workdir(workdir, split=config.eval.get("test_split", "test"),
+                                      clips=config.eval.get("clips", "one"), bootstrap=0)
+  return evaluate.headline(summary)
 
 if __name__ == "__main__":
   main()

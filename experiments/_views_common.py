@@ -136,7 +136,9 @@ def view_config(name: str, a: ml_collections.ConfigDict, *, model_name: str, mod
     c.optim.update(warmup_steps=10, weight_decay=1e-4)
     every = max(1, int(demo_steps) // 4)  # validate (and keep the best checkpoint) 4 times
     c.train.update(num_steps=int(demo_steps), log_every=10, checkpoint_every=every, checkpoint_every_epochs=0.0)
-    c.eval.update(every_steps=every, every_epochs=0.0)
+    # the run ends by scoring its best checkpoint on the test split (written to eval/test_best) and printing
+    # accuracy, micro/macro-F1 against chance
+    c.eval.update(every_steps=every, every_epochs=0.0, test_at_end=True)
   else:  # smoke: seconds on CPU; used by the tests
     c.data.augment = {"shift": 0.05}
     c.train.update(num_steps=2, log_every=1, checkpoint_every=2, checkpoint_every_epochs=0.0)

@@ -13,7 +13,7 @@ import pytest
 from echojax import evaluate
 from echojax.config import from_json, load_config
 from echojax.tasks import get_task
-from echojax.train import build_model, train
+from echojax.train import build_model, held_out_report, train
 
 HELPER = "tests/trainer_helpers.py"
 
@@ -94,3 +94,10 @@ def test_ef_classification_smoke_train_then_evaluate_test_split(tmp_path):
   assert all(r["file_name"] and not r["file_name"].isdigit() for r in rows)
   for name in ("confusion_matrix", "roc", "pr", "training_curves"):
     _png_ok(tmp_path / "eval" / "test_best" / f"{name}.png")
+  assert held_out_report(config, tmp_path) is None  # off unless the config asks (the view demos do)
+  with config.unlocked():
+    config.eval.test_at_end = True
+  line = held_out_report(config, tmp_path)
+  m = json.loads((tmp_path / "eval" / "test_best" / "metrics.json").read_text())["metrics"]
+  assert line.startswith(f"test ({summary['num_videos']} items, step ") and "(chance 1/2 = 0.500)" in line
+  assert f"accuracy {m['accuracy']:.4f}" in line
