@@ -120,7 +120,10 @@ def _final_state(workdir):
                                                         "state").absolute())
 
 
-def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killed_or_preempted_then_rerun_matches_uninterrupted_run(tmp_path, sig):
+  """SIGKILL: the rerun resumes from the last periodic checkpoint. SIGTERM (preemption, scancel): the run saves a
+  checkpoint at the step it is on, says so, exits 0, and the rerun resumes from there."""
   args = ["--config", HELPER, "--config.train.num_steps=16", "--config.train.checkpoint_every=2",
           "--config.train.log_every=2", "--config.eval.every_steps=8", "--config.data.sleep=0.25"]
   env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -140,10 +143,17 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path):
     time.sleep(0.05)
   else:
     pytest.fail("no checkpoint appeared in time")
-  p_kill.send_signal(signal.SIGKILL)
-  p_kill.wait()
+  before = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+  p_kill.send_signal(getattr(signal, sig))
+  code = p_kill.wait()
   killed_at = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
   assert killed_at < 16, "the run finished before it was killed"
+  if sig == "SIGTERM":
+    err = p_kill.stderr.read().decode()
+    assert code == 0 and "preempted (SIGTERM); rerun the same command to resume" in err, err[-2000:]
+    assert killed_at > before  # saved where it stopped, not only at the last periodic checkpoint
+    last_logged = max(r["step"] for r in _records(killed) if r["split"] == "train")
+    assert last_logged == killed_at  # the stop logged its window before saving
   assert subprocess.run(cmd(killed), cwd=REPO, env=env, capture_output=True).returncode == 0
   assert p_full.wait() == 0
 
@@ -156,4 +166,7 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path):
   strip = lambda recs: [{k: v for k, v in r.items() if k != "clips_per_s"} for r in recs]
   recs_a, recs_b = strip(_records(full)), strip(_records(killed))
   assert recs_a[-1] == recs_b[-1]
-  assert recs_a == recs_b  # the rerun dropped lines after its checkpoint, so the whole log matches
+  if sig == "SIGKILL":
+    assert recs_a == recs_b  # the rerun dropped lines after its checkpoint, so the whole log matches
+  else:  # the preempted run logged a partial window at its stop step, so logging windows differ from there on
+    assert [r for r in recs_b if r["step"] < before] == [r for r in recs_a if r["step"] < before]
