@@ -230,6 +230,28 @@ def test_frame_sampler_hook():
                  process_count=1)
 
 
+def test_frame_sampler_gets_no_generator_in_evaluation():
+  """Training samplers get a per-sample Generator; evaluation passes None, so eval frames never depend on the seed."""
+  got = []
+
+  def sampler(record, rng):
+    got.append(rng)
+    n = int(record["num_frames"])
+    start = 0 if rng is None else int(rng.integers(0, n - 4))
+    return list(range(start, start + 4))
+
+  src = FakeVideos([20, 30])
+  train = build_loader(src, STATS, cfg(batch_size=2), "train", train=True, seed=0, process_index=0, process_count=1,
+                       frame_sampler=sampler)
+  next(train)
+  assert got and all(isinstance(r, np.random.Generator) for r in got)
+  got.clear()
+  evals = [next(build_loader(src, STATS, cfg(batch_size=2), "val", train=False, seed=s, process_index=0,
+                             process_count=1, frame_sampler=sampler)) for s in (0, 1)]
+  assert got and all(r is None for r in got)
+  np.testing.assert_array_equal(evals[0]["video"], evals[1]["video"])
+
+
 def test_augment_same_transform_for_all_frames_and_deterministic():
   rng = np.random.default_rng(0)
   frames = np.repeat(rng.integers(0, 255, (1, S, S, 3), dtype=np.uint8), 5, axis=0)

@@ -92,8 +92,10 @@ def register_frame_sampler(name: str, fn: FrameSampler | None = None):
 
   Data configs pick it with ``frame_sampler=name``. The function must be importable (module level) so grain
   worker processes can pickle it. It gets the decoded record (``video`` uint8 (T,H,W,C), ``num_frames``, and any
-  other stored features, e.g. ECG R-peaks) and a per-sample ``np.random.Generator`` (deterministic for the loader
-  seed and the sample's position). For the video preset it must return ``frames`` indices; for the image preset 1.
+  other stored features, e.g. ECG R-peaks) and, in training, a per-sample ``np.random.Generator`` (deterministic for
+  the loader seed and the sample's position); evaluation loaders pass ``None``, and the sampler must then choose
+  deterministically, so every evaluation sees the same frames. For the video preset it must return ``frames``
+  indices; for the image preset 1.
   """
 
   def deco(f):
@@ -671,7 +673,8 @@ class ClipTransform(grain.RandomMapTransform):
 
   def _indices(self, record: Mapping[str, Any], start: int, rng: np.random.Generator) -> np.ndarray:
     if self.frame_sampler is not None:
-      return np.asarray(self.frame_sampler(record, rng), np.int64).reshape(-1)
+      # evaluation passes no generator: samplers pick deterministically (the ECG sampler: the first cycle)
+      return np.asarray(self.frame_sampler(record, rng if self.train else None), np.int64).reshape(-1)
     n = _num_frames(record)
     if not self.image:
       return _frame_indices(n, self.opts, start, self.train, rng)
