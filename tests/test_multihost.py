@@ -20,9 +20,10 @@ def _free_port() -> int:
 
 
 def test_two_process_training_then_single_process_evaluation(tmp_path):
-  from echojax.data import datasets
+  from echojax.config import load_config
+  from echojax.train import resolve_data
 
-  datasets.ensure_synthetic("echonet_dynamic", "28")  # the smoke set, made once before the processes start
+  resolve_data(load_config("echonet_ef:smoke"))  # the smoke phantom set, made once before the processes start
   run = tmp_path / "run"
   port = _free_port()
   procs = []
