@@ -473,3 +473,25 @@ def test_device_normalisation_equals_host(echonet_data):
   with pytest.raises(UserError, match="brightness"):
     pipeline.make_loader(dict(dev_cfg, augment=dict(brightness=0.1)), "train", train=True, seed=0,
                          process_index=0, process_count=1)
+
+
+def test_worker_processes_give_the_same_eval_clips(echonet_data):
+  """worker_count=1: the transform, the frame store and the batch function run in a grain worker process; every
+  record's eval clip (deterministic) equals the in-process loader's, and each record comes exactly once."""
+  c = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4,
+           normalize="device")
+  batches = {}
+  for workers in (0, 1):
+    loader = pipeline.make_loader(dict(c, worker_count=workers), "train", train=False, seed=0, process_index=0,
+                                  process_count=1)
+    got = {}
+    for b in loader:
+      assert b["video"].shape == (4, 8, 28, 28, 3) and b["video"].dtype == np.uint8
+      for i, v, ok in zip(b["index"], b["video"], b["valid"]):
+        if ok:
+          assert int(i) not in got
+          got[int(i)] = v
+    batches[workers] = got
+  assert sorted(batches[0]) == sorted(batches[1]) == list(range(loader.num_examples))
+  for i, v in batches[0].items():
+    np.testing.assert_array_equal(v, batches[1][i])
