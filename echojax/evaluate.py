@@ -287,7 +287,12 @@ def headline(summary: dict) -> str:
             f"(ratio {m['mae_ratio_to_baseline']:.2f}); RMSE {m['rmse']:.2f}, R2 {m['r2']:.3f}")
   if "mae" in m:
     return f"{where}: MAE {m['mae']:.3f}, RMSE {m.get('rmse', float('nan')):.3f}, R2 {m.get('r2', float('nan')):.3f}"
-  parts = [f"{k} {m[k]:.4f}" for k in ("accuracy", "micro_f1", "macro_f1", "auroc", "auprc")
+  def value(k):
+    ci = (m.get(f"{k}_ci_low"), m.get(f"{k}_ci_high"))
+    ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in ci)
+    return f"{k} {m[k]:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ok else "")
+
+  parts = [value(k) for k in ("accuracy", "micro_f1", "macro_f1", "auroc", "auprc")
            if isinstance(m.get(k), (int, float))]
   k = int(summary.get("num_classes") or len(m.get("per_class") or {}))
   chance = f" (chance 1/{k} = {1 / k:.3f})" if k > 1 and "accuracy" in m else ""

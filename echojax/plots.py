@@ -401,7 +401,8 @@ def plot_metric_vs_param(x: Sequence[Any], y: Sequence[float] | Mapping[str, Seq
 
   ``x``: numbers (a numeric axis, ``logx`` for learning rates) or strings (evenly spaced categories).
   ``y``: one sequence, or ``{series name: sequence}`` for several lines; ``yerr`` the same shape (e.g. the std
-  over folds from ``summarize_folds``) drawn as error bars. ``point_labels`` annotates each point of the first
+  over folds from ``summarize_folds``) or (2, N) distances below/above each value (a confidence interval), drawn
+  as error bars. ``point_labels`` annotates each point of the first
   series (e.g. run names). NaN values (failed runs) leave gaps.
   """
   xs = list(x)
@@ -412,7 +413,7 @@ def plot_metric_vs_param(x: Sequence[Any], y: Sequence[float] | Mapping[str, Seq
   ys = dict(y) if isinstance(y, Mapping) else {ylabel: y}
   errs = dict(yerr) if isinstance(yerr, Mapping) else ({next(iter(ys)): yerr} if yerr is not None else {})
   for name, vals in list(ys.items()) + list(errs.items()):
-    if len(vals) != len(xs):
+    if (np.shape(vals)[-1] if np.ndim(vals) == 2 else len(vals)) != len(xs):
       raise UserError(f"series {name!r} has {len(vals)} values but x has {len(xs)}; give one value per x")
   if point_labels is not None and len(point_labels) != len(xs):
     raise UserError(f"point_labels has {len(point_labels)} labels but x has {len(xs)}")
@@ -421,7 +422,11 @@ def plot_metric_vs_param(x: Sequence[Any], y: Sequence[float] | Mapping[str, Seq
   for i, (name, vals) in enumerate(ys.items()):
     v = np.asarray([np.nan if val is None else val for val in vals], dtype=np.float64)
     e = errs.get(name)
-    e = None if e is None else np.asarray([np.nan if val is None else val for val in e], dtype=np.float64)
+    if e is not None:  # (N,) symmetric, or (2, N) below/above (e.g. a bootstrap interval around the value)
+      two_sided = np.ndim(e) == 2
+      e = np.asarray([[np.nan if val is None else val for val in r] for r in (e if two_sided else [e])],
+                     dtype=np.float64)
+      e = e if two_sided else e[0]
     ax.errorbar(xpos, v, yerr=e, marker="o", ms=4, lw=1.5, capsize=3 if e is not None else 0,
                 label=name if len(ys) > 1 else None)
     if i == 0 and point_labels is not None:

@@ -571,7 +571,7 @@ def held_out_report(config, workdir: str | Path) -> str | None:
   from echojax import evaluate
 
   summary = evaluate.evaluate_workdir(workdir, split=config.eval.get("test_split", "test"),
-                                      clips=config.eval.get("clips", "one"), bootstrap=0)
+                                      clips=config.eval.get("clips", "one"), bootstrap=1000)
   return evaluate.headline(summary)
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import argparse
 import csv
 import importlib.util
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -97,11 +98,13 @@ def run_local(sweep: dict, out: Path, *, python: str = sys.executable) -> list[d
           break
     else:
       status = "cached"
-    value = None
+    value = low = high = None
     if metrics_path.exists():
-      value = _lookup(json.loads(metrics_path.read_text()), sweep["metric"])
+      m = json.loads(metrics_path.read_text())
+      value, low, high = (_lookup(m, sweep["metric"] + suffix) for suffix in ("", "_ci_low", "_ci_high"))
     results.append({"name": run["name"], "x": run.get("x", run["name"]), sweep["metric"]: value,
-                    "status": status, "seconds": round(time.time() - t0, 1), "workdir": str(wd)})
+                    "ci_low": low, "ci_high": high, "status": status, "seconds": round(time.time() - t0, 1),
+                    "workdir": str(wd)})
   write_results(sweep, results, out)
   return results
 
@@ -109,7 +112,8 @@ def run_local(sweep: dict, out: Path, *, python: str = sys.executable) -> list[d
 def write_results(sweep: dict, results: list[dict], out: Path) -> dict[str, Path]:
   """results.csv, results.md (markdown table) and a PNG of the metric against the swept value."""
   metric = sweep["metric"]
-  cols = ["name", "x", metric, "status", "seconds", "workdir"]
+  cols = ["name", "x", metric, "ci_low", "ci_high", "status", "seconds", "workdir"]
+  results = [{"ci_low": None, "ci_high": None, **r} for r in results]
   with open(out / "results.csv", "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=cols)
     w.writeheader()
@@ -118,15 +122,22 @@ def write_results(sweep: dict, results: list[dict], out: Path) -> dict[str, Path
   def fmt(v):
     return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
 
-  lines = [f"| run | {sweep['x_label']} | {metric} | status |", "|---|---|---|---|"]
-  lines += [f"| {r['name']} | {r['x']} | {fmt(r[metric])} | {r['status']} |" for r in results]
+  def interval(r):
+    ok = all(isinstance(r[k], (int, float)) and math.isfinite(r[k]) for k in ("ci_low", "ci_high"))
+    return f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if ok else ""
+
+  lines = [f"| run | {sweep['x_label']} | {metric} | 95% bootstrap CI | status |", "|---|---|---|---|---|"]
+  lines += [f"| {r['name']} | {r['x']} | {fmt(r[metric])} | {interval(r)} | {r['status']} |" for r in results]
   (out / "results.md").write_text(f"Sweep over {sweep['x_label']} ({sweep['config']}, {sweep['split']} split)\n\n"
                                   + "\n".join(lines) + "\n")
   paths = {"csv": out / "results.csv", "md": out / "results.md"}
   from echojax.plots import plot_metric_vs_param
   ys = [r[metric] if isinstance(r[metric], (int, float)) else float("nan") for r in results]
+  num = lambda v: float(v) if isinstance(v, (int, float)) else float("nan")
+  yerr = [[y - num(r["ci_low"]) for y, r in zip(ys, results)], [num(r["ci_high"]) - y for y, r in zip(ys, results)]]
+  yerr = yerr if any(math.isfinite(v) for row in yerr for v in row) else None
   safe = "".join(c if c.isalnum() else "_" for c in f"{metric}_vs_{sweep['x_label']}")
-  paths["png"] = plot_metric_vs_param([str(r["x"]) for r in results], ys, out / f"{safe}.png",
+  paths["png"] = plot_metric_vs_param([str(r["x"]) for r in results], ys, out / f"{safe}.png", yerr=yerr,
                                       xlabel=sweep["x_label"], ylabel=metric, title=f"{metric} vs {sweep['x_label']}",
                                       point_labels=[r["name"] for r in results])
   return paths

@@ -338,3 +338,35 @@ def test_importing_metrics_stays_light():
   code = "import sys, echojax.metrics; print(any(m in sys.modules for m in ('matplotlib', 'sklearn', 'jax')))"
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "False"
+
+
+def test_classification_bootstrap_cis_equal_sklearn_on_the_same_resamples():
+  """The vectorised bootstrap gives, per resample, scikit-learn's accuracy, macro-F1 and balanced accuracy (same
+  resample indices), and the intervals are those values' percentiles around the point estimate."""
+  import warnings
+
+  from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+  rng = np.random.default_rng(3)
+  n, c, num = 40, 5, 200
+  y = rng.integers(0, c, n)
+  logits = rng.normal(size=(n, c)) + 2.0 * np.eye(c)[y] * (rng.random(n) < 0.6)[:, None]
+  probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+  m = M.classification_metrics(y, probs, bootstrap=num, seed=11)
+  pred = probs.argmax(1)
+  idx = np.random.default_rng(11).integers(0, n, size=(num, n))  # one chunk: the same draws as the metrics
+  want = {"accuracy": [], "macro_f1": [], "balanced_accuracy": []}
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # resamples where a predicted class has no true example
+    for i in idx:
+      want["accuracy"].append(accuracy_score(y[i], pred[i]))
+      want["macro_f1"].append(f1_score(y[i], pred[i], average="macro", zero_division=0))
+      want["balanced_accuracy"].append(balanced_accuracy_score(y[i], pred[i]))
+  for name, vals in want.items():
+    low, high = np.quantile(vals, [0.025, 0.975])
+    assert m[f"{name}_ci_low"] == pytest.approx(low) and m[f"{name}_ci_high"] == pytest.approx(high)
+    assert m[f"{name}_ci_low"] <= m[name] <= m[f"{name}_ci_high"]
+  assert (m["micro_f1_ci_low"], m["micro_f1_ci_high"]) == (m["accuracy_ci_low"], m["accuracy_ci_high"])
+  assert "accuracy_ci_low" not in M.classification_metrics(y, probs)  # bootstrap=0: no intervals
+  with pytest.raises(UserError, match="bootstrap=-1"):
+    M.classification_metrics(y, probs, bootstrap=-1)

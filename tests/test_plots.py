@@ -147,8 +147,12 @@ def test_metric_vs_param(tmp_path):
   _png(out, (600, 450))
   _png(P.plot_metric_vs_param(["r18", "r34", "r50"], [3.1, 2.9, None], tmp_path / "cat.png", yerr=[0.1, 0.2, 0.1]),
        (600, 450))
+  _png(P.plot_metric_vs_param(["a", "b", "c"], [0.8, 0.7, None], tmp_path / "ci.png",
+                              yerr=[[0.1, 0.05, None], [0.05, 0.1, None]]), (600, 450))  # (2, N): an interval
   with pytest.raises(UserError, match="has 2 values but x has 3"):
     P.plot_metric_vs_param([1, 2, 3], [1.0, 2.0], tmp_path / "bad.png")
+  with pytest.raises(UserError, match="has 2 values but x has 3"):
+    P.plot_metric_vs_param([1, 2, 3], [1.0, 2.0, 3.0], tmp_path / "bad.png", yerr=[[0.1, 0.1], [0.1, 0.1]])
 
 
 def test_plots_do_not_touch_pyplot_or_import_matplotlib_eagerly(tmp_path):

@@ -50,7 +50,10 @@ def test_local_smoke_sweep_writes_table_plot_and_gate_weights(tmp_path):
   assert [r["name"] for r in rows] == runs and all(r["status"] == "ok" for r in rows)
   values = [float(r["metrics.micro_f1"]) for r in rows]
   assert all(0.0 <= v <= 1.0 for v in values)
+  for r, v in zip(rows, values):  # evaluate's bootstrap interval travels into the table
+    assert float(r["ci_low"]) <= v <= float(r["ci_high"])
   table = (out / "results.md").read_text()
+  assert "95% bootstrap CI" in table and f"[{float(rows[0]['ci_low']):.3f}, {float(rows[0]['ci_high']):.3f}]" in table
   assert table.count("| ok |") == 2 and "| fixed_1 | 1 |" in table and "| dynamic | dynamic |" in table
   pngs = list(out.glob("*.png"))
   assert len(pngs) == 1 and pngs[0].stat().st_size > 1000

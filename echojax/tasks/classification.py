@@ -76,7 +76,8 @@ class ClassificationTask(Task):
     return np.rint(np.asarray(targets[self.label_key])).astype(int)
 
   def metrics(self, preds, targets, *, bootstrap: int = 0) -> dict[str, Any]:
-    return dict(M.classification_metrics(self.host_labels(targets), preds["probs"], self.class_names))
+    return dict(M.classification_metrics(self.host_labels(targets), preds["probs"], self.class_names,
+                                         bootstrap=bootstrap))
 
   def csv_columns(self, preds, targets):
     probs = np.asarray(preds["probs"])
