@@ -32,11 +32,14 @@ def test_sweep_results_table_and_plot(tmp_path):
         "runs": [{"name": f"w{w}", "x": w} for w in (0, 0.5, 1)]}
   results = [{"name": r["name"], "x": r["x"], "accuracy": a, "status": "ok", "seconds": 1.0, "workdir": "."}
              for r, a in zip(sw["runs"], (0.5, 0.75, None))]
+  results[1].update(ci_low=0.6, ci_high=0.875)  # evaluate's bootstrap interval, when the metric has one
   paths = sweep.write_results(sw, results, tmp_path)
   rows = list(csv.DictReader(open(paths["csv"])))
   assert [r["name"] for r in rows] == ["w0", "w0.5", "w1"] and rows[1]["accuracy"] == "0.75"
+  assert (rows[1]["ci_low"], rows[1]["ci_high"], rows[0]["ci_low"]) == ("0.6", "0.875", "")
   md = paths["md"].read_text()
-  assert "| w0.5 | 0.5 | 0.7500 | ok |" in md and "| w1 | 1 |  | ok |" in md
+  assert "| w0.5 | 0.5 | 0.7500 | [0.600, 0.875] | ok |" in md and "| w0 | 0 | 0.5000 |  | ok |" in md
+  assert "| w1 | 1 |  |  | ok |" in md
   with Image.open(paths["png"]) as im:
     assert im.size[0] > 300 and im.size[1] > 200
 
