@@ -223,9 +223,14 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   # Input shape from the first eval batch; the state is restored onto this mesh (8 devices -> 1 works).
   from echojax.train import make_loader
   loader = make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))
-  # Peek with a second loader: next() on `loader` would use up its first batch of the pass that predict() reads.
-  first = next(iter(make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))))
-  sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
+  # The input shape without using up the first batch of the pass that predict() reads (nor building the loader,
+  # and for clips="all" its clip table, twice). Custom loaders (config.data.loader) start a pass per iter().
+  from echojax.data.pipeline import Loader, batch_shapes
+  if isinstance(loader, Loader):
+    x_shape = batch_shapes(loader)[input_key(config)][0]
+  else:
+    x_shape = next(iter(loader))[input_key(config)].shape
+  sample_x = jax.ShapeDtypeStruct(x_shape, jnp.float32)
   abstract = jax.eval_shape(make_init_fn(model, tx, task, sample_x, int(config.seed)))
   shardings = state_shardings(abstract, mesh, [tuple(r) for r in config.sharding.rules])
   step, state, _ = ckpt.restore(abstract_like(abstract, shardings), checkpoint)
@@ -287,6 +292,7 @@ def headline(summary: dict) -> str:
             f"(ratio {m['mae_ratio_to_baseline']:.2f}); RMSE {m['rmse']:.2f}, R2 {m['r2']:.3f}")
   if "mae" in m:
     return f"{where}: MAE {m['mae']:.3f}, RMSE {m.get('rmse', float('nan')):.3f}, R2 {m.get('r2', float('nan')):.3f}"
+
   def value(k):
     ci = (m.get(f"{k}_ci_low"), m.get(f"{k}_ci_high"))
     ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in ci)

@@ -276,17 +276,6 @@ def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict]
   return step_fn
 
 
-def make_predict_fn(model, task, config) -> Callable[[dict, dict], dict]:
-  """Eval step: per-clip task predictions for a (padded, fixed-shape) batch."""
-  model_input = make_model_input(config)
-
-  def predict(variables: dict, batch: dict) -> dict:
-    out, _ = model.apply(variables, model_input(batch), train=False, **model_kwargs(model, batch))
-    return task.predict(pool_outputs(out, batch))
-
-  return predict
-
-
 def setup_state(config, model, tx, task, mesh, sample_x, ckpt: Checkpointer | None, init_from=None):
   """(state on the mesh, shardings, restored meta or None): resume latest -> init_from -> scratch."""
   init = make_init_fn(model, tx, task, sample_x, int(config.seed))
@@ -573,6 +562,7 @@ def held_out_report(config, workdir: str | Path) -> str | None:
   summary = evaluate.evaluate_workdir(workdir, split=config.eval.get("test_split", "test"),
                                       clips=config.eval.get("clips", "one"), bootstrap=1000)
   return evaluate.headline(summary)
+
 
 if __name__ == "__main__":
   main()
