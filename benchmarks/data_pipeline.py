@@ -7,8 +7,9 @@ Steps (same machine, same run):
 
 1. a synthetic EchoNet-Dynamic phantom set of ``--num-videos`` videos (112x112, real raw layout) is generated and
    prepared once into ``--workdir`` (default ``<echojax cache>/benchmarks/echonet-<N>``; reused when present);
-2. **prepared**: ``make_loader`` on the train split (random 32-frame clips, period 2, normalised float32) reads the
-   stored uint8 records, slices the clip, converts only the clip;
+2. **prepared**: ``make_loader`` on the train split (random 32-frame clips, period 2, pad-12 shift augmentation,
+   ``--normalize device``: uint8 batches as echonet_ef trains, or ``host``: normalised float32) reads each clip's
+   frames from the prepared frame store straight into the batch;
 3. **decode per sample**: what echonet/dynamic's dataset does per item: load the whole AVI with OpenCV, convert the
    whole video to float32 and normalise it, then sample the clip (random video each time);
 4. **read**: only the storage read inside (2): the uint8 frames of a random clip, no float/normalise/batching;
@@ -37,7 +38,6 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from echojax.data.tfds_compat import tfds_spill_without_tensorflow  # noqa: E402
 from echojax.errors import UserError, cli_main  # noqa: E402
 
 
@@ -57,8 +57,9 @@ def peak_rss_mb() -> float:
 
 
 def prepare(workdir: Path, num_videos: int, seed: int) -> Path:
-  """Generate + prepare the phantom set once; returns the data_dir. Writes echojax_stats.json if prepare didn't."""
-  import tensorflow_datasets as tfds
+  """Generate the phantom set and prepare it (shards, frame store, train-split stats) once; returns the data_dir.
+  ``echojax.data.prepare`` reuses a finished preparation."""
+  from echojax.data.prepare import prepare as prepare_dataset
 
   raw, data = workdir / "raw", workdir / "data"
   if not (raw / "FileList.csv").exists():
@@ -66,38 +67,7 @@ def prepare(workdir: Path, num_videos: int, seed: int) -> Path:
 
     print(f"generating {num_videos} phantom videos into {raw}", flush=True)
     gen.generate(raw, num_videos, seed)
-  import tfds_builders.echonet_dynamic  # noqa: F401  (registers the builder)
-
-  builder = tfds.builder("echonet_dynamic", config="112", data_dir=str(data))
-  version_dir = Path(builder.data_dir)
-  if not (version_dir / "dataset_info.json").exists():
-    tfds_spill_without_tensorflow()
-    try:
-      from echojax.data.prepare import prepare as prepare_dataset
-    except ImportError:
-      prepare_dataset = None
-    if prepare_dataset is not None:
-      print("preparing with echojax.data.prepare", flush=True)
-      prepare_dataset("echonet_dynamic", raw, data, config="112")
-    else:  # the prepare CLI is not in this checkout: use the builder directly
-      print("preparing with the echonet_dynamic builder", flush=True)
-      b = tfds.builder("echonet_dynamic", config="112", data_dir=str(data))
-      b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(raw)))
-  builder = tfds.builder("echonet_dynamic", config="112", data_dir=str(data))  # re-read: now prepared
-  stats = version_dir / "echojax_stats.json"
-  if not stats.exists():  # stats over (a sample of) the train split, in [0, 255] units
-    src = builder.as_data_source(split="train")
-    idx = np.linspace(0, len(src) - 1, min(len(src), 100)).astype(int)
-    s = np.zeros(3)
-    s2 = np.zeros(3)
-    n = 0
-    for i in idx:
-      v = src[int(i)]["video"].astype(np.float64)
-      s += v.sum((0, 1, 2))
-      s2 += (v ** 2).sum((0, 1, 2))
-      n += v.shape[0] * v.shape[1] * v.shape[2]
-    mean = s / n
-    stats.write_text(json.dumps({"mean": mean.tolist(), "std": np.sqrt(s2 / n - mean ** 2).tolist()}))
+  prepare_dataset("echonet_dynamic", raw, data, config="112")
   return data
 
 
