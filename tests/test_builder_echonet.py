@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -153,32 +152,9 @@ def test_config_28_resizes_frames_and_scales_traces(clean_raw, clean_prepared, t
     assert np.allclose(ex["es_trace"], pair.es_trace * 28 / 112, atol=1e-3)
 
 
-def test_record_reads_much_faster_than_avi_decode(clean_raw, clean_prepared):
-  """Interleaved timing on the same videos (best of 3 each, so machine load hits both alike)."""
-  src = _source(clean_prepared[0], "train")
-  t_avi = t_rec = 0.0
-  for i in range(len(src)):
-    name = src[i]["file_name"].decode()
-    a, r = [], []
-    for _ in range(3):
-      t0 = time.perf_counter()
-      read_video(clean_raw / "Videos" / f"{name}.avi")
-      a.append(time.perf_counter() - t0)
-      t0 = time.perf_counter()
-      clip = src[i]["video"][:32]
-      r.append(time.perf_counter() - t0)
-    assert clip.shape[1:] == (112, 112, 3)
-    t_avi += min(a)
-    t_rec += min(r)
-  ratio = t_avi / t_rec
-  print(f"record read {ratio:.1f}x faster than AVI decode")
-  # On the shared 2-core dev machine (load ~8) this measured 1.5-5x, far below the 20x target: the record holds
-  # the whole video, so a read costs ~3 copies of T x 37 KB through riegeli; see the builder docstring.
-  assert ratio > 1.2
-
-
-def test_frame_store_matches_records_and_reads_clips_fast(clean_raw, clean_prepared):
-  """The memmap frame store gives the same records as the TFDS source; a clip read beats AVI decoding >= 20x."""
+def test_frame_store_matches_records_and_survives_pickling(clean_prepared):
+  """The memmap frame store gives the same records as the TFDS source, and a pickled copy (what grain workers get)
+  reads the same clips. Its speed against AVI decoding is measured by benchmarks/data_pipeline.py."""
   import pickle
 
   from echojax.data.framestore import open_frame_store
@@ -195,25 +171,13 @@ def test_frame_store_matches_records_and_reads_clips_fast(clean_raw, clean_prepa
           assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
         else:
           assert type(a[k]) is type(b[k]) and a[k] == b[k], k
-  fs = pickle.loads(pickle.dumps(open_frame_store(version_dir, "echonet_dynamic", "train")))  # grain workers
-  t_avi = t_clip = 0.0
+  fs = open_frame_store(version_dir, "echonet_dynamic", "train")
+  copy = pickle.loads(pickle.dumps(fs))
   for i in range(len(fs)):
-    name = fs[i]["file_name"].decode()
-    a, c = [], []
-    for _ in range(3):
-      t0 = time.perf_counter()
-      read_video(clean_raw / "Videos" / f"{name}.avi")
-      a.append(time.perf_counter() - t0)
-      t0 = time.perf_counter()
-      v = fs[i]["video"]
-      clip = np.asarray(v[np.arange(0, 64, 2) % len(v)])  # 32 frames, period 2, as the pipeline samples
-      c.append(time.perf_counter() - t0)
-    assert clip.shape == (32, 112, 112, 3)
-    t_avi += min(a)
-    t_clip += min(c)
-  ratio = t_avi / t_clip
-  print(f"frame-store clip read {ratio:.0f}x faster than AVI decode")
-  assert ratio >= 20
+    v, w = fs[i]["video"], copy[i]["video"]
+    frames = np.arange(0, 64, 2) % len(v)  # 32 frames, period 2, as the pipeline samples
+    assert np.array_equal(np.asarray(w[frames]), np.asarray(v[frames]))
+    assert copy[i]["file_name"] == fs[i]["file_name"]
 
 
 def test_broken_folder_reports_each_reason(broken, broken_prepared):
@@ -309,9 +273,10 @@ def test_ensure_synthetic_once_with_marker(capsys):
   shard = next((Path(d) / "echonet_dynamic" / "28" / "1.0.0").glob("*train.array_record*"))
   assert len(_source(shard.parent, "train")) >= 1
   mtime = shard.stat().st_mtime_ns
-  t0 = time.perf_counter()
+  assert "generating 4 echonet_dynamic phantoms" in err
   assert ensure_synthetic("echonet_dynamic", "28", num=4, seed=1) == d
-  assert time.perf_counter() - t0 < 1.0 and shard.stat().st_mtime_ns == mtime  # reused, not rebuilt
+  assert shard.stat().st_mtime_ns == mtime  # reused, not rebuilt
+  assert "generating" not in capsys.readouterr().err
   (Path(d) / ".echojax_complete-28").unlink()  # as if interrupted before the marker was written
   ensure_synthetic("echonet_dynamic", "28", num=4, seed=1, verbose=False)
   shard2 = next((Path(d) / "echonet_dynamic" / "28" / "1.0.0").glob("*train.array_record*"))
