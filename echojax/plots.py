@@ -190,7 +190,10 @@ def plot_pr_curve(y_true: Any, scores: Any, path: str | Path, *, class_names: Se
   if skipped:
     title += f"\n(no curve for {', '.join(skipped)}: one class only)"
   ax.set_title(title)
-  ax.legend(loc="lower left", fontsize="small")
+  if curves:
+    ax.legend(loc="lower left", fontsize="small")
+  else:  # e.g. a tiny split with one class only: say so on the plot rather than leave it blank
+    ax.text(0.5, 0.5, "no curve: every class has one label value only", ha="center", va="center", color="gray")
   ax.grid(alpha=0.3)
   return _save(fig, path)
 

@@ -64,6 +64,14 @@ def test_roc_and_pr_binary_and_one_vs_rest(tmp_path, multiclass):
   _png(P.plot_pr_curve(y, probs[:, 2], tmp_path / "pr.png", figsize=(5, 4)), (500, 400))
   # a class with no examples has no curve but does not crash
   _png(P.plot_roc_curve(np.minimum(labels, 2), probs, tmp_path / "roc_missing.png", class_names=NAMES), (600, 550))
+  # a split with one class only: both plots say there is no curve, with no matplotlib warning
+  import warnings
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    one = np.zeros(len(labels), dtype=int)
+    _png(P.plot_pr_curve(one == 1, probs[:, 1], tmp_path / "pr_none.png"), (600, 550))
+    _png(P.plot_roc_curve(one == 1, probs[:, 1], tmp_path / "roc_none.png"), (600, 550))
 
 
 def test_ef_scatter_and_bland_altman(tmp_path, ef):
