@@ -554,13 +554,17 @@ def main(argv: list[str] | None = None) -> None:
 def held_out_report(config, workdir: str | Path) -> str | None:
   """With ``config.eval.test_at_end`` (the view demos set it): score the run's best checkpoint on the test split
   (``eval.test_split``, default "test"; outputs in WORKDIR/eval/test_best) and return the one-line headline, e.g.
-  accuracy and micro/macro-F1 against chance. None when the field is off."""
+  accuracy and micro/macro-F1 against chance. None when the field is off.
+
+  Clips per video are ``eval.test_clips``, default "all" as in ``python -m echojax.evaluate``, so the line the
+  run prints is the one evaluate prints for the same checkpoint (``eval.clips`` stays the cheaper in-training
+  validation setting)."""
   if not config.eval.get("test_at_end", False):
     return None
   from echojax import evaluate
 
   summary = evaluate.evaluate_workdir(workdir, split=config.eval.get("test_split", "test"),
-                                      clips=config.eval.get("clips", "one"), bootstrap=1000)
+                                      clips=config.eval.get("test_clips", "all"), bootstrap=1000)
   return evaluate.headline(summary)
 
 

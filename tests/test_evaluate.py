@@ -98,6 +98,9 @@ def test_ef_classification_smoke_train_then_evaluate_test_split(tmp_path):
   with config.unlocked():
     config.eval.test_at_end = True
   line = held_out_report(config, tmp_path)
-  m = json.loads((tmp_path / "eval" / "test_best" / "metrics.json").read_text())["metrics"]
+  saved = json.loads((tmp_path / "eval" / "test_best" / "metrics.json").read_text())
+  m = saved["metrics"]
   assert line.startswith(f"test ({summary['num_videos']} items, step ") and "(chance 1/2 = 0.500)" in line
   assert f"accuracy {m['accuracy']:.4f}" in line
+  assert config.eval.clips == "one" and saved["clips"] == "all"  # evaluate's default, not the in-training setting
+  assert m["accuracy"] == summary["metrics"]["accuracy"]
