@@ -189,13 +189,11 @@ def write_predictions_csv(path: Path, indices, names, columns: dict[str, np.ndar
       w.writerow(([names[row]] if names is not None else []) + [int(idx)] + vals)
 
 
-def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all", checkpoint: str = "best",
-                     bootstrap: int = 1000, out_dir: str | Path | None = None) -> dict:
-  """The CLI's work: restore, predict, write metrics.json / predictions.csv / plots. Returns the metrics."""
-  from echojax.checkpoint import Checkpointer, abstract_like
-  from echojax.optim import make_optimizer
-  from echojax.train import (build_model, enable_compilation_cache, input_key, make_init_fn, state_shardings,
-                             with_frozen)
+def load_run(workdir: str | Path) -> tuple[ml_collections.ConfigDict, Any]:
+  """(config, mesh) of the training run in ``workdir``: its ``config.json`` with ``eval.batch_size`` rounded up to a
+  multiple of this machine's device count, and a mesh over those devices (the run's own mesh when it fits here,
+  else data-parallel over all of them)."""
+  from echojax.train import enable_compilation_cache
 
   workdir = Path(workdir)
   cfg_path = workdir / "config.json"
@@ -211,7 +209,18 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   with config.unlocked():
     n = mesh.size
     config.eval.batch_size = int(math.ceil(config.eval.batch_size / n) * n)
-  ckpt = Checkpointer(workdir, read_only=True)
+  return config, mesh
+
+
+def restore_run(workdir: str | Path, config: ml_collections.ConfigDict, mesh, checkpoint: str,
+                x_shape: tuple[int, ...]) -> tuple[tasks.Task, Any, dict, int, dict, str]:
+  """(task, model, state shardings, step, state, checkpoint) of the run, restored onto ``mesh`` for inputs of
+  ``x_shape`` (8 devices -> 1 works). ``checkpoint="best"`` falls back to latest when no validation ran."""
+  from echojax.checkpoint import Checkpointer, abstract_like
+  from echojax.optim import make_optimizer
+  from echojax.train import build_model, make_init_fn, state_shardings, with_frozen
+
+  ckpt = Checkpointer(Path(workdir), read_only=True)
   if checkpoint == "best" and ckpt.best_step() is None:
     log.warning("no best checkpoint (no validation ran); using latest")
     checkpoint = "latest"
@@ -220,22 +229,36 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   spe = int(config.train.get("steps_per_epoch", 0) or 1)
   tx, _ = make_optimizer(config.optim, spe, int(config.train.get("num_steps", 0) or 1))
   tx = with_frozen(tx, config)
-  # Input shape from the first eval batch; the state is restored onto this mesh (8 devices -> 1 works).
-  from echojax.train import make_loader
-  loader = make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))
-  # The input shape without using up the first batch of the pass that predict() reads (nor building the loader,
-  # and for clips="all" its clip table, twice). Custom loaders (config.data.loader) start a pass per iter().
-  from echojax.data.pipeline import Loader, batch_shapes
-  if isinstance(loader, Loader):
-    x_shape = batch_shapes(loader)[input_key(config)][0]
-  else:
-    x_shape = next(iter(loader))[input_key(config)].shape
-  sample_x = jax.ShapeDtypeStruct(x_shape, jnp.float32)
+  sample_x = jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32)
   abstract = jax.eval_shape(make_init_fn(model, tx, task, sample_x, int(config.seed)))
   shardings = state_shardings(abstract, mesh, [tuple(r) for r in config.sharding.rules])
   step, state, _ = ckpt.restore(abstract_like(abstract, shardings), checkpoint)
   ckpt.close()
   log.info("restored %s checkpoint step %d from %s", checkpoint, step, workdir)
+  return task, model, shardings, int(step), state, checkpoint
+
+
+def loader_input_shape(loader, config) -> tuple[int, ...]:
+  """The model input's batch shape, without using up the first batch of the pass that predict() reads (nor
+  building the loader, and for clips="all" its clip table, twice). Custom loaders start a pass per iter()."""
+  from echojax.data.pipeline import Loader, batch_shapes
+  from echojax.train import input_key
+
+  if isinstance(loader, Loader):
+    return batch_shapes(loader)[input_key(config)][0]
+  return tuple(next(iter(loader))[input_key(config)].shape)
+
+
+def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all", checkpoint: str = "best",
+                     bootstrap: int = 1000, out_dir: str | Path | None = None) -> dict:
+  """The CLI's work: restore, predict, write metrics.json / predictions.csv / plots. Returns the metrics."""
+  from echojax.train import make_loader
+
+  workdir = Path(workdir)
+  config, mesh = load_run(workdir)
+  loader = make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))
+  task, model, shardings, step, state, checkpoint = restore_run(workdir, config, mesh, checkpoint,
+                                                                loader_input_shape(loader, config))
 
   ev = Evaluator(config, model, task, mesh, shardings)
   ev.loaders[(split, str(clips))] = loader

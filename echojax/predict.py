@@ -1,10 +1,11 @@
-"""Run a trained image classifier on arbitrary image files and write per-image class probabilities.
+"""Run a trained model on your own files: images for image runs, echo cines for video runs.
 
     python -m echojax.predict --workdir workdirs/echosdnet_demo --images FOLDER_OR_FILE [--images MORE ...]
         [--out predictions.csv] [--checkpoint best|latest|auto] [--batch-size 16]
+    python -m echojax.predict --workdir workdirs/view_video_r3d_demo --videos FOLDER_OR_FILE [...]
 
-Reads the run's ``config.json`` and the chosen checkpoint (``params``/``batch_stats`` only, as numpy: any device
-count), then, for every image:
+**Images** (runs with ``config.data.preset="image"``, e.g. EchoSDNet). Reads the run's ``config.json`` and the
+chosen checkpoint (``params``/``batch_stats`` only, as numpy: any device count), then, for every image:
 
 1. ``echojax.data.images.read_image``: PNG/JPG/BMP/TIFF/GIF/WebP, grey, palette, RGBA and 16-bit -> uint8 RGB;
 2. the builder's plain resize to its stored size (``resize_image``; UNITY stores 224 x 224), then the pipeline's
@@ -20,10 +21,25 @@ reason in the printed summary and in ``skipped.csv`` beside the CSV, and the oth
 folder is searched recursively for files with an image suffix (``IMAGE_SUFFIXES``); a folder with none is a
 ``UserError``, as is a path that does not exist.
 
-Python API: :func:`predict_images` (returns a :class:`PredictResult`). The same probabilities come out of the
-exported PyTorch model (``python -m echojax.export`` then ``echoforge.load_model(name)``) when it is fed the same
-[0, 1] NCHW tensor; this CLI is the JAX-side equivalent that needs no export.
-"""
+**Videos** (video runs: view classification, EF regression / classification). Every cine goes the way a prepared
+record of the run's dataset went, then through ``echojax.evaluate``'s own ``Evaluator`` with all clips averaged:
+
+1. decoding: AVI/MP4/MOV/MKV/M4V with OpenCV, exactly as the builders decode; DICOM multi-frame (any transfer
+   syntax pydicom can decode, YBR -> RGB) and GIF as ``echojax.data.ingest`` reads them;
+2. the stored frame size of the run's prepared data (read from its first record): container videos get the
+   builders' plain resize, DICOM/GIF the ingest centre-crop to a square first (what ingest + prepare would store);
+3. the run's eval pipeline (``data.size`` resize, normalisation with the prepared data's statistics, clips with
+   ``clips="all"``; ECG-phase samplers fall back to the LV-intensity cycle, as there is no ECG beside a file).
+
+Output CSV: ``file, num_frames, fps`` then, for classification, ``predicted_class, prob_<class>...``; for EF
+regression ``prediction`` (EF %); plus per-video model aux columns such as the fusion gate (``gate_0``,
+``gate_1``). Unreadable files are skipped and reported as for images. Folders are searched recursively for video,
+DICOM and GIF files (and suffix-less files with a DICOM preamble).
+
+Python API: :func:`predict_images` and :func:`predict_videos` (both return a :class:`PredictResult`). The same
+image probabilities come out of the exported PyTorch model (``python -m echojax.export`` then
+``echoforge.load_model(name)``) when it is fed the same [0, 1] NCHW tensor; this CLI is the JAX-side equivalent
+that needs no export."""
 
 from __future__ import annotations
 
@@ -58,11 +74,16 @@ class PredictResult:
   checkpoint: str
   step: int
 
+  kind: str = "image"
+
   def summary(self) -> str:
-    lines = [f"predicted {len(self.rows)} image(s) with the {self.checkpoint} checkpoint (step {self.step})"]
-    if self.rows:
+    lines = [f"predicted {len(self.rows)} {self.kind}(s) with the {self.checkpoint} checkpoint (step {self.step})"]
+    if self.rows and self.class_names:
       counts = {c: sum(r["predicted_class"] == c for r in self.rows) for c in self.class_names}
       lines.append("predicted classes: " + ", ".join(f"{c}={n}" for c, n in counts.items()))
+    elif self.rows:
+      v = np.array([r["prediction"] for r in self.rows], np.float64)
+      lines.append(f"predictions: median {np.median(v):.2f}, range {v.min():.2f} to {v.max():.2f}")
     if self.skipped:
       lines.append(f"skipped {len(self.skipped)} unreadable file(s):")
       lines += [f"  {p}: {why}" for p, why in self.skipped]
@@ -137,6 +158,26 @@ def load_pixels(path: Path, stored: int, size: int | None, mean: np.ndarray, std
   return ((img.astype(np.float32) - mean) / std).astype(np.float32)
 
 
+def write_csv(rows: list[dict[str, Any]], skipped: list[tuple[str, str]], cols: list[str], csv_path: Path) -> Path:
+  """The predictions CSV (floats with 6 decimals) and, when files were skipped, ``skipped.csv`` beside it (a stale
+  one from an earlier run is removed)."""
+  csv_path.parent.mkdir(parents=True, exist_ok=True)
+  with csv_path.open("w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=cols)
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+  skipped_path = csv_path.with_name("skipped.csv")
+  if skipped:
+    with skipped_path.open("w", newline="") as f:
+      w = csv.writer(f)
+      w.writerow(["file", "reason"])
+      w.writerows(skipped)
+  elif skipped_path.exists():
+    skipped_path.unlink()
+  return csv_path
+
+
 def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path], out: str | Path | None = None,
                    checkpoint: str = "best", batch_size: int = 16, write: bool = True) -> PredictResult:
   """Predicts class probabilities for ``images`` with the run in ``workdir``; see the module docstring."""
@@ -162,8 +203,8 @@ def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path
   cfg_text = cfg_path.read_text()
   config = config_lib.from_json(cfg_text)
   if config.data.get("preset", "video_clip") != "image":
-    raise UserError(f"{cfg_path}: the run trained on {config.data.get('preset')!r} inputs; echojax.predict runs "
-                    "image models (config.data.preset='image'), e.g. echosdnet")
+    raise UserError(f"{cfg_path}: the run trained on {config.data.get('preset', 'video_clip')!r} inputs (video "
+                    "clips); predict its inputs with --videos (--images is for image runs, e.g. echosdnet)")
   files = list_images(images)
   from echojax.checkpoint import Checkpointer
 
@@ -220,35 +261,141 @@ def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path
       flush()
   flush()
 
+  cols = ["file", "predicted_class"] + [f"prob_{c}" for c in class_names]
+  csv_path = write_csv(rows, skipped, cols, Path(out) if out else workdir / "predictions" / "predictions.csv") \
+      if write else None
+  return PredictResult(rows, skipped, class_names, csv_path, which, step)
+
+
+def list_videos(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+  """Cine files named by ``paths``: a file as given, a folder recursively (video / DICOM / GIF suffixes, and
+  suffix-less files with a DICOM preamble, as ``echojax.data.ingest`` looks for them), in sorted order."""
+  from echojax.data.ingest import DICOM_SUFFIXES, GIF_SUFFIXES, VIDEO_SUFFIXES, is_candidate
+
+  if isinstance(paths, (str, Path)):
+    paths = [paths]
+  out: list[Path] = []
+  for p in map(Path, paths):
+    if p.is_dir():
+      found = sorted(f for f in p.rglob("*") if is_candidate(f))
+      if not found:
+        raise UserError(f"--videos {p}: the folder has no cine files (looked recursively for "
+                        f"{', '.join(VIDEO_SUFFIXES + DICOM_SUFFIXES + GIF_SUFFIXES)} and DICOM files without a "
+                        "suffix); point it at a folder of cines or at one file")
+      out += found
+    elif p.is_file():
+      out.append(p)
+    else:
+      raise UserError(f"--videos {p}: no such file or folder")
+  return out
+
+
+def read_cine_as_stored(path: Path, stored: int) -> tuple[np.ndarray, float | None]:
+  """(uint8 (T, stored, stored, 3) frames, fps or None) as the run's prepared data would hold this file: container
+  videos decoded and resized as the builders do, DICOM / GIF read and squared as ingest does. Raises ReadError."""
+  from echojax.data.ingest import VIDEO_SUFFIXES, ReadError, read_cine, to_square
+  from echojax.data.video import VideoReadError, read_video, resize_frames
+
+  if path.suffix.lower() in VIDEO_SUFFIXES:
+    if not path.is_file() or path.stat().st_size == 0:
+      raise ReadError("file not found" if not path.is_file() else "file is empty")
+    try:
+      frames, fps = read_video(path)
+    except VideoReadError as e:
+      raise ReadError(str(e)) from None
+    return resize_frames(frames, stored), (fps if fps > 0 else None)
+  cine = read_cine(path)
+  return to_square(cine.frames, stored), cine.fps
+
+
+def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path], out: str | Path | None = None,
+                   checkpoint: str = "best", write: bool = True) -> PredictResult:
+  """Per-video predictions for ``videos`` with the video run in ``workdir``; see the module docstring."""
+  from tqdm import tqdm
+
+  from echojax import evaluate
+  from echojax.data import ecg, pipeline
+  from echojax.data.ingest import ReadError
+
+  workdir = Path(workdir)
+  if checkpoint not in ("best", "latest", "auto"):
+    raise UserError(f"--checkpoint {checkpoint!r}: use best, latest or auto")
+  config, mesh = evaluate.load_run(workdir)
+  if config.data.get("preset", "video_clip") == "image":
+    raise UserError(f"{workdir / 'config.json'}: the run trained on still images (config.data.preset='image'); "
+                    "predict its inputs with --images")
+  files = list_videos(videos)
+  train_split = config.data.get("train_split", "train")
+  source, version_dir = pipeline.open_source(config.data, train_split)
+  first = source[0]
+  stored = int(first["video"].shape[1])
+  stats = pipeline.load_stats(version_dir / pipeline.STATS_FILE, "video")
+  task_keys = list(config.data.get("targets", None) or [k for k in ("ef", "label") if k in first])
+  dummies = {k: np.zeros_like(np.asarray(first[k])) for k in task_keys}  # no labels: placeholders, not reported
+
+  records: list[dict[str, Any]] = []
+  kept: list[tuple[Path, int, float | None]] = []
+  skipped: list[tuple[str, str]] = []
+  for p in tqdm(files, desc="read cines", unit="cine", disable=len(files) < 2):
+    try:
+      frames, fps = read_cine_as_stored(p, stored)
+    except ReadError as e:
+      skipped.append((str(p), str(e)))
+      log.warning("skipped %s: %s", p, e)
+      continue
+    rec: dict[str, Any] = {"video": frames, "num_frames": np.int32(len(frames)), **dummies}
+    if fps:
+      rec["fps"] = np.float32(fps)
+    records.append(rec)
+    kept.append((p, len(frames), fps))
+
+  rows: list[dict[str, Any]] = []
+  class_names: list[str] = []
+  step, which = -1, checkpoint
+  if records:
+    ecg.register_phase_samplers()  # configs that sample ECG phases name them in data.frame_sampler
+    loader = pipeline.build_loader(records, stats, evaluate.eval_data_cfg(config, "all"), "predict", train=False,
+                                   seed=int(config.seed), process_index=0, process_count=1)
+    restore_as = "best" if checkpoint == "auto" else checkpoint
+    task, model, shardings, step, state, which = evaluate.restore_run(
+        workdir, config, mesh, restore_as, evaluate.loader_input_shape(loader, config))
+    ev = evaluate.Evaluator(config, model, task, mesh, shardings)
+    ev.loaders[("predict", "all")] = loader
+    preds, targets, indices, _ = ev.predict(state, "predict", "all")
+    class_names = list(getattr(task, "class_names", None) or []) if "probs" in preds else []
+    cols = {k: v for k, v in task.csv_columns(preds, targets).items() if k != "target" and k not in task_keys}
+    cols.update(evaluate.aux_columns(preds))
+    for j, i in enumerate(indices):
+      p, t, fps = kept[int(i)]
+      row: dict[str, Any] = {"file": str(p), "num_frames": t, "fps": round(fps, 3) if fps else ""}
+      for k, v in cols.items():
+        if k == "prediction" and class_names:
+          row["predicted_class"] = class_names[int(v[j])]
+        else:
+          row[k] = float(v[j])
+      rows.append(row)
+  else:
+    log.warning("none of the %d file(s) could be read; nothing to predict", len(files))
   csv_path = None
   if write:
-    csv_path = Path(out) if out else workdir / "predictions" / "predictions.csv"
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    cols = ["file", "predicted_class"] + [f"prob_{c}" for c in class_names]
-    with csv_path.open("w", newline="") as f:
-      w = csv.DictWriter(f, fieldnames=cols)
-      w.writeheader()
-      for r in rows:
-        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-    skipped_path = csv_path.with_name("skipped.csv")
-    if skipped:
-      with skipped_path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "reason"])
-        w.writerows(skipped)
-    elif skipped_path.exists():
-      skipped_path.unlink()  # stale list from an earlier run
-  return PredictResult(rows, skipped, class_names, csv_path, which, step)
+    header = list(rows[0]) if rows else ["file", "num_frames", "fps"]
+    csv_path = write_csv(rows, skipped, header,
+                         Path(out) if out else workdir / "predictions" / "predictions.csv")
+  return PredictResult(rows, skipped, class_names, csv_path, which, step, kind="video")
 
 
 def parse_args(argv: Iterable[str]) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m echojax.predict", description=__doc__.split("\n\n")[0])
   p.add_argument("--workdir", required=True, help="training run folder (holds config.json and checkpoints/)")
-  p.add_argument("--images", required=True, nargs="+", help="image file(s) and/or folder(s) (searched recursively)")
+  what = p.add_mutually_exclusive_group(required=True)
+  what.add_argument("--images", nargs="+", help="image file(s) and/or folder(s) (searched recursively); image runs")
+  what.add_argument("--videos", nargs="+",
+                    help="cine file(s) and/or folder(s): AVI/MP4/MOV/MKV, DICOM multi-frame, GIF; video runs")
   p.add_argument("--out", default=None, help="CSV path (default <workdir>/predictions/predictions.csv)")
   p.add_argument("--checkpoint", default="best", choices=["best", "latest", "auto"],
                  help="best (falls back to latest when no validation ran), latest, or auto")
-  p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (fixed shape)")
+  p.add_argument("--batch-size", type=int, default=16,
+                 help="images per forward pass (fixed shape); videos use the run's eval.batch_size")
   return p.parse_args(list(argv))
 
 
@@ -257,7 +404,10 @@ def main(argv: list[str] | None = None) -> None:
   logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
   logging.getLogger("echojax").setLevel(logging.INFO)
   a = parse_args(sys.argv[1:] if argv is None else argv)
-  result = predict_images(a.workdir, a.images, a.out, a.checkpoint, a.batch_size)
+  if a.videos:
+    result = predict_videos(a.workdir, a.videos, a.out, a.checkpoint)
+  else:
+    result = predict_images(a.workdir, a.images, a.out, a.checkpoint, a.batch_size)
   print(result.summary())
   for r in result.rows:
     print(json.dumps(r))
