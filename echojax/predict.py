@@ -61,6 +61,7 @@ log = logging.getLogger("echojax.predict")
 # Frame side the builders store (the plain resize done at preparation time), per dataset.
 STORED_SIZE = {"unity": 224}
 _FORWARD: dict[str, Any] = {}  # config.json text -> jitted model + softmax
+VIDEO_CHUNK = 64  # cines decoded and held in memory at a time by predict_videos
 
 
 @dataclasses.dataclass
@@ -77,7 +78,10 @@ class PredictResult:
   kind: str = "image"
 
   def summary(self) -> str:
-    lines = [f"predicted {len(self.rows)} {self.kind}(s) with the {self.checkpoint} checkpoint (step {self.step})"]
+    if self.step < 0:  # nothing was readable, so no checkpoint was restored
+      lines = [f"predicted 0 {self.kind}(s): no file could be read"]
+    else:
+      lines = [f"predicted {len(self.rows)} {self.kind}(s) with the {self.checkpoint} checkpoint (step {self.step})"]
     if self.rows and self.class_names:
       counts = {c: sum(r["predicted_class"] == c for r in self.rows) for c in self.class_names}
       lines.append("predicted classes: " + ", ".join(f"{c}={n}" for c, n in counts.items()))
@@ -333,33 +337,39 @@ def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path
   task_keys = list(config.data.get("targets", None) or [k for k in ("ef", "label") if k in first])
   dummies = {k: np.zeros_like(np.asarray(first[k])) for k in task_keys}  # no labels: placeholders, not reported
 
-  records: list[dict[str, Any]] = []
-  kept: list[tuple[Path, int, float | None]] = []
-  skipped: list[tuple[str, str]] = []
-  for p in tqdm(files, desc="read cines", unit="cine", disable=len(files) < 2):
-    try:
-      frames, fps = read_cine_as_stored(p, stored)
-    except ReadError as e:
-      skipped.append((str(p), str(e)))
-      log.warning("skipped %s: %s", p, e)
-      continue
-    rec: dict[str, Any] = {"video": frames, "num_frames": np.int32(len(frames)), **dummies}
-    if fps:
-      rec["fps"] = np.float32(fps)
-    records.append(rec)
-    kept.append((p, len(frames), fps))
-
   rows: list[dict[str, Any]] = []
+  skipped: list[tuple[str, str]] = []
   class_names: list[str] = []
   step, which = -1, checkpoint
-  if records:
-    ecg.register_phase_samplers()  # configs that sample ECG phases name them in data.frame_sampler
-    loader = pipeline.build_loader(records, stats, evaluate.eval_data_cfg(config, "all"), "predict", train=False,
-                                   seed=int(config.seed), process_index=0, process_count=1)
-    restore_as = "best" if checkpoint == "auto" else checkpoint
-    task, model, shardings, step, state, which = evaluate.restore_run(
-        workdir, config, mesh, restore_as, evaluate.loader_input_shape(loader, config))
-    ev = evaluate.Evaluator(config, model, task, mesh, shardings)
+  ecg.register_phase_samplers()  # configs that sample ECG phases name them in data.frame_sampler
+  data_cfg = evaluate.eval_data_cfg(config, "all")
+  ev = state = task = None
+  bar = tqdm(total=len(files), desc="predict", unit="cine", disable=len(files) < 2)
+  for c0 in range(0, len(files), VIDEO_CHUNK):  # a chunk of decoded cines in memory at a time
+    records: list[dict[str, Any]] = []
+    kept: list[tuple[Path, int, float | None]] = []
+    for p in files[c0:c0 + VIDEO_CHUNK]:
+      bar.update(1)
+      try:
+        frames, fps = read_cine_as_stored(p, stored)
+      except ReadError as e:
+        skipped.append((str(p), str(e)))
+        log.warning("skipped %s: %s", p, e)
+        continue
+      rec: dict[str, Any] = {"video": frames, "num_frames": np.int32(len(frames)), **dummies}
+      if fps:
+        rec["fps"] = np.float32(fps)
+      records.append(rec)
+      kept.append((p, len(frames), fps))
+    if not records:
+      continue
+    loader = pipeline.build_loader(records, stats, data_cfg, "predict", train=False, seed=int(config.seed),
+                                   process_index=0, process_count=1)
+    if ev is None:  # restore once, on the first readable chunk (fixed batch shape: one compile for all chunks)
+      restore_as = "best" if checkpoint == "auto" else checkpoint
+      task, model, shardings, step, state, which = evaluate.restore_run(
+          workdir, config, mesh, restore_as, evaluate.loader_input_shape(loader, config))
+      ev = evaluate.Evaluator(config, model, task, mesh, shardings)
     ev.loaders[("predict", "all")] = loader
     preds, targets, indices, _ = ev.predict(state, "predict", "all")
     class_names = list(getattr(task, "class_names", None) or []) if "probs" in preds else []
@@ -374,7 +384,8 @@ def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path
         else:
           row[k] = float(v[j])
       rows.append(row)
-  else:
+  bar.close()
+  if ev is None:
     log.warning("none of the %d file(s) could be read; nothing to predict", len(files))
   csv_path = None
   if write:

@@ -41,8 +41,10 @@ def _read(path):
     return list(csv.DictReader(f))
 
 
-def test_videos_predict_as_evaluate_does(video_run, tmp_path):
+def test_videos_predict_as_evaluate_does(video_run, tmp_path, monkeypatch):
   workdir, raw, rows = video_run
+  monkeypatch.setattr(predict, "VIDEO_CHUNK", 4)  # several chunks: one restore, rows in file order across them
+  assert len(rows) > 2 * predict.VIDEO_CHUNK
   folder = tmp_path / "cines"
   for r in rows:
     dst = folder / r["file_name"]
@@ -60,6 +62,7 @@ def test_videos_predict_as_evaluate_does(video_run, tmp_path):
     np.testing.assert_allclose(have, want, atol=2e-6)  # evaluate's CSV keeps 6 significant digits
     assert got["predicted_class"] == names[int(r["prediction"])]
     assert got["num_frames"] > 0 and got["fps"] > 0
+  assert [r["file"] for r in result.rows] == sorted(str(folder / r["file_name"]) for r in rows)
   written = _read(tmp_path / "pred.csv")
   assert [w["file"] for w in written] == [r["file"] for r in result.rows]
   assert list(written[0]) == ["file", "num_frames", "fps", "predicted_class"] + [f"prob_{c}" for c in names]
@@ -109,6 +112,12 @@ def test_wrong_kind_of_input_and_bad_paths(video_run, tmp_path):
   (tmp_path / "empty_dir").mkdir()
   with pytest.raises(UserError, match="the folder has no cine files"):
     predict.predict_videos(workdir, tmp_path / "empty_dir")
+  (tmp_path / "junk").mkdir()
+  (tmp_path / "junk" / "a.avi").write_bytes(b"")
+  nothing = predict.predict_videos(workdir, tmp_path / "junk", out=tmp_path / "junk.csv")
+  assert nothing.rows == [] and nothing.summary().splitlines()[:2] == [
+      "predicted 0 video(s): no file could be read", "skipped 1 unreadable file(s):"]
+  assert _read(tmp_path / "skipped.csv") == [{"file": str(tmp_path / "junk" / "a.avi"), "reason": "file is empty"}]
   with pytest.raises(SystemExit) as e:  # one kind of input per call (argparse's usage error)
     predict.main(["--workdir", str(workdir), "--videos", "a.avi", "--images", "b.png"])
   assert e.value.code == 2
