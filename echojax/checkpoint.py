@@ -32,9 +32,15 @@ def abstract_like(tree: Any, shardings: Any) -> Any:
   return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
-def _manager(directory: Path, keep: int | None, async_: bool, read_only: bool = False) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_, create=not read_only,
-                                         read_only=read_only)
+def _manager(directory: Path, keep: int | None, async_: bool, read_only: bool = False,
+             name: str = "latest") -> ocp.CheckpointManager:
+  """One orbax manager. ``name`` prefixes its multi-host barrier keys: orbax names a save's barriers after the
+  step's temporary folder (``4.orbax-checkpoint-tmp``), the same in ``checkpoints/`` and ``best/``, so without
+  distinct prefixes the two managers saving one step at once meet at each other's barriers and a multi-process
+  run can hang at its final save (tests/test_multihost.py)."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, enable_async_checkpointing=async_, create=not read_only, read_only=read_only,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=f"echojax_{name}"))
   return ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta"))
 
 
@@ -53,7 +59,7 @@ class Checkpointer:
   @property
   def best(self) -> ocp.CheckpointManager:
     if self._best is None:
-      self._best = _manager(self.workdir / "best", 1, self._async, self._read_only)
+      self._best = _manager(self.workdir / "best", 1, self._async, self._read_only, name="best")
     return self._best
 
   def latest_step(self) -> int | None:

@@ -53,3 +53,22 @@ def test_two_process_training_then_single_process_evaluation(tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   assert "restored latest checkpoint step 4" in r.stderr
   assert r.stdout.strip().splitlines()[-1].startswith("val (")
+
+
+def test_latest_and_best_saves_of_one_step_do_not_deadlock(tmp_path):
+  """Two processes save checkpoints/<s> and best/<s> back to back. orbax names a save's barriers after the step's
+  temporary folder, the same in both; without per-manager barrier prefixes this hung at the first step every time."""
+  port = _free_port()
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  procs = [subprocess.Popen([sys.executable, str(REPO / "tests" / "checkpoint_worker.py"), str(p), str(port),
+                             str(tmp_path / "run"), "4"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for p in range(2)]
+  try:
+    for proc in procs:
+      out, err = proc.communicate(timeout=300)  # a deadlock, not a speed limit: this takes seconds
+      assert proc.returncode == 0 and out.strip().splitlines()[-1] == "done", err[-3000:]
+  finally:
+    for proc in procs:
+      proc.kill()
+  names = lambda d: sorted(p.name for p in (tmp_path / "run" / d).iterdir())
+  assert names("checkpoints") == ["3", "4"] and names("best") == ["4"]  # committed, no *.orbax-checkpoint-tmp left
