@@ -34,10 +34,14 @@ def test_two_process_training_then_single_process_evaluation(tmp_path):
                                    "--workdir", str(run)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True))
   outs = []
-  for proc in procs:
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
-    outs.append(json.loads(out.strip().splitlines()[-1]))
+  try:
+    for proc in procs:
+      out, err = proc.communicate(timeout=600)  # a hang detector: the run takes about a minute
+      assert proc.returncode == 0, err[-3000:]
+      outs.append(json.loads(out.strip().splitlines()[-1]))
+  finally:
+    for proc in procs:  # never leave a hung process behind
+      proc.kill()
   for o in outs:  # throughput is each host's own wall clock, so it may differ between them
     assert o["train"].pop("clips_per_s") > 0
   assert outs[0] == outs[1]  # replicated metrics: both hosts see the same global numbers
