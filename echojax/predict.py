@@ -50,7 +50,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -96,26 +96,33 @@ class PredictResult:
     return "\n".join(lines)
 
 
-def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-  """Image files named by ``paths``: a file as given (whatever its suffix), a folder recursively (files with an
-  image suffix), in sorted order. Missing paths and folders without images raise ``UserError``."""
-  from echojax.data.images import IMAGE_SUFFIXES
-
+def _list_files(paths: str | Path | Sequence[str | Path], flag: str, keep: Callable[[Path], bool],
+                looked_for: str) -> list[Path]:
+  """Files named by ``paths``: a file as given (whatever its suffix), a folder recursively (the files ``keep``
+  accepts), in sorted order. Missing paths and folders with none of them raise ``UserError`` naming ``flag``."""
   if isinstance(paths, (str, Path)):
     paths = [paths]
   out: list[Path] = []
   for p in map(Path, paths):
     if p.is_dir():
-      found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+      found = sorted(f for f in p.rglob("*") if keep(f))
       if not found:
-        raise UserError(f"--images {p}: the folder has no image files (looked recursively for "
-                        f"{', '.join(IMAGE_SUFFIXES)}); point it at a folder of frames or at one image file")
+        raise UserError(f"{flag} {p}: the folder has no {looked_for}")
       out += found
     elif p.is_file():
       out.append(p)
     else:
-      raise UserError(f"--images {p}: no such file or folder")
+      raise UserError(f"{flag} {p}: no such file or folder")
   return out
+
+
+def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+  """Image files named by ``paths`` (folders searched recursively for image suffixes); see ``_list_files``."""
+  from echojax.data.images import IMAGE_SUFFIXES
+
+  return _list_files(paths, "--images", lambda f: f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES,
+                     f"image files (looked recursively for {', '.join(IMAGE_SUFFIXES)}); point it at a folder of "
+                     "frames or at one image file")
 
 
 def input_size(config) -> tuple[int, int | None]:
@@ -272,26 +279,13 @@ def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path
 
 
 def list_videos(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-  """Cine files named by ``paths``: a file as given, a folder recursively (video / DICOM / GIF suffixes, and
-  suffix-less files with a DICOM preamble, as ``echojax.data.ingest`` looks for them), in sorted order."""
+  """Cine files named by ``paths``: folders are searched recursively for video / DICOM / GIF suffixes and
+  suffix-less files with a DICOM preamble, as ``echojax.data.ingest`` looks for them; see ``_list_files``."""
   from echojax.data.ingest import DICOM_SUFFIXES, GIF_SUFFIXES, VIDEO_SUFFIXES, is_candidate
 
-  if isinstance(paths, (str, Path)):
-    paths = [paths]
-  out: list[Path] = []
-  for p in map(Path, paths):
-    if p.is_dir():
-      found = sorted(f for f in p.rglob("*") if is_candidate(f))
-      if not found:
-        raise UserError(f"--videos {p}: the folder has no cine files (looked recursively for "
-                        f"{', '.join(VIDEO_SUFFIXES + DICOM_SUFFIXES + GIF_SUFFIXES)} and DICOM files without a "
-                        "suffix); point it at a folder of cines or at one file")
-      out += found
-    elif p.is_file():
-      out.append(p)
-    else:
-      raise UserError(f"--videos {p}: no such file or folder")
-  return out
+  return _list_files(paths, "--videos", is_candidate,
+                     f"cine files (looked recursively for {', '.join(VIDEO_SUFFIXES + DICOM_SUFFIXES + GIF_SUFFIXES)}"
+                     " and DICOM files without a suffix); point it at a folder of cines or at one file")
 
 
 def read_cine_as_stored(path: Path, stored: int) -> tuple[np.ndarray, float | None]:
