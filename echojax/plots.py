@@ -416,8 +416,9 @@ def plot_metric_vs_param(x: Sequence[Any], y: Sequence[float] | Mapping[str, Seq
   ys = dict(y) if isinstance(y, Mapping) else {ylabel: y}
   errs = dict(yerr) if isinstance(yerr, Mapping) else ({next(iter(ys)): yerr} if yerr is not None else {})
   for name, vals in list(ys.items()) + list(errs.items()):
-    if (np.shape(vals)[-1] if np.ndim(vals) == 2 else len(vals)) != len(xs):
-      raise UserError(f"series {name!r} has {len(vals)} values but x has {len(xs)}; give one value per x")
+    n = np.shape(vals)[-1] if np.ndim(vals) == 2 else len(vals)  # (2, N) intervals: N pairs
+    if n != len(xs):
+      raise UserError(f"series {name!r} has {n} values but x has {len(xs)}; give one value per x")
   if point_labels is not None and len(point_labels) != len(xs):
     raise UserError(f"point_labels has {len(point_labels)} labels but x has {len(xs)}")
   fig = _figure(figsize, dpi)

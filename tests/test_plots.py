@@ -161,6 +161,8 @@ def test_metric_vs_param(tmp_path):
     P.plot_metric_vs_param([1, 2, 3], [1.0, 2.0], tmp_path / "bad.png")
   with pytest.raises(UserError, match="has 2 values but x has 3"):
     P.plot_metric_vs_param([1, 2, 3], [1.0, 2.0, 3.0], tmp_path / "bad.png", yerr=[[0.1, 0.1], [0.1, 0.1]])
+  with pytest.raises(UserError, match="has 4 values but x has 3"):  # a (2, N) interval counts its N pairs
+    P.plot_metric_vs_param([1, 2, 3], [1.0, 2.0, 3.0], tmp_path / "bad.png", yerr=[[0.1] * 4, [0.1] * 4])
 
 
 def test_plots_do_not_touch_pyplot_or_import_matplotlib_eagerly(tmp_path):
