@@ -295,8 +295,8 @@ def read_cine_as_stored(path: Path, stored: int) -> tuple[np.ndarray, float | No
   from echojax.data.video import VideoReadError, read_video, resize_frames
 
   if path.suffix.lower() in VIDEO_SUFFIXES:
-    if not path.is_file() or path.stat().st_size == 0:
-      raise ReadError("file not found" if not path.is_file() else "file is empty")
+    if path.stat().st_size == 0:  # listed files exist; OpenCV would only say it cannot open this one
+      raise ReadError("file is empty")
     try:
       frames, fps = read_video(path)
     except VideoReadError as e:
