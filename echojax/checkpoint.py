@@ -3,33 +3,64 @@
 Layout under the workdir::
 
   checkpoints/<step>/state   params, opt_state, batch_stats, step (sharded arrays)
-  checkpoints/<step>/meta    JSON: config, data iterator state, early-stopping state, ...
+  checkpoints/<step>/meta    JSON: config, early-stopping state, ...
+  checkpoints/<step>/data    the data iterator's position (grain's own orbax checkpoint handler, one file per process)
   best/<step>/...            the same, for the best validation metric so far (one kept)
 
-Restoring goes through an abstract tree of ``jax.ShapeDtypeStruct`` that carries the *target* shardings, so a
-checkpoint written on 8 devices restores on 1 (or on a different mesh). The trainer resumes from
-``checkpoints/`` latest, else ``config.init_from`` (a workdir or checkpoint step folder: params + batch_stats
-only), else starts from scratch.
+There is one restore path, :func:`restore_tree`: any subset of the state (``params`` + ``batch_stats`` for
+evaluation, export and ``init_from``; everything for a resume) onto any shardings (an abstract tree of
+``jax.ShapeDtypeStruct`` carrying the *target* shardings, so a checkpoint written on 8 devices restores on 1), or
+as numpy arrays with the stored shapes (``target=None``: no devices, mesh or model needed). Which checkpoint
+(``best`` / ``latest`` / ``auto``) is chosen in one place, :meth:`Checkpointer.pick`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from echojax.errors import UserError
 
 log = logging.getLogger(__name__)
 
+WEIGHTS = ("params", "batch_stats")  # what evaluation, export and init_from need; no optimizer state
+CHOICES = ("best", "latest", "auto")
+
 
 def abstract_like(tree: Any, shardings: Any) -> Any:
   """ShapeDtypeStructs of ``tree`` (arrays or ShapeDtypeStructs) carrying ``shardings`` (restore targets)."""
   return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def restore_tree(state_dir: str | Path, keys: Sequence[str] = WEIGHTS, target: Any = None) -> dict[str, Any]:
+  """The one restore: the subtrees ``keys`` of a checkpoint's ``state`` item (``<step>/state``).
+
+  ``target``: ``{key: abstract tree}`` of ``jax.ShapeDtypeStruct`` with shardings -> jax.Arrays placed on them;
+  ``None`` -> numpy arrays with the stored shapes and structure (read from the checkpoint's metadata). A key the
+  checkpoint does not hold (e.g. empty ``batch_stats``) comes back as ``{}``."""
+  state_dir = Path(state_dir).absolute()
+  handler = ocp.PyTreeCheckpointer()
+  if target is None:
+    meta = handler.metadata(state_dir)
+    tree = getattr(meta, "item_metadata", None) or getattr(meta, "tree", None) or meta
+    tree = getattr(tree, "tree", tree)
+    if "params" in keys and "params" not in tree:
+      raise UserError(f"{state_dir}: the checkpoint has no 'params' (found {sorted(tree)}); is it an echojax run?")
+    item = {k: jax.tree_util.tree_map(lambda _: 0, tree[k]) for k in keys if k in tree}
+    restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+  else:
+    item = {k: target[k] for k in keys}
+    restore_args = ocp.checkpoint_utils.construct_restore_args(item)
+  out = handler.restore(state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
+                                                               partial_restore=True))
+  return {k: (out.get(k) if out.get(k) is not None else {}) for k in keys}
 
 
 def _manager(directory: Path, keep: int | None, async_: bool, read_only: bool = False,
@@ -41,7 +72,32 @@ def _manager(directory: Path, keep: int | None, async_: bool, read_only: bool = 
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, enable_async_checkpointing=async_, create=not read_only, read_only=read_only,
       multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=f"echojax_{name}"))
-  return ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta"))
+  return ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta", "data"))
+
+
+class _IteratorItem:
+  """What grain's orbax handler needs of an iterator (``get_state() -> bytes``, ``set_state``, ``start_prefetch``),
+  over an echojax loader (or any object with get_state/set_state), so the loader itself stays as it is."""
+
+  def __init__(self, loader: Any):
+    self.loader = loader
+
+  def get_state(self) -> bytes:
+    return self.loader.get_state()
+
+  def set_state(self, state: bytes) -> None:
+    self.loader.set_state(state)
+
+  def start_prefetch(self) -> None:
+    pass  # the loader starts reading at its first next()
+
+
+@dataclasses.dataclass
+class Restored:
+  step: int
+  which: str  # "best" | "latest"
+  tree: dict[str, Any]  # the restored subset of the state
+  meta: dict[str, Any]
 
 
 class Checkpointer:
@@ -70,43 +126,77 @@ class Checkpointer:
       return None
     return self.best.latest_step()
 
-  def save(self, step: int, state: Any, meta: dict, *, best: bool = False) -> None:
-    """Saves ``state`` (pytree of jax.Arrays) and ``meta`` (JSON-able dict) at ``step``; ``best`` also/only
-    writes to the best slot."""
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+  def save(self, step: int, state: Any, meta: dict, *, data: Any = None, best: bool = False) -> None:
+    """Saves ``state`` (pytree of jax.Arrays), ``meta`` (JSON-able dict) and, when given, the data iterator
+    ``data`` (anything with grain's ``get_state() -> bytes``) at ``step``; ``best`` writes to the best slot."""
+    items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
+    if data is not None:
+      import grain.checkpoint
+      items["data"] = grain.checkpoint.CheckpointSave(_IteratorItem(data))
     mngr = self.best if best else self.latest
     if step in mngr.all_steps():
       return
-    mngr.save(step, args=args, force=True)
+    mngr.save(step, args=ocp.args.Composite(**items), force=True)
 
-  def _pick(self, which: str) -> tuple[ocp.CheckpointManager, int]:
-    mngr = self.best if which == "best" else self.latest
+  def pick(self, which: str = "latest") -> tuple[str, int]:
+    """("best"|"latest", step) for ``which``: "latest"; "best" (falls back to latest, with a warning, when no
+    validation ran); "auto" (best if the run has one, else latest)."""
+    if which not in CHOICES:
+      raise UserError(f"checkpoint {which!r}: use one of {', '.join(CHOICES)}")
+    if which in ("best", "auto") and self.best_step() is None:
+      if which == "best" and self.latest_step() is not None:
+        log.warning("no best checkpoint in %s (no validation ran); using latest", self.workdir)
+      which = "latest"
+    elif which == "auto":
+      which = "best"
     step = self.best_step() if which == "best" else self.latest_step()
     if step is None:
-      raise UserError(f"no {which} checkpoint in {self.workdir}; "
-                      + ("no validation has run yet (use --checkpoint latest)" if which == "best"
-                         else "train first with python -m echojax.train"))
-    return mngr, step
+      raise UserError(f"no {which} checkpoint in {self.workdir} (checkpoints/ or best/); train first with "
+                      f"python -m echojax.train --config NAME --workdir {self.workdir}")
+    return which, int(step)
+
+  def _mngr(self, which: str) -> ocp.CheckpointManager:
+    return self.best if which == "best" else self.latest
+
+  def step_dir(self, which: str, step: int) -> Path:
+    return Path(self._mngr(which).directory) / str(step)
 
   def restore_meta(self, which: str = "latest") -> tuple[int, dict]:
-    mngr, step = self._pick(which)
-    out = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    which, step = self.pick(which)
+    out = self._mngr(which).restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     return step, dict(out["meta"])
 
-  def restore(self, abstract_state: Any, which: str = "latest") -> tuple[int, Any, dict]:
-    """(step, state restored onto ``abstract_state``'s shapes/shardings, meta)."""
-    mngr, step = self._pick(which)
-    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                     meta=ocp.args.JsonRestore()))
-    return step, out["state"], dict(out["meta"])
+  def restore(self, which: str = "latest", keys: Sequence[str] = WEIGHTS, target: Any = None,
+              data: Any = None) -> Restored:
+    """The ``keys`` subset of the ``which`` checkpoint's state through :func:`restore_tree` (``target`` as
+    there), its meta, and, when ``data`` (a loader) is given, the data iterator's position restored into it."""
+    which, step = self.pick(which)
+    self._mngr(which).wait_until_finished()
+    tree = restore_tree(self.step_dir(which, step) / "state", keys, target)
+    _, meta = self.restore_meta(which)
+    if data is not None:
+      self.restore_data(data, which)
+    return Restored(step, which, tree, meta)
 
-  def restore_weights(self, abstract_weights: Any, which: str = "latest") -> tuple[int, Any]:
-    """(step, the ``{"params", "batch_stats"}`` part of the state): a partial restore that does not depend on the
-    optimizer state's structure (for ``config.init_from`` with a different optimizer)."""
-    mngr, step = self._pick(which)
-    mngr.wait_until_finished()
-    step_dir = Path(mngr.directory) / str(step)
-    return step, restore_weights_from(step_dir, abstract_weights)
+  def restore_data(self, loader: Any, which: str = "latest") -> None:
+    """Puts ``loader`` where the data iterator was when the ``which`` checkpoint was saved."""
+    which, step = self.pick(which)
+    if not (self.step_dir(which, step) / "data").is_dir():
+      _, meta = self.restore_meta(which)
+      if "data_state" not in meta:
+        raise UserError(f"{self.step_dir(which, step)} holds no data-iterator state; it was not written by "
+                        "echojax.train")
+      state = meta["data_state"]  # checkpoints written before the iterator became its own item
+      loader.set_state(state["__bytes__"].encode("latin-1") if isinstance(state, dict) else state)
+      return
+    import grain.checkpoint
+    try:
+      self._mngr(which).restore(step, args=ocp.args.Composite(
+          data=grain.checkpoint.CheckpointRestore(_IteratorItem(loader))))
+    except ValueError as e:
+      raise UserError(f"the data iterator state in {self.step_dir(which, step) / 'data'} does not match this "
+                      f"loader ({e}); the checkpoint was written with a different data config, split, seed, "
+                      "worker_count or process count") from None
 
   def wait(self) -> None:
     self.latest.wait_until_finished()
@@ -119,28 +209,20 @@ class Checkpointer:
       self._best.close()
 
 
-def restore_weights_from(step_dir: Path, abstract_weights: Any) -> Any:
-  """Partial restore of a subtree (e.g. params + batch_stats) of ``<step_dir>/state`` onto target shardings."""
-  restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_weights)
-  return ocp.PyTreeCheckpointer().restore(
-      (Path(step_dir) / "state").absolute(),
-      args=ocp.args.PyTreeRestore(item=abstract_weights, restore_args=restore_args, partial_restore=True))
-
-
-def restore_init_from(path: str | Path, abstract_weights: Any) -> Any:
+def restore_init_from(path: str | Path, target: Any, keys: Sequence[str] = WEIGHTS) -> dict[str, Any]:
   """Weights for ``config.init_from``: a workdir (its best, else latest checkpoint) or a ``checkpoints/<step>``
-  folder. ``abstract_weights`` = ``{"params", "batch_stats"}`` with target shardings; returns them restored."""
+  folder, restored onto ``target`` (``{"params", "batch_stats"}`` abstract trees with shardings)."""
   path = Path(path)
   if (path / "state").is_dir():  # a step folder
-    return restore_weights_from(path, abstract_weights)
+    return restore_tree(path / "state", keys, target)
   if not (path / "checkpoints").is_dir():
     raise UserError(f"config.init_from={str(path)!r} is neither a workdir with checkpoints/ nor a checkpoint "
                     f"step folder; point it at a finished run's workdir")
   ck = Checkpointer(path, read_only=True)
-  which = "best" if ck.best_step() is not None else "latest"
-  _, weights = ck.restore_weights(abstract_weights, which)
-  ck.close()
-  return weights
+  try:
+    return ck.restore("auto", keys, target).tree
+  finally:
+    ck.close()
 
 
 class PreemptionFlag:

@@ -25,24 +25,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from echojax import config as config_lib
+from echojax import run as run_lib
 from echojax import sharding, tasks
 from echojax.errors import UserError, cli_main
 from echojax.metrics import json_safe
 
 log = logging.getLogger("echojax.evaluate")
-
-
-def eval_data_cfg(config: ml_collections.ConfigDict, clips: Any) -> ml_collections.ConfigDict:
-  """config.data with the eval batch size and clip setting (``clips``: an int or "all")."""
-  data = ml_collections.ConfigDict(config.data.to_dict())
-  data.batch_size = int(config.eval.batch_size)
-  if clips is not None:
-    data.clips = clips
-  return data
 
 
 AUX_PREFIX = "aux:"
@@ -87,22 +77,21 @@ def aux_columns(preds: dict) -> dict[str, np.ndarray]:
 class Evaluator:
   """Runs a model over a split with fixed shapes and aggregates per video. One compile per batch shape."""
 
-  def __init__(self, config, model, task: tasks.Task, mesh, state_shardings: dict):
-    from echojax.train import make_loader, make_model_input, model_kwargs, numeric, pool_outputs
-
+  def __init__(self, config, model, task: tasks.Task, mesh, shardings: dict):
+    """``shardings``: the variables' (``params``, ``batch_stats``; extra keys such as a train state's are
+    ignored)."""
     self.config, self.model, self.task, self.mesh = config, model, task, mesh
-    self._make_loader, self._numeric = make_loader, numeric
     self.loaders: dict = {}
-    var_sh = {"params": state_shardings["params"], "batch_stats": state_shardings["batch_stats"]}
+    var_sh = {"params": shardings["params"], "batch_stats": shardings["batch_stats"]}
     batch_sh = sharding.batch_sharding(mesh)
     self.batch_sh = batch_sh
-    model_input = make_model_input(config)
+    model_input = run_lib.make_model_input(config)
 
     aux_keys = config.eval.get("aux_keys", None)
 
     def step(variables, batch):
-      out, aux = model.apply(variables, model_input(batch), train=False, **model_kwargs(model, batch))
-      out = pool_outputs(out, batch)
+      out, aux = model.apply(variables, model_input(batch), train=False, **run_lib.model_kwargs(model, batch))
+      out = run_lib.pool_outputs(out, batch)
       res = dict(task.predict(out))
       res.update({AUX_PREFIX + k: v for k, v in per_sample_aux(aux, out.shape[0], aux_keys).items()})
       loss, _ = task.loss(out, batch)
@@ -117,8 +106,8 @@ class Evaluator:
   def loader(self, split: str, clips: Any):
     key = (split, str(clips))
     if key not in self.loaders:
-      self.loaders[key] = self._make_loader(self.config, split, train=False,
-                                            data_cfg=eval_data_cfg(self.config, clips))
+      self.loaders[key] = run_lib.make_loader(self.config, split, train=False,
+                                              data_cfg=run_lib.eval_data_cfg(self.config, clips))
     return self.loaders[key]
 
   def predict(self, state: dict, split: str, clips: Any = "one") -> tuple[dict, dict, np.ndarray, float]:
@@ -127,7 +116,7 @@ class Evaluator:
     variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
     outs = []
     for batch in iter(loader):
-      outs.append(self.step(variables, sharding.global_batch(self._numeric(batch), self.batch_sh)))
+      outs.append(self.step(variables, sharding.global_batch(run_lib.numeric(batch), self.batch_sh)))
     if not outs:
       raise UserError(f"split {split!r} gave no batches; check the prepared data (config.data.data_dir)")
     host = [_gather(o) for o in outs]
@@ -189,80 +178,30 @@ def write_predictions_csv(path: Path, indices, names, columns: dict[str, np.ndar
       w.writerow(([names[row]] if names is not None else []) + [int(idx)] + vals)
 
 
-def load_run(workdir: str | Path) -> tuple[ml_collections.ConfigDict, Any]:
-  """(config, mesh) of the training run in ``workdir``: its ``config.json`` with ``eval.batch_size`` rounded up to a
-  multiple of this machine's device count, and a mesh over those devices (the run's own mesh when it fits here,
-  else data-parallel over all of them)."""
-  from echojax.train import enable_compilation_cache
-
-  workdir = Path(workdir)
-  cfg_path = workdir / "config.json"
-  if not cfg_path.is_file():
-    raise UserError(f"{cfg_path} not found: --workdir must be a training run folder (python -m echojax.train "
-                    f"--config NAME --workdir DIR writes it)")
-  enable_compilation_cache()
-  config = config_lib.from_json(cfg_path.read_text())
-  try:
-    mesh = sharding.make_mesh(config.mesh)
-  except UserError:
-    mesh = sharding.make_mesh([("data", -1)])
-  with config.unlocked():
-    n = mesh.size
-    config.eval.batch_size = int(math.ceil(config.eval.batch_size / n) * n)
-  return config, mesh
-
-
-def restore_run(workdir: str | Path, config: ml_collections.ConfigDict, mesh, checkpoint: str,
-                x_shape: tuple[int, ...]) -> tuple[tasks.Task, Any, dict, int, dict, str]:
-  """(task, model, state shardings, step, state, checkpoint) of the run, restored onto ``mesh`` for inputs of
-  ``x_shape`` (8 devices -> 1 works). ``checkpoint="best"`` falls back to latest when no validation ran."""
-  from echojax.checkpoint import Checkpointer, abstract_like
-  from echojax.optim import make_optimizer
-  from echojax.train import build_model, make_init_fn, state_shardings, with_frozen
-
-  ckpt = Checkpointer(Path(workdir), read_only=True)
-  if checkpoint == "best" and ckpt.best_step() is None:
-    log.warning("no best checkpoint (no validation ran); using latest")
-    checkpoint = "latest"
-  task = tasks.get_task(config)
-  model = build_model(config, task)
-  spe = int(config.train.get("steps_per_epoch", 0) or 1)
-  tx, _ = make_optimizer(config.optim, spe, int(config.train.get("num_steps", 0) or 1))
-  tx = with_frozen(tx, config)
-  sample_x = jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32)
-  abstract = jax.eval_shape(make_init_fn(model, tx, task, sample_x, int(config.seed)))
-  shardings = state_shardings(abstract, mesh, [tuple(r) for r in config.sharding.rules])
-  step, state, _ = ckpt.restore(abstract_like(abstract, shardings), checkpoint)
-  ckpt.close()
-  log.info("restored %s checkpoint step %d from %s", checkpoint, step, workdir)
-  return task, model, shardings, int(step), state, checkpoint
-
-
 def loader_input_shape(loader, config) -> tuple[int, ...]:
   """The model input's batch shape, without using up the first batch of the pass that predict() reads (nor
   building the loader, and for clips="all" its clip table, twice). Custom loaders start a pass per iter()."""
   from echojax.data.pipeline import Loader, batch_shapes
-  from echojax.train import input_key
 
+  key = run_lib.input_key(config)
   if isinstance(loader, Loader):
-    return batch_shapes(loader)[input_key(config)][0]
-  return tuple(next(iter(loader))[input_key(config)].shape)
+    return batch_shapes(loader)[key][0]
+  return tuple(next(iter(loader))[key].shape)
 
 
 def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all", checkpoint: str = "best",
                      bootstrap: int = 1000, out_dir: str | Path | None = None) -> dict:
   """The CLI's work: restore, predict, write metrics.json / predictions.csv / plots. Returns the metrics."""
-  from echojax.train import make_loader
-
   workdir = Path(workdir)
-  config, mesh = load_run(workdir)
-  loader = make_loader(config, split, train=False, data_cfg=eval_data_cfg(config, clips))
-  task, model, shardings, step, state, checkpoint = restore_run(workdir, config, mesh, checkpoint,
-                                                                loader_input_shape(loader, config))
+  run = run_lib.Run.load(workdir)
+  config, task = run.config, run.task
+  loader = run.loader(split, clips)
+  x_shape = loader_input_shape(loader, config)
+  step, checkpoint, variables = run.restore(checkpoint, x_shape)
 
-  ev = Evaluator(config, model, task, mesh, shardings)
+  ev = Evaluator(config, run.model, task, run.mesh, run.shardings(x_shape))
   ev.loaders[(split, str(clips))] = loader
-  preds, targets, indices, loss = ev.predict(state, split, clips)
+  preds, targets, indices, loss = ev.predict(variables, split, clips)
   metrics = {"loss": loss, **task.metrics(preds, targets, bootstrap=bootstrap)}
   out = Path(out_dir) if out_dir else workdir / "eval" / f"{split}_{checkpoint}"
   out.mkdir(parents=True, exist_ok=True)
@@ -290,14 +229,14 @@ def training_curves(metrics_path: Path, out: Path) -> list[Path]:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-  from echojax.train import setup_logging
-  setup_logging()
+  run_lib.setup_logging()
   p = argparse.ArgumentParser(prog="python -m echojax.evaluate", description=__doc__.split("\n\n")[0])
   p.add_argument("--workdir", required=True, help="training run folder (holds config.json and checkpoints/)")
   p.add_argument("--split", default="test")
   p.add_argument("--clips", default="all", choices=["all", "one"],
                  help="'all': average every clip of a video (test-time augmentation); 'one': one clip per video")
-  p.add_argument("--checkpoint", default="best", choices=["best", "latest"])
+  p.add_argument("--checkpoint", default="best", choices=["best", "latest", "auto"],
+                 help="best (falls back to latest when no validation ran), latest, or auto")
   p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0 = none)")
   p.add_argument("--out", default=None, help="output folder (default WORKDIR/eval/<split>_<checkpoint>)")
   a = p.parse_args(sys.argv[1:] if argv is None else argv)

@@ -211,41 +211,6 @@ def _to_numpy(tree: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------------- workdir
-def restore_variables(workdir: Path, checkpoint: str = "auto") -> tuple[int, str, dict[str, Any]]:
-  """(step, "best"|"latest", {"params", "batch_stats"}) of a run's checkpoint as numpy arrays, without the optimizer state and
-  without needing the devices / mesh it was saved on."""
-  import orbax.checkpoint as ocp
-
-  from echojax.checkpoint import Checkpointer
-
-  ck = Checkpointer(workdir, read_only=True)
-  try:
-    which = checkpoint
-    if which == "auto":
-      which = "best" if ck.best_step() is not None else "latest"
-    step = ck.best_step() if which == "best" else ck.latest_step()
-  finally:
-    ck.close()
-  if step is None:
-    raise UserError(f"no {which} checkpoint in {workdir} (checkpoints/ or best/); train first with "
-                    f"python -m echojax.train --config NAME --workdir {workdir}")
-  state_dir = (workdir / ("best" if which == "best" else "checkpoints") / str(step) / "state").absolute()
-  handler = ocp.PyTreeCheckpointer()
-  meta = handler.metadata(state_dir)
-  tree = getattr(meta, "item_metadata", None) or getattr(meta, "tree", None) or meta
-  tree = getattr(tree, "tree", tree)
-  want = {k: tree[k] for k in ("params", "batch_stats") if k in tree}
-  if "params" not in want:
-    raise UserError(f"{state_dir}: the checkpoint has no 'params' (found {sorted(tree)}); is it an echojax run?")
-  import jax
-
-  restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), want)
-  item = jax.tree_util.tree_map(lambda _: 0, want)
-  out = handler.restore(state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
-                                                               partial_restore=True))
-  return int(step), which, {"params": out["params"], "batch_stats": out.get("batch_stats", {}) or {}}
-
-
 def _git_commit() -> dict[str, Any]:
   from echojax.paths import REPO_ROOT
 
@@ -331,16 +296,13 @@ def export_workdir(workdir: str | Path, name: str, registry: str | Path | None =
                    parity_tol: float = DEFAULT_PARITY_TOL) -> Path:
   """The CLI's work: restore the run's params/batch_stats and export them under ``name``."""
   from echojax import config as config_lib
-  from echojax import tasks
+  from echojax import run as run_lib
 
   workdir = Path(workdir)
-  cfg_path = workdir / "config.json"
-  if not cfg_path.is_file():
-    raise UserError(f"{cfg_path} not found: --workdir must be a training run folder (python -m echojax.train "
-                    f"--config NAME --workdir DIR writes it)")
-  config = config_lib.from_json(cfg_path.read_text())
+  cfg_path = workdir / run_lib.CONFIG_FILE
+  run = run_lib.Run.load(workdir)
+  config, task = run_lib.read_config(workdir), run.task
   arch = str(config.model.name)
-  task = tasks.get_task(config)
   kwargs = dict(config.model.get("kwargs", {}) or {})
   kwargs = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in kwargs.items()}
   # The trainer gives the model the task's output size; every exportable family names it ``num_classes``.
@@ -352,7 +314,7 @@ def export_workdir(workdir: str | Path, name: str, registry: str | Path | None =
   if arch not in EXPORTABLE:
     raise UserError(f"{cfg_path}: model.name={arch!r} has no PyTorch mirror in echoforge yet; exportable: "
                     f"{', '.join(EXPORTABLE)}")
-  step, which, variables = restore_variables(workdir, checkpoint)
+  step, which, variables = run.restore(checkpoint)  # params + batch_stats as numpy: any device count
   spec = _data_spec(config, arch, kwargs, size, frames)
   source = {"workdir": str(workdir.resolve()), "step": step, "checkpoint": which,
             "config": json.loads(config_lib.to_json(config)), **_git_commit()}

@@ -196,39 +196,23 @@ def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path
   import jax.numpy as jnp
   from tqdm import tqdm
 
-  from echojax import config as config_lib
-  from echojax import tasks
+  from echojax import run as run_lib
   from echojax.data.images import ImageReadError
-  from echojax.export import restore_variables
-  from echojax.train import build_model
 
   workdir = Path(workdir)
-  cfg_path = workdir / "config.json"
-  if not cfg_path.is_file():
-    raise UserError(f"{cfg_path} not found: --workdir must be a training run folder (python -m echojax.train "
-                    "--config NAME --workdir DIR writes it)")
   if checkpoint not in ("best", "latest", "auto"):
     raise UserError(f"--checkpoint {checkpoint!r}: use best, latest or auto")
   if batch_size < 1:
     raise UserError(f"--batch-size must be >= 1, got {batch_size}")
-  cfg_text = cfg_path.read_text()
-  config = config_lib.from_json(cfg_text)
+  run = run_lib.Run.load(workdir)
+  config, task = run.config, run.task
   if config.data.get("preset", "video_clip") != "image":
-    raise UserError(f"{cfg_path}: the run trained on {config.data.get('preset', 'video_clip')!r} inputs (video "
-                    "clips); predict its inputs with --videos (--images is for image runs, e.g. echosdnet)")
+    raise UserError(f"{workdir / run_lib.CONFIG_FILE}: the run trained on {config.data.get('preset', 'video_clip')!r} "
+                    "inputs (video clips); predict its inputs with --videos (--images is for image runs, e.g. "
+                    "echosdnet)")
   files = list_images(images)
-  from echojax.checkpoint import Checkpointer
-
-  if checkpoint == "best":
-    ck = Checkpointer(workdir, read_only=True)
-    has_best = ck.best_step() is not None
-    ck.close()
-    if not has_best:
-      log.warning("no best checkpoint in %s (no validation ran); using latest", workdir)
-      checkpoint = "latest"
-  step, which, variables = restore_variables(workdir, checkpoint)
-  task = tasks.get_task(config)
-  model = build_model(config, task)
+  step, which, variables = run.restore(checkpoint)
+  cfg_text = run_lib.config_lib.to_json(config)
   class_names = list(getattr(task, "class_names", None) or [str(i) for i in range(task.num_outputs)])
   stored, size = input_size(config)
   mean, std = scaling(config)
@@ -239,7 +223,7 @@ def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path
 
     @jax.jit
     def forward(variables, x):
-      logits, _ = model.apply(variables, x, train=False)
+      logits, _ = run.model.apply(variables, x, train=False)  # x is scaled as the loader did (load_pixels)
       return task.predict(logits)["probs"]
 
     _FORWARD[cfg_text] = forward
@@ -312,13 +296,15 @@ def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path
   from tqdm import tqdm
 
   from echojax import evaluate
+  from echojax import run as run_lib
   from echojax.data import ecg, pipeline
   from echojax.data.ingest import ReadError
 
   workdir = Path(workdir)
   if checkpoint not in ("best", "latest", "auto"):
     raise UserError(f"--checkpoint {checkpoint!r}: use best, latest or auto")
-  config, mesh = evaluate.load_run(workdir)
+  run = run_lib.Run.load(workdir)
+  config = run.config
   if config.data.get("preset", "video_clip") == "image":
     raise UserError(f"{workdir / 'config.json'}: the run trained on still images (config.data.preset='image'); "
                     "predict its inputs with --images")
@@ -336,7 +322,7 @@ def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path
   class_names: list[str] = []
   step, which = -1, checkpoint
   ecg.register_phase_samplers()  # configs that sample ECG phases name them in data.frame_sampler
-  data_cfg = evaluate.eval_data_cfg(config, "all")
+  data_cfg = run_lib.eval_data_cfg(config, "all")
   ev = state = task = None
   bar = tqdm(total=len(files), desc="predict", unit="cine", disable=len(files) < 2)
   for c0 in range(0, len(files), VIDEO_CHUNK):  # a chunk of decoded cines in memory at a time
@@ -360,10 +346,10 @@ def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path
     loader = pipeline.build_loader(records, stats, data_cfg, "predict", train=False, seed=int(config.seed),
                                    process_index=0, process_count=1)
     if ev is None:  # restore once, on the first readable chunk (fixed batch shape: one compile for all chunks)
-      restore_as = "best" if checkpoint == "auto" else checkpoint
-      task, model, shardings, step, state, which = evaluate.restore_run(
-          workdir, config, mesh, restore_as, evaluate.loader_input_shape(loader, config))
-      ev = evaluate.Evaluator(config, model, task, mesh, shardings)
+      x_shape = evaluate.loader_input_shape(loader, config)
+      step, which, state = run.restore(checkpoint, x_shape)
+      task = run.task
+      ev = evaluate.Evaluator(config, run.model, task, run.mesh, run.shardings(x_shape))
     ev.loaders[("predict", "all")] = loader
     preds, targets, indices, _ = ev.predict(state, "predict", "all")
     class_names = list(getattr(task, "class_names", None) or []) if "probs" in preds else []

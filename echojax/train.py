@@ -18,8 +18,6 @@ events (``tb/``), ``checkpoints/`` and ``best/`` (orbax).
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import logging
 import math
@@ -36,10 +34,12 @@ import optax
 from tqdm import tqdm
 
 from echojax import config as config_lib
-from echojax import paths, sharding, tasks
-from echojax.checkpoint import Checkpointer, PreemptionFlag, abstract_like, restore_init_from
+from echojax import sharding, tasks
+from echojax.checkpoint import WEIGHTS, Checkpointer, PreemptionFlag, abstract_like, restore_init_from
 from echojax.errors import UserError, cli_main
 from echojax.optim import make_optimizer
+from echojax.run import (build_model, enable_compilation_cache, input_key, make_loader, make_model_input,
+                         model_kwargs, numeric, pool_outputs, setup_logging, variable_shardings)
 
 log = logging.getLogger("echojax.train")
 
@@ -48,34 +48,6 @@ State = dict[str, Any]  # {"step", "params", "batch_stats", "opt_state"}
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pieces built from the config
-
-
-class _StderrHandler(logging.StreamHandler):
-  """Writes to whatever ``sys.stderr`` is at emit time (stays valid when stderr is swapped, e.g. by tests)."""
-
-  @property
-  def stream(self):
-    return sys.stderr
-
-  @stream.setter
-  def stream(self, _value):
-    pass
-
-
-def setup_logging() -> None:
-  """INFO logs of echojax.* on stderr (libraries may already have configured the root logger)."""
-  logger = logging.getLogger("echojax")
-  logger.setLevel(logging.INFO)
-  if not logger.handlers:
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.propagate = False
-
-
-def enable_compilation_cache() -> None:
-  """Persistent XLA compilation cache (on by default) in ``echojax.paths.compilation_cache_dir()``."""
-  jax.config.update("jax_compilation_cache_dir", str(paths.compilation_cache_dir()))
 
 
 def resolve_data(config: ml_collections.ConfigDict) -> None:
@@ -102,52 +74,6 @@ def resolve_data(config: ml_collections.ConfigDict) -> None:
         " (or leave data.data_dir empty to use the synthetic phantom set)")
 
 
-def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, data_cfg=None):
-  """``config.data.loader`` ("module:function", default echojax.data.pipeline:make_loader) for one split."""
-  spec = config.data.get("loader", None) or "echojax.data.pipeline:make_loader"
-  module, _, fn = spec.partition(":")
-  make = getattr(importlib.import_module(module), fn)
-  return make(data_cfg if data_cfg is not None else config.data, split, train=train, seed=config.seed,
-              process_index=jax.process_index(), process_count=jax.process_count())
-
-
-def build_model(config: ml_collections.ConfigDict, task: tasks.Task):
-  """The registered model ``config.model.name`` with ``config.model.kwargs`` and the task's output size."""
-  from echojax import models
-
-  kwargs = dict(config.model.get("kwargs", {}) or {})
-  name = config.model.name
-  ctor = models.registry._MODELS.get(name)
-  params = set(inspect.signature(ctor).parameters) if ctor is not None else set()
-  out_kw = "num_outputs" if "num_outputs" in params else "num_classes"  # the registered models use num_classes
-  kwargs.setdefault(out_kw, task.num_outputs)
-  return models.get_model(name, **kwargs)
-
-
-def input_key(config) -> str:
-  return config.data.get("input_key", "video")
-
-
-def make_model_input(config) -> Callable[[dict], jax.Array]:
-  """batch -> the model's input array. With ``data.normalize='device'`` the pipeline ships uint8 clips and they
-  are normalised here, inside the jitted step, with the prepared data's train-split mean/std."""
-  from echojax.data.pipeline import input_normalization
-
-  key = input_key(config)
-  stats = input_normalization(config.data)
-  if stats is None:
-    return lambda batch: batch[key]
-  mean, inv_std = jnp.asarray(stats[0], jnp.float32), jnp.asarray(1.0 / np.asarray(stats[1]), jnp.float32)
-  return lambda batch: (batch[key].astype(jnp.float32) - mean) * inv_std
-
-
-def model_kwargs(model, batch: dict) -> dict:
-  """``mask=`` (B, T) for models whose ``__call__`` takes it (padded frames excluded from their pooling)."""
-  if "mask" in batch and "mask" in inspect.signature(type(model).__call__).parameters:
-    return {"mask": batch["mask"]}
-  return {}
-
-
 def trainable_regex(config) -> str | None:
   """``config.optim.trainable``: regex over parameter paths for partial fine-tuning; empty/None = all train."""
   return config.optim.get("trainable", None) or None
@@ -172,25 +98,6 @@ def with_frozen(tx, config):
   from echojax.models import summary
   return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()},
                                lambda params: summary.trainable_labels(summary.trainable_mask(params, regex)))
-
-
-def pool_outputs(out: jax.Array, batch: dict) -> jax.Array:
-  """Per-frame model outputs (B, T, K) -> per-clip (B, K) by the mean over valid frames (``mask``).
-
-  For a per-frame 2D backbone with a linear head this equals temporal average pooling of the features followed by
-  the head (the mean commutes with the affine head). Per-clip outputs pass through unchanged."""
-  if out.ndim != 3:
-    return out
-  mask = batch.get("mask")
-  if mask is None or mask.shape != out.shape[:2]:
-    return jnp.mean(out, axis=1)
-  w = mask.astype(out.dtype)[..., None]
-  return jnp.sum(out * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
-
-
-def numeric(batch: dict) -> dict:
-  """The array entries of a batch (drops strings such as file names, which never go to the device)."""
-  return {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}
 
 
 def steps_per_epoch(config, loader) -> int:
@@ -242,9 +149,7 @@ def state_shardings(abstract: State, mesh, rules) -> State:
   copies of params (momentum, Adam moments) follow the same rules by matching the tail of their paths;
   scalars (step, counts) are replicated."""
   tail_rules = [(rx if rx.startswith(".*") else ".*" + rx, spec) for rx, spec in rules]
-  return {"step": sharding.replicated(mesh),
-          "params": sharding.param_shardings(abstract["params"], mesh, rules),
-          "batch_stats": sharding.param_shardings(abstract["batch_stats"], mesh, rules),
+  return {"step": sharding.replicated(mesh), **variable_shardings(abstract, mesh, rules),
           "opt_state": sharding.param_shardings(abstract["opt_state"], mesh, tail_rules)}
 
 
@@ -282,9 +187,9 @@ def setup_state(config, model, tx, task, mesh, sample_x, ckpt: Checkpointer | No
   abstract = jax.eval_shape(init)
   shardings = state_shardings(abstract, mesh, [tuple(r) for r in config.sharding.rules])
   if ckpt is not None and ckpt.latest_step() is not None:
-    step, state, meta = ckpt.restore(abstract_like(abstract, shardings))
-    log.info("resumed from %s/checkpoints step %d", ckpt.workdir, step)
-    return state, shardings, meta
+    restored = ckpt.restore("latest", tuple(abstract), abstract_like(abstract, shardings))
+    log.info("resumed from %s/checkpoints step %d", ckpt.workdir, restored.step)
+    return restored.tree, shardings, restored.meta
   state = jax.jit(init, out_shardings=shardings)()
   imagenet = (config.get("init", None) or {}).get("imagenet", None)
   if imagenet:  # config.init.imagenet: local ResNet ImageNet weights into the backbone (scratch runs only)
@@ -293,9 +198,8 @@ def setup_state(config, model, tx, task, mesh, sample_x, ckpt: Checkpointer | No
     loaded, _report = load_imagenet_resnet(imagenet, jax.device_get({k: state[k] for k in keys}))
     state = {**state, **jax.device_put({k: loaded[k] for k in keys}, {k: shardings[k] for k in keys})}
   if init_from:
-    keys = ("params", "batch_stats")
-    loaded = restore_init_from(init_from, abstract_like({k: abstract[k] for k in keys},
-                                                        {k: shardings[k] for k in keys}))
+    loaded = restore_init_from(init_from, abstract_like({k: abstract[k] for k in WEIGHTS},
+                                                        {k: shardings[k] for k in WEIGHTS}))
     state = {**state, "params": loaded["params"], "batch_stats": loaded["batch_stats"]}
     log.info("initialised params and batch_stats from %s", init_from)
   return state, shardings, None
@@ -380,10 +284,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   tx = with_frozen(tx, config)
 
   ckpt = Checkpointer(workdir, keep=int(config.train.get("keep_checkpoints", 2)))
-  meta = None
   if ckpt.latest_step() is not None:
-    _, meta = ckpt.restore_meta()
-    loader.set_state(_decode_state(meta["data_state"]))
+    ckpt.restore_data(loader)
   batches = iter(loader)
   first = next(batches)
   sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
@@ -410,8 +312,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   last = {"train": None, "val": None}
 
   def make_meta(step: int) -> dict:
-    return {"step": step, "config": json.loads(config_lib.to_json(config)), "early_stopping": early,
-            "data_state": _encode_state(loader.get_state())}
+    return {"step": step, "config": json.loads(config_lib.to_json(config)), "early_stopping": early}
 
   pending, window_start, t0 = [], start, time.perf_counter()
   bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
@@ -470,9 +371,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
           early["bad_evals"] += 1
         t0 = time.perf_counter()  # eval time is not training throughput
       if do_ckpt:
-        ckpt.save(step, state, make_meta(step))
+        ckpt.save(step, state, make_meta(step), data=loader)
         if improved:
-          ckpt.save(step, state, make_meta(step), best=True)
+          ckpt.save(step, state, make_meta(step), data=loader, best=True)
       if patience and early["bad_evals"] >= patience:
         stop_reason = f"early stopping: {best_metric} has not improved for {patience} evaluations " \
                       f"(best {early['best']} at step {early['best_step']})"
@@ -504,18 +405,6 @@ def _next(batches, loader):
     return next(batches)
   except StopIteration:  # finite loaders: start the next epoch
     return next(iter(loader))
-
-
-def _encode_state(state) -> Any:
-  if isinstance(state, bytes):
-    return {"__bytes__": state.decode("latin-1")}
-  return state
-
-
-def _decode_state(state) -> Any:
-  if isinstance(state, dict) and "__bytes__" in state:
-    return state["__bytes__"].encode("latin-1")
-  return state
 
 
 # ----------------------------------------------------------------------------------------------------------------

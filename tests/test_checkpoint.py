@@ -17,10 +17,12 @@ import pytest
 
 from echojax import sharding
 from echojax.checkpoint import Checkpointer
+from echojax.errors import UserError
 from echojax.config import load_config
 from echojax.optim import make_optimizer
 from echojax.tasks import get_task
-from echojax.train import _decode_state, _encode_state, build_model, make_train_step, numeric, setup_state
+from echojax.run import build_model, numeric
+from echojax.train import make_train_step, setup_state
 
 REPO = Path(__file__).resolve().parent.parent
 HELPER = "tests/trainer_helpers.py:smoke"
@@ -49,19 +51,61 @@ def _fsdp_state(rules=((".*", "fsdp"),)):
   return config, state
 
 
-def test_latest_best_and_meta_roundtrip(tmp_path):
+class _Iterator:
+  """Anything with grain's get_state() -> bytes / set_state(bytes)."""
+
+  def __init__(self, pos):
+    self.pos = pos
+
+  def get_state(self) -> bytes:
+    return json.dumps({"pos": self.pos}).encode()
+
+  def set_state(self, state: bytes) -> None:
+    self.pos = json.loads(state)["pos"]
+
+
+def test_latest_best_meta_and_data_iterator_roundtrip(tmp_path):
   _, state = _fsdp_state()
   ck = Checkpointer(tmp_path, keep=2)
-  data_state = b'{"pos": 3}'
   for step in (1, 2, 3):
-    ck.save(step, state, {"step": step, "data_state": _encode_state(data_state)})
-  ck.save(2, state, {"step": 2, "best": True}, best=True)
+    ck.save(step, state, {"step": step}, data=_Iterator(10 * step))
+  ck.save(2, state, {"step": 2, "best": True}, data=_Iterator(20), best=True)
   ck.wait()
   assert ck.latest_step() == 3 and ck.best_step() == 2
   assert sorted(ck.latest.all_steps()) == [2, 3]  # keep=2
+  # the iterator position is grain's own orbax item, one file per process, not text inside the meta JSON
+  assert json.loads((tmp_path / "checkpoints" / "3" / "data" / "process_0-of-1.json").read_text()) == {"pos": 30}
   step, meta = ck.restore_meta()
-  assert step == 3 and _decode_state(meta["data_state"]) == data_state
+  assert step == 3 and meta == {"step": 3}
+  it = _Iterator(0)
+  ck.restore_data(it)
+  assert it.pos == 30
   assert ck.restore_meta("best")[1]["best"] is True
+  r = ck.restore("best", ("params",))  # numpy, stored shapes, no target needed
+  assert r.step == 2 and r.which == "best" and set(r.tree) == {"params"}
+  want = jax.tree_util.tree_leaves(state["params"])
+  got = jax.tree_util.tree_leaves(r.tree["params"])
+  assert len(got) == len(want) and all(isinstance(g, np.ndarray) for g in got)
+  for g, w in zip(got, want):
+    np.testing.assert_array_equal(g, np.asarray(w))
+  ck.close()
+
+
+def test_pick_chooses_best_latest_auto(tmp_path, caplog):
+  _, state = _fsdp_state()
+  ck = Checkpointer(tmp_path, keep=2)
+  with pytest.raises(UserError, match="no latest checkpoint"):
+    ck.pick("latest")
+  ck.save(1, state, {"step": 1})
+  ck.wait()
+  assert ck.pick("auto") == ("latest", 1)
+  assert ck.pick("best") == ("latest", 1) and "no best checkpoint" in caplog.text
+  ck.save(1, state, {"step": 1}, best=True)
+  ck.save(3, state, {"step": 3})
+  ck.wait()
+  assert ck.pick("auto") == ("best", 1) and ck.pick("best") == ("best", 1) and ck.pick("latest") == ("latest", 3)
+  with pytest.raises(UserError, match="use one of best, latest, auto"):
+    ck.pick("newest")
   ck.close()
 
 
@@ -72,7 +116,8 @@ RESTORE_ON_ONE = textwrap.dedent("""
     from echojax.config import load_config
     from echojax.optim import make_optimizer
     from echojax.tasks import get_task
-    from echojax.train import build_model, make_init_fn, state_shardings
+    from echojax.run import build_model
+    from echojax.train import make_init_fn, state_shardings
     assert len(jax.devices()) == 1, jax.devices()
     config = load_config("tests/trainer_helpers.py:smoke")
     task = get_task(config)
@@ -82,7 +127,8 @@ RESTORE_ON_ONE = textwrap.dedent("""
     abstract = jax.eval_shape(make_init_fn(model, tx, task, jax.ShapeDtypeStruct((8, 4, 8, 8, 3), np.float32), 0))
     mesh = sharding.make_mesh([("data", -1)])
     target = abstract_like(abstract, state_shardings(abstract, mesh, [(".*", "replicate")]))
-    step, state, meta = Checkpointer(sys.argv[1], read_only=True).restore(target)
+    r = Checkpointer(sys.argv[1], read_only=True).restore("latest", tuple(target), target)
+    step, state = r.step, r.tree
     want = np.load(sys.argv[2])
     got = {sharding.path_str(p): np.asarray(x) for p, x in
            jax.tree_util.tree_flatten_with_path({"params": state["params"], "bs": state["batch_stats"]})[0]}

@@ -8,7 +8,7 @@ import pytest
 
 from echojax import config as config_lib
 from echojax import train
-from echojax.train import build_model
+from echojax.run import build_model
 from echojax.errors import UserError
 
 HELPER = "tests/trainer_helpers.py:smoke"

@@ -103,7 +103,7 @@ def smoke_run(tmp_path_factory):
 
 
 def test_hooks_freeze_and_imagenet_init(smoke_run):
-  from echojax.export import restore_variables
+  from echojax.run import Run
 
   workdir, written, printed, variables = smoke_run
   # the start-of-run summary counts the smoke model's conv5 + head as trainable
@@ -111,7 +111,7 @@ def test_hooks_freeze_and_imagenet_init(smoke_run):
   for label, key in (("Total", "total"), ("Trainable", "trainable"), ("Non-trainable", "non_trainable")):
     assert re.search(rf"^{label} params: {counts[key]:,}$", printed, re.M), printed
   assert 0 < counts["trainable"] < counts["total"]
-  step, _, v = restore_variables(workdir, "latest")
+  step, _, v = Run.load(workdir).restore("latest")
   assert step == 2
   flat = {}
   for coll in ("params", "batch_stats"):
@@ -131,14 +131,14 @@ def test_hooks_freeze_and_imagenet_init(smoke_run):
 def test_resume_does_not_reload_imagenet(smoke_run, capsys):
   """A rerun resumes the checkpoint; config.init.imagenet applies to runs that start from scratch only (a missing
   file would raise UserError if the hook ran)."""
-  from echojax.export import restore_variables
+  from echojax.run import Run
 
   workdir, *_ = smoke_run
-  before = restore_variables(workdir, "latest")[2]
+  before = Run.load(workdir).restore("latest")[2]
   train.main(["--config", "echosdnet:smoke", "--workdir", str(workdir), "--config.init.imagenet=/no/such/file.h5",
               "--config.eval.every_steps=0"])
   assert "Trainable params:" in capsys.readouterr().out
-  step, _, after = restore_variables(workdir, "latest")
+  step, _, after = Run.load(workdir).restore("latest")
   assert step == 2
   jax.tree.map(np.testing.assert_array_equal, before, after)
 
@@ -165,7 +165,7 @@ def checked_frame(smoke_run):
   """Raw 800x600 phantom PNGs through echojax.predict's preprocessing == the same frames through builder + eval
   loader; returns (workdir, one checked raw file)."""
   from echojax import predict
-  from echojax.train import make_loader
+  from echojax.run import make_loader
 
   workdir, *_ = smoke_run
   config = config_lib.from_json((workdir / "config.json").read_text())

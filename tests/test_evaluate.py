@@ -13,7 +13,8 @@ import pytest
 from echojax import evaluate
 from echojax.config import from_json, load_config
 from echojax.tasks import get_task
-from echojax.train import build_model, held_out_report, train
+from echojax.run import build_model
+from echojax.train import held_out_report, train
 
 HELPER = "tests/trainer_helpers.py"
 

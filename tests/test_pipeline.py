@@ -458,7 +458,7 @@ def test_device_normalisation_equals_host(echonet_data):
   """normalize='device' ships uint8 clips; the trainer's model input normalises them to the host-mode batch."""
   import ml_collections
 
-  from echojax.train import make_model_input
+  from echojax.run import make_model_input
 
   base = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4)
   host = next(pipeline.make_loader(dict(base), "val", train=False, seed=0, process_index=0, process_count=1))

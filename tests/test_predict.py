@@ -27,7 +27,7 @@ def fake_run(tmp_path_factory):
   from echojax import tasks
   from echojax.checkpoint import Checkpointer
   from echojax.models import summary
-  from echojax.train import build_model
+  from echojax.run import build_model
 
   workdir = tmp_path_factory.mktemp("run")
   config = config_lib.load_config("echosdnet:smoke")

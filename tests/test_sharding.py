@@ -12,7 +12,8 @@ from echojax.config import load_config
 from echojax.errors import UserError
 from echojax.optim import make_optimizer
 from echojax.tasks import get_task
-from echojax.train import build_model, make_train_step, numeric, setup_state
+from echojax.run import build_model, numeric
+from echojax.train import make_train_step, setup_state
 
 HELPER = "tests/trainer_helpers.py:smoke"
 

@@ -125,7 +125,7 @@ def test_echonet_ef_smoke_end_to_end_on_synthetic_phantoms(tmp_path, capsys):
   assert last["train"]["step"] == 4 and np.isfinite(last["train"]["loss"])
   assert np.isfinite(last["val"]["mae"])
   saved = json.loads((tmp_path / "run" / "config.json").read_text())
-  from echojax.train import make_loader
+  from echojax.run import make_loader
   from echojax.config import from_json
   train_ef = make_loader(from_json(json.dumps(saved)), "train", train=True).targets(["ef"])["ef"]
   assert saved["task"]["output_bias"] == pytest.approx(float(np.mean(train_ef)), rel=1e-5)

@@ -15,7 +15,8 @@ from echojax.errors import UserError
 from echojax.optim import make_optimizer
 from echojax.tasks import get_task
 from echojax.models.summary import host_init
-from echojax.train import build_model, enable_compilation_cache, make_train_step, state_shardings
+from echojax.run import build_model, enable_compilation_cache
+from echojax.train import make_train_step, state_shardings
 
 CONFIGS = ["video_vit", "view_image_effnetb2", "view_video_cnn_lstm", "view_video_r2plus1d", "view_video_r3d",
            "view_video_3dcnn", "view_video_tcn", "view_video_mhsa"]
@@ -140,7 +141,8 @@ def test_smoke_train_step_data_parallel_8_devices(name):
 
 def test_ecg_sampler_reaches_the_pipeline_through_the_config_loader():
   """tcn smoke config -> experiments._views_common.make_loader registers the ECG samplers -> batch of phases."""
-  from echojax.train import make_loader, resolve_data
+  from echojax.run import make_loader
+  from echojax.train import resolve_data
 
   config = load_config("view_video_tcn:smoke")
   resolve_data(config)  # synthetic phantoms (made once into the cache)

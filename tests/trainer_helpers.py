@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from echojax.config import parse_arg
+from echojax.data import datasets
 from echojax.models import registry
 
 
@@ -123,6 +124,9 @@ def make_loader(cfg, split, *, train, seed, process_index=None, process_count=No
   return FakeLoader(cfg, split, train=train, seed=seed, process_index=process_index, process_count=process_count)
 
 
+datasets.register_loader("fake", make_loader)  # config files are imported by load_config, so runs find it
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Tiny EF-regression run on the fake loader (``smoke``); ``task=ef_classification|classification``."""
   a = parse_arg(arg, smoke=False, task="ef_regression")
@@ -136,7 +140,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.task.class_names = ["low", "normal"]
     c.task.label_smoothing = 0.1
   c.data = ml_collections.ConfigDict({
-      "name": "fake", "data_dir": "in-memory", "loader": "tests.trainer_helpers:make_loader", "input_key": "video",
+      "name": "fake", "data_dir": "in-memory", "input_key": "video",
       "batch_size": 8, "frames": 4, "size": 8, "num_train": 32, "num_val": 12, "sleep": 0.0, "clips": "one",
       "nan_at_batch": -1})
   c.model = ml_collections.ConfigDict({"name": "tiny_video_net", "kwargs": {"width": 4}})

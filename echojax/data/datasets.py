@@ -24,6 +24,25 @@ DATASETS = {
 }
 
 
+# Loaders of datasets that are not prepared TFDS data (in-memory or custom sources), by dataset name.
+_LOADERS: dict = {}
+
+
+def register_loader(name: str, make_loader) -> None:
+  """``config.data.name == name`` is loaded by ``make_loader(data_cfg, split, *, train, seed, process_index,
+  process_count)`` instead of the prepared-data pipeline; the loader follows the pipeline's contract
+  (docs/ARCHITECTURE.md: iterable over batches, ``get_state``/``set_state``, ``targets``). Registering happens in
+  Python (a module the process imports), never through a config field."""
+  if name in DATASETS:
+    raise ValueError(f"dataset {name!r} is a prepared dataset; pick another name for a custom loader")
+  _LOADERS[name] = make_loader
+
+
+def custom_loader(name: str | None):
+  """The loader registered for dataset ``name``, or None (the prepared-data pipeline)."""
+  return _LOADERS.get(name) if name else None
+
+
 # Phantom-set size used when a config names no data_dir (None -> the generator's own default).
 SYNTHETIC_DEFAULT_NUM = {"echonet_dynamic": 200}
 _PRETTY = {"echonet_dynamic": "EchoNet-Dynamic"}
