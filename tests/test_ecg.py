@@ -203,6 +203,23 @@ def test_phase_frame_sampler_sources():
   assert u.shape == (6,) and E.record_phases(rec, source="uniform").source == "none"
 
 
+def test_phase_samplers_are_registered_for_each_frame_count_and_pickle():
+  """register_phase_samplers registers ecg_phases_<N> (N/2 per phase) for each N in PHASE_SAMPLER_FRAMES, and
+  a sampler survives pickling (grain worker processes get a pickled copy)."""
+  import pickle
+
+  from echojax.data import pipeline
+
+  assert E.PHASE_SAMPLER_FRAMES == (4, 8, 16, 32) and E.phase_sampler_name(16) == "ecg_phases_16"
+  E.register_phase_samplers()
+  for n in E.PHASE_SAMPLER_FRAMES:
+    s = pipeline.get_frame_sampler(E.phase_sampler_name(n))
+    assert isinstance(s, E.PhaseFrameSampler) and s.k_per_phase == n // 2 and s.num_frames_out == n
+  copy = pickle.loads(pickle.dumps(s))
+  rec = {"video": _pulsing_video(48, 13.0, size=32), "fps": 25.0, "r_peaks": np.array([0, 13, 26, 39], np.int32)}
+  np.testing.assert_array_equal(copy(rec, np.random.default_rng(1)), s(rec, np.random.default_rng(1)))
+
+
 def test_ecg_files_round_trip_and_errors(tmp_path):
   ecg, _ = synthesize_ecg(2.0, 250.0, 80.0, rng=0)
   p = tmp_path / "a.csv"

@@ -14,7 +14,8 @@ One module per job (all numpy/scipy; no JAX); this package only re-exports their
 * :mod:`echojax.data.ecg.phases` -- ED/ES frames: :func:`frame_times`, :func:`times_to_frames`,
   :func:`bazett_es_times`, :class:`CardiacPhases`, :func:`ecg_phases`, :func:`intensity_phases`.
 * :mod:`echojax.data.ecg.sampler` -- the grain frame sampler: :func:`sample_phase_frames`,
-  :class:`PhaseFrameSampler`, :func:`register_phase_samplers`.
+  :class:`PhaseFrameSampler`, :func:`register_phase_samplers` (the ``ecg_phases_<N>`` samplers, N in
+  :data:`PHASE_SAMPLER_FRAMES`; name from :func:`phase_sampler_name`).
 
 The P-QRS-T generator for phantoms and tests is :func:`echojax.data.synthetic.ecg.synthesize_ecg`.
 """
@@ -26,8 +27,8 @@ from echojax.data.ecg.io import (ECG_CSV_HEADER, EcgReadError, EcgTrace, align_t
 from echojax.data.ecg.phases import (DEFAULT_QTC_S, MIN_PERIOD_CORR, CardiacPhases, bazett_es_times, ecg_phases,
                                      frame_times, intensity_phases, intensity_signal, phases_from_r_peak_frames,
                                      times_to_frames)
-from echojax.data.ecg.sampler import (PhaseFrameSampler, record_phases, register_phase_samplers,
-                                      sample_phase_frames, uniform_frames)
+from echojax.data.ecg.sampler import (PHASE_SAMPLER_FRAMES, PhaseFrameSampler, phase_sampler_name, record_phases,
+                                      register_phase_samplers, sample_phase_frames, uniform_frames)
 
 __all__ = [
     # io
@@ -40,5 +41,6 @@ __all__ = [
     "DEFAULT_QTC_S", "MIN_PERIOD_CORR", "CardiacPhases", "bazett_es_times", "ecg_phases", "frame_times",
     "intensity_phases", "intensity_signal", "phases_from_r_peak_frames", "times_to_frames",
     # sampler
-    "PhaseFrameSampler", "record_phases", "register_phase_samplers", "sample_phase_frames", "uniform_frames",
+    "PHASE_SAMPLER_FRAMES", "PhaseFrameSampler", "phase_sampler_name", "record_phases", "register_phase_samplers",
+    "sample_phase_frames", "uniform_frames",
 ]
