@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from echojax.data import ecg as E
+from echojax.data.synthetic.ecg import synthesize_ecg
 from echojax.errors import UserError
 
 TOL_S = 0.075
@@ -94,7 +95,7 @@ def test_synthetic_ecg_alignment_to_frames():
   """R peaks of a synthetic ECG map to the generator's ED frames, with and without an ECG/video offset."""
   fps, n_frames, hr = 30.0, 60, 84.0
   for offset in (0.0, 0.25):
-    ecg, r_t = E.synthesize_ecg(n_frames / fps + offset, 500.0, hr, first_r_s=0.3, rng=1)
+    ecg, r_t = synthesize_ecg(n_frames / fps + offset, 500.0, hr, first_r_s=0.3, rng=1)
     rp = E.detect_r_peaks(ecg, 500.0)
     assert np.max(np.abs(rp.times - r_t)) < 0.01
     truth = E.times_to_frames(r_t, fps, n_frames, offset)
@@ -109,7 +110,7 @@ def test_synthetic_ecg_alignment_to_frames():
 
 
 def test_delineation_es_on_synthetic():
-  ecg, r_t = E.synthesize_ecg(6.0, 500.0, 70.0, rng=2)
+  ecg, r_t = synthesize_ecg(6.0, 500.0, 70.0, rng=2)
   ph = E.ecg_phases(ecg, 500.0, 150, 25.0, es_method="delineate")
   assert ph.source == "ecg+delineation" and len(ph.cycles(150)) >= 4
   with pytest.raises(UserError, match="es_method"):
@@ -188,7 +189,7 @@ def test_phase_frame_sampler_sources():
   assert idx.shape == (6,) and idx.dtype == np.int32 and idx[0] in (0, 13, 26)
   assert E.record_phases(rec).source == "r_peaks"
   # ECG only
-  ecg, _ = E.synthesize_ecg(48 / 25.0, 250.0, 115.0, first_r_s=0.1, rng=0)
+  ecg, _ = synthesize_ecg(48 / 25.0, 250.0, 115.0, first_r_s=0.1, rng=0)
   rec2 = {"video": video, "fps": 25.0, "r_peaks": np.zeros(0, np.int32), "ecg": ecg, "ecg_fs": 250.0}
   assert E.record_phases(rec2).source == "ecg"
   assert sampler(rec2, rng).shape == (6,)
@@ -202,8 +203,25 @@ def test_phase_frame_sampler_sources():
   assert u.shape == (6,) and E.record_phases(rec, source="uniform").source == "none"
 
 
+def test_phase_samplers_are_registered_for_each_frame_count_and_pickle():
+  """register_phase_samplers registers ecg_phases_<N> (N/2 per phase) for each N in PHASE_SAMPLER_FRAMES, and
+  a sampler survives pickling (grain worker processes get a pickled copy)."""
+  import pickle
+
+  from echojax.data import pipeline
+
+  assert E.PHASE_SAMPLER_FRAMES == (4, 8, 16, 32) and E.phase_sampler_name(16) == "ecg_phases_16"
+  E.register_phase_samplers()
+  for n in E.PHASE_SAMPLER_FRAMES:
+    s = pipeline.get_frame_sampler(E.phase_sampler_name(n))
+    assert isinstance(s, E.PhaseFrameSampler) and s.k_per_phase == n // 2 and s.num_frames_out == n
+  copy = pickle.loads(pickle.dumps(s))
+  rec = {"video": _pulsing_video(48, 13.0, size=32), "fps": 25.0, "r_peaks": np.array([0, 13, 26, 39], np.int32)}
+  np.testing.assert_array_equal(copy(rec, np.random.default_rng(1)), s(rec, np.random.default_rng(1)))
+
+
 def test_ecg_files_round_trip_and_errors(tmp_path):
-  ecg, _ = E.synthesize_ecg(2.0, 250.0, 80.0, rng=0)
+  ecg, _ = synthesize_ecg(2.0, 250.0, 80.0, rng=0)
   p = tmp_path / "a.csv"
   E.write_ecg_csv(p, ecg, 250.0)
   tr = E.read_ecg_file(p)

@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from echojax.data import ecg as E
 from echojax.data.synthetic import echo_views as G
+from echojax.data.synthetic.ecg import synthesize_ecg
 from echojax.errors import UserError
 from tfds_builders.echo_views import CLASSES, EchoViews
 
@@ -180,7 +181,7 @@ def test_ecg_recorded_beyond_the_cine_is_cut_and_aligned(tmp_path, good):
   video_s = gt["num_frames"] / gt["fps"]
   hr = gt["hr_bpm"]
   first = gt["r_times_s"][0] + 0.5 - 60 / hr * np.ceil((gt["r_times_s"][0] + 0.5) / (60 / hr) - 1)
-  ecg, r_t = E.synthesize_ecg(video_s + 1.2, 500.0, hr, first_r_s=first, rng=0)
+  ecg, r_t = synthesize_ecg(video_s + 1.2, 500.0, hr, first_r_s=first, rng=0)
   assert np.allclose((r_t - 0.5)[np.abs(r_t - 0.5 - gt["r_times_s"][0]).argmin()], gt["r_times_s"][0])
   E.write_ecg_csv(root / "videos" / "A2C" / "A2C_0000.csv", ecg, 500.0, start_s=-0.5)
   b = _build(root, tmp_path / "tfds", "videos")

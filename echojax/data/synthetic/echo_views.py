@@ -33,7 +33,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from echojax.data.ecg import DEFAULT_QTC_S, synthesize_ecg, write_ecg_csv
+from echojax.data.ecg import DEFAULT_QTC_S, write_ecg_csv
+from echojax.data.synthetic.ecg import synthesize_ecg
 from echojax.data.video import write_avi
 from echojax.errors import UserError
 

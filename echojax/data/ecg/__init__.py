@@ -1,0 +1,46 @@
+"""ECG-assisted cardiac-phase sampling: R peaks, ECG/video alignment, ED/ES frames and phase-aware frame sampling.
+
+Why: echo models that see a whole cardiac cycle (or K frames of systole and K of diastole) learn EF and views
+better than models fed arbitrary clips. Most echo exports carry a synchronised ECG trace; when one is present we
+use it to find end-diastole (ED, at each R peak) and end-systole (ES, at the end of the T wave); when none is
+present we fall back to the periodic intensity cycle of the video, or to uniform sampling.
+
+One module per job (all numpy/scipy; no JAX); this package only re-exports their public names:
+
+* :mod:`echojax.data.ecg.io` -- ECG files (CSV ``time_s,ecg_mv`` or WFDB ``.hea/.dat``): :func:`read_ecg_file`,
+  :func:`write_ecg_csv`, :func:`align_to_video` (onto the video clock), :func:`find_ecg_file` (beside a cine).
+* :mod:`echojax.data.ecg.detect` -- R peaks: :func:`clean_ecg`, :func:`detect_r_peaks` (neurokit2 or
+  Pan-Tompkins, then T-wave rejection), :func:`detect_r_peaks_multilead` (lead voting), :func:`t_wave_ends`.
+* :mod:`echojax.data.ecg.phases` -- ED/ES frames: :func:`frame_times`, :func:`times_to_frames`,
+  :func:`bazett_es_times`, :class:`CardiacPhases`, :func:`ecg_phases`, :func:`intensity_phases`.
+* :mod:`echojax.data.ecg.sampler` -- the grain frame sampler: :func:`sample_phase_frames`,
+  :class:`PhaseFrameSampler`, :func:`register_phase_samplers` (the ``ecg_phases_<N>`` samplers, N in
+  :data:`PHASE_SAMPLER_FRAMES`; name from :func:`phase_sampler_name`).
+
+The P-QRS-T generator for phantoms and tests is :func:`echojax.data.synthetic.ecg.synthesize_ecg`.
+"""
+
+from echojax.data.ecg.detect import (AUTO_NEUROKIT_MIN_S, MIN_FS, REFRACTORY_S, T_WAVE_WINDOW_S, RPeaks,
+                                     clean_ecg, detect_r_peaks, detect_r_peaks_multilead, t_wave_ends)
+from echojax.data.ecg.io import (ECG_CSV_HEADER, EcgReadError, EcgTrace, align_to_video, find_ecg_file,
+                                 read_ecg_file, write_ecg_csv)
+from echojax.data.ecg.phases import (DEFAULT_QTC_S, MIN_PERIOD_CORR, CardiacPhases, bazett_es_times, ecg_phases,
+                                     frame_times, intensity_phases, intensity_signal, phases_from_r_peak_frames,
+                                     times_to_frames)
+from echojax.data.ecg.sampler import (PHASE_SAMPLER_FRAMES, PhaseFrameSampler, phase_sampler_name, record_phases,
+                                      register_phase_samplers, sample_phase_frames, uniform_frames)
+
+__all__ = [
+    # io
+    "ECG_CSV_HEADER", "EcgReadError", "EcgTrace", "align_to_video", "find_ecg_file", "read_ecg_file",
+    "write_ecg_csv",
+    # detect
+    "AUTO_NEUROKIT_MIN_S", "MIN_FS", "REFRACTORY_S", "T_WAVE_WINDOW_S", "RPeaks", "clean_ecg", "detect_r_peaks",
+    "detect_r_peaks_multilead", "t_wave_ends",
+    # phases
+    "DEFAULT_QTC_S", "MIN_PERIOD_CORR", "CardiacPhases", "bazett_es_times", "ecg_phases", "frame_times",
+    "intensity_phases", "intensity_signal", "phases_from_r_peak_frames", "times_to_frames",
+    # sampler
+    "PHASE_SAMPLER_FRAMES", "PhaseFrameSampler", "phase_sampler_name", "record_phases", "register_phase_samplers",
+    "sample_phase_frames", "uniform_frames",
+]
