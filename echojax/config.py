@@ -5,8 +5,11 @@ defines ``get_config``) and ARG is the string handed to ``get_config``, e.g. ``s
 ``model=resnet18,size=56,weighted``. ``parse_arg`` turns ARG into a typed ConfigDict against defaults, so every
 experiment file parses its arguments the same way (big_vision style).
 
-Overrides ``optim.lr=3e-4`` are typed by the type of the field they replace; a key that does not exist is an error
-that names the nearest valid key.
+A config file states only what differs from the schema's defaults (``echojax.schema``); ``load_config`` completes it,
+so an unknown key in a file is an error naming the nearest known key. Overrides ``optim.lr=3e-4`` are typed by the
+type of the field they replace (any schema field, including optional ones such as ``data.val_split``); a key that
+does not exist is an error that names the nearest valid key, except inside open blocks (``model.kwargs``,
+``data.augment``, ``task``), where an override may add a key.
 """
 
 from __future__ import annotations
@@ -125,9 +128,20 @@ def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
 
 def apply_override(cfg: ml_collections.ConfigDict, key: str, text: str) -> None:
   """Sets dotted ``key`` to ``text`` parsed as the type of the current value; unknown keys name the nearest one."""
+  from echojax import schema
+
   parts = key.split(".")
   node = cfg
   for i, part in enumerate(parts):
+    if isinstance(node, ml_collections.ConfigDict) and part not in node:
+      if i == len(parts) - 1 and schema.is_open(parts[:-1]):
+        with node.unlocked():
+          node[part] = _convert(text, None, f"--config.{key}")
+        return
+      entry = schema.new_entry(parts[:i + 1])  # a new evaluation: --config.evals.external.split=test
+      if entry is not None and i < len(parts) - 1:
+        with node.unlocked():
+          node[part] = ml_collections.ConfigDict(entry)
     if not isinstance(node, ml_collections.ConfigDict) or part not in node:
       near = difflib.get_close_matches(key, flat_keys(cfg), n=1, cutoff=0.5)
       hint = f" Did you mean --config.{near[0]}?" if near else ""
@@ -154,11 +168,14 @@ def load_config(spec: str, overrides: Iterable[str] | dict[str, Any] = ()) -> ml
 
   ``config.name`` / ``config.arg`` record where the config came from (used for default workdirs and evaluate).
   """
+  from echojax import schema
+
   name, arg = split_spec(spec)
   module = _load_module(name)
   cfg = module.get_config(arg)
   if not isinstance(cfg, ml_collections.ConfigDict):
     raise UserError(f"get_config in {name} must return an ml_collections.ConfigDict")
+  cfg = schema.complete(cfg, where=f"the config of {spec}")
   items = overrides.items() if isinstance(overrides, dict) else [o.partition("=")[::2] for o in overrides]
   for key, text in items:
     key = key.removeprefix("--").removeprefix("config.")
@@ -166,6 +183,8 @@ def load_config(spec: str, overrides: Iterable[str] | dict[str, Any] = ()) -> ml
   with cfg.unlocked():
     cfg.config_name = Path(name).stem if name.endswith(".py") else name
     cfg.config_spec = spec
+    if not cfg.eval.batch_size:
+      cfg.eval.batch_size = cfg.data.batch_size
   cfg.lock()
   return cfg
 

@@ -103,16 +103,19 @@ class Evaluator:
 
     self.step = jax.jit(step, in_shardings=(var_sh, batch_sh), out_shardings=batch_sh)
 
-  def loader(self, split: str, clips: Any):
-    key = (split, str(clips))
+  def loader(self, split: str, clips: Any, data: dict | None = None, name: str | None = None):
+    """The loader of ``split`` (``data``: overrides of config.data, e.g. an external dataset), cached under
+    ``name`` (default: split and clips)."""
+    key = name or (split, str(clips))
     if key not in self.loaders:
       self.loaders[key] = run_lib.make_loader(self.config, split, train=False,
-                                              data_cfg=run_lib.eval_data_cfg(self.config, clips))
+                                              data_cfg=run_lib.eval_data_cfg(self.config, clips, data))
     return self.loaders[key]
 
-  def predict(self, state: dict, split: str, clips: Any = "one") -> tuple[dict, dict, np.ndarray, float]:
+  def predict(self, state: dict, split: str, clips: Any = "one", data: dict | None = None,
+              name: str | None = None) -> tuple[dict, dict, np.ndarray, float]:
     """(per-video predictions, per-video targets, record indices, mean clip loss) over ``split``."""
-    loader = self.loader(split, clips)
+    loader = self.loader(split, clips, data, name)
     variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
     outs = []
     for batch in iter(loader):
@@ -137,8 +140,9 @@ class Evaluator:
     targets = {k: per_video.pop("target:" + k) for k in self.task.target_keys}
     return per_video, targets, uniq, mean_loss
 
-  def run(self, state: dict, split: str, clips: Any = "one", bootstrap: int = 0) -> dict:
-    preds, targets, _, loss = self.predict(state, split, clips)
+  def run(self, state: dict, split: str, clips: Any = "one", bootstrap: int = 0, data: dict | None = None,
+          name: str | None = None) -> dict:
+    preds, targets, _, loss = self.predict(state, split, clips, data, name)
     return {"loss": loss, **self.task.metrics(preds, targets, bootstrap=bootstrap)}
 
 
@@ -190,18 +194,18 @@ def loader_input_shape(loader, config) -> tuple[int, ...]:
 
 
 def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all", checkpoint: str = "best",
-                     bootstrap: int = 1000, out_dir: str | Path | None = None) -> dict:
+                     bootstrap: int = 1000, out_dir: str | Path | None = None, data: dict | None = None) -> dict:
   """The CLI's work: restore, predict, write metrics.json / predictions.csv / plots. Returns the metrics."""
   workdir = Path(workdir)
   run = run_lib.Run.load(workdir)
   config, task = run.config, run.task
-  loader = run.loader(split, clips)
+  loader = run.loader(split, clips, data)
   x_shape = loader_input_shape(loader, config)
   step, checkpoint, variables = run.restore(checkpoint, x_shape)
 
   ev = Evaluator(config, run.model, task, run.mesh, run.shardings(x_shape))
-  ev.loaders[(split, str(clips))] = loader
-  preds, targets, indices, loss = ev.predict(variables, split, clips)
+  ev.loaders["cli"] = loader
+  preds, targets, indices, loss = ev.predict(variables, split, clips, name="cli")
   metrics = {"loss": loss, **task.metrics(preds, targets, bootstrap=bootstrap)}
   out = Path(out_dir) if out_dir else workdir / "eval" / f"{split}_{checkpoint}"
   out.mkdir(parents=True, exist_ok=True)

@@ -147,13 +147,18 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, d
               process_count=jax.process_count())
 
 
-def eval_data_cfg(config: ml_collections.ConfigDict, clips: Any) -> ml_collections.ConfigDict:
-  """config.data with the eval batch size and clip setting (``clips``: "one" or "all")."""
-  data = ml_collections.ConfigDict(config.data.to_dict())
-  data.batch_size = int(config.eval.batch_size)
+def eval_data_cfg(config: ml_collections.ConfigDict, clips: Any, data: dict | None = None) -> ml_collections.ConfigDict:
+  """config.data with the eval batch size, the clip setting (``clips``: "one" or "all") and an evaluation's own
+  ``data`` overrides (``config.evals.<name>.data``, e.g. another dataset's name and data_dir)."""
+  out = ml_collections.ConfigDict(config.data.to_dict())
+  unknown = sorted(set(data or {}) - set(out))
+  if unknown:
+    raise UserError(f"evaluation data overrides {unknown} are not fields of config.data ({', '.join(sorted(out))})")
+  out.update(dict(data or {}))
+  out.batch_size = int(config.eval.batch_size)
   if clips is not None:
-    data.clips = clips
-  return data
+    out.clips = clips
+  return out
 
 
 def variable_shardings(abstract: dict, mesh, rules) -> dict:
@@ -226,9 +231,9 @@ class Run:
     log.info("restored %s checkpoint step %d from %s", r.which, r.step, self.workdir)
     return r.step, r.which, r.tree
 
-  def loader(self, split: str, clips: Any = "all"):
-    """The evaluation loader of ``split`` (eval batch size, ``clips``)."""
-    return make_loader(self.config, split, train=False, data_cfg=eval_data_cfg(self.config, clips))
+  def loader(self, split: str, clips: Any = "all", data: dict | None = None):
+    """The evaluation loader of ``split`` (eval batch size, ``clips``, ``data`` overrides of config.data)."""
+    return make_loader(self.config, split, train=False, data_cfg=eval_data_cfg(self.config, clips, data))
 
   def apply(self, variables: dict, batch: dict) -> tuple[jax.Array, Any]:
     """The model in eval mode on ``batch`` (a dict as the loaders give): per-clip outputs and the model's aux."""

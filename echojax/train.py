@@ -265,7 +265,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   resolve_data(config)
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
-  if config.eval.get("every_steps", 0) or config.eval.get("every_epochs", 0):
+  if any(e.every_steps or e.every_epochs for e in config.evals.values()):
     sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   task = tasks.get_task(config)
   loader = make_loader(config, config.data.get("train_split", "train"), train=True)
@@ -300,8 +300,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   batch_sh = sharding.batch_sharding(mesh)
   step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
                     out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
-  eval_every = _every(config.eval, spe)
-  evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if eval_every else None
+  periodic = periodic_evals(config, spe)  # [(name, entry, every)]: the evaluations that run during training
+  evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if periodic else None
   writer = MetricsWriter(workdir, start if meta else None)
   preempt = PreemptionFlag()
   log_every = int(config.train.log_every)
@@ -309,7 +309,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   patience = int(config.train.get("early_stopping_patience", 0))
   best_metric = config.eval.get("best_metric", None) or task.best_metric
   best_mode = config.eval.get("best_mode", None) or task.best_mode
-  last = {"train": None, "val": None}
+  last = {"train": None, **{name: None for name, _, _ in periodic}}
 
   def make_meta(step: int) -> dict:
     return {"step": step, "config": json.loads(config_lib.to_json(config)), "early_stopping": early}
@@ -328,7 +328,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       bar.update(1)
       is_last = step == num_steps
       do_log = step % log_every == 0 or is_last or preempt.requested
-      do_eval = evaluator is not None and (step % eval_every == 0 or is_last)
+      due = [(n, e) for n, e, every in periodic if step % every == 0 or is_last]
+      do_eval = bool(due)
       do_ckpt = step % ckpt_every == 0 or is_last or preempt.requested or do_eval
       if not (do_log or do_eval or do_ckpt):
         continue
@@ -353,11 +354,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         last["train"] = rec
         bar.set_postfix(loss=f"{rec['loss']:.4g}", clips_s=f"{rec['clips_per_s']:.1f}")
       improved = False
-      if do_eval:
-        vm = evaluator.run(state, config.data.get("val_split", "val"), clips=config.eval.get("clips", "one"))
-        vrec = {"step": step, "split": "val", **_scalars(vm)}
+      for name, e in due:
+        vm = evaluator.run(state, e.split, clips=e.clips, bootstrap=int(e.bootstrap), data=e.data, name=name)
+        vrec = {"step": step, "split": e.split, **({"eval": name} if name != "val" else {}), **_scalars(vm)}
         writer.write(vrec)
-        last["val"] = vrec
+        last[name] = vrec
+        if not e.pick_best:
+          continue
         if best_metric not in vrec:
           raise UserError(f"config.eval.best_metric={best_metric!r} is not among the validation metrics "
                           f"{sorted(vrec)}")
@@ -391,6 +394,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     log.info(stop_reason)
     print(stop_reason, file=sys.stderr)
   return last
+
+
+def periodic_evals(config, spe: int) -> list[tuple[str, Any, int]]:
+  """(name, entry, interval in steps) of the ``config.evals`` entries with a cadence; at most one picks the best
+  checkpoint (``pick_best``)."""
+  out = [(name, e, _every(e, spe)) for name, e in sorted(config.evals.items())]
+  out = [x for x in out if x[2]]
+  pickers = [n for n, e, _ in out if e.pick_best]
+  if len(pickers) > 1:
+    raise UserError(f"config.evals: {', '.join(pickers)} all set pick_best; one evaluation keeps the best "
+                    "checkpoint (set pick_best=False on the others)")
+  return out
 
 
 def _every(cfg, spe: int, steps_key: str = "every_steps", epochs_key: str = "every_epochs") -> int:
@@ -435,26 +450,28 @@ def main(argv: list[str] | None = None) -> None:
   log.info("workdir %s", workdir)
   last = train(config, workdir)
   print(json.dumps(last, sort_keys=True))
-  report = held_out_report(config, workdir)
-  if report and jax.process_index() == 0:
-    print(report, flush=True)
+  if jax.process_index() == 0:
+    for line in at_end_reports(config, workdir):
+      print(line, flush=True)
 
 
-def held_out_report(config, workdir: str | Path) -> str | None:
-  """With ``config.eval.test_at_end`` (the view demos set it): score the run's best checkpoint on the test split
-  (``eval.test_split``, default "test"; outputs in WORKDIR/eval/test_best) and return the one-line headline, e.g.
-  accuracy and micro/macro-F1 against chance. None when the field is off.
-
-  Clips per video are ``eval.test_clips``, default "all" as in ``python -m echojax.evaluate``, so the line the
-  run prints is the one evaluate prints for the same checkpoint (``eval.clips`` stays the cheaper in-training
-  validation setting)."""
-  if not config.eval.get("test_at_end", False):
-    return None
+def at_end_reports(config, workdir: str | Path) -> list[str]:
+  """The ``config.evals`` entries with ``at_end`` (the view demos set one for the test split): each scores the
+  run's best checkpoint through ``python -m echojax.evaluate``'s own code (outputs in WORKDIR/eval/<split>_best)
+  and gives evaluate's one-line headline, e.g. accuracy and micro/macro-F1 against chance. Clips per video are the
+  entry's ``clips`` (the view demos: "all", as evaluate's default), so the line the run prints is the one evaluate
+  prints for the same checkpoint."""
   from echojax import evaluate
 
-  summary = evaluate.evaluate_workdir(workdir, split=config.eval.get("test_split", "test"),
-                                      clips=config.eval.get("test_clips", "all"), bootstrap=1000)
-  return evaluate.headline(summary)
+  lines = []
+  for name, e in sorted(config.evals.items()):
+    if e.at_end:
+      summary = evaluate.evaluate_workdir(workdir, split=e.split, clips=e.clips, bootstrap=int(e.bootstrap),
+                                          data=e.data.to_dict() if hasattr(e.data, "to_dict") else dict(e.data),
+                                          out_dir=None if name in ("val", "test") else
+                                          Path(workdir) / "eval" / f"{name}_best")
+      lines.append(evaluate.headline(summary))
+  return lines
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ back to the intensity-based cycle estimate). It is on by default for the configs
 (cnn_lstm, tcn/fusion, mhsa), whose temporal models see a sequence of cardiac phases rather than a contiguous
 clip, and off for the pixel-level video models (video_vit, r3d, r2plus1d, 3dcnn), which need evenly spaced
 frames (clips of ``frames`` frames every ``period`` stored frames). With ECG sampling, ``frames`` must be 4, 8,
-16 or 32. The samplers are registered in the process by :func:`make_loader`, which the configs name as
-``data.loader`` so ``python -m echojax.evaluate`` (which rebuilds the loader from config.json) finds them too.
+16 or 32. The pipeline finds the ``ecg_phases_<N>`` samplers by name, so ``python -m echojax.evaluate`` (which
+rebuilds the loader from config.json) uses the same frames.
 """
 
 from __future__ import annotations
@@ -34,14 +34,11 @@ from typing import Any
 import ml_collections
 
 from echojax.config import parse_arg
+from echojax.data.ecg.sampler import PHASE_SAMPLER_FRAMES, phase_sampler_name
+from echojax.data.labels import ECHO_VIEWS
 from echojax.errors import UserError
 
-# Same order as tfds_builders/echo_views CLASSES (label ids); importing the builder would pull in TFDS at config
-# load time, so the names are repeated here (tests/test_view_experiments.py checks they agree).
-CLASS_NAMES = ("A2C", "A3C", "A4C", "A5C", "PLAX", "PSAX", "SUBCOSTAL", "SUPRASTERNAL", "CW_DOPPLER", "PW_DOPPLER",
-               "M_MODE")
-ECG_SAMPLER_FRAMES = (4, 8, 16, 32)
-LOADER = "experiments._views_common:make_loader"
+CLASS_NAMES = ECHO_VIEWS
 
 # Per-variant data sizes: builder config, frame side after resize (None = stored size), phantoms per view.
 VIDEO_DATA = {"full": ("videos", None, None), "demo": ("videos_64", 32, 16), "smoke": ("videos_64", 16, 4)}
@@ -49,19 +46,6 @@ IMAGE_DATA = {"full": ("images_224", None, None), "demo": ("images", 64, 16), "s
 # Tiny per-frame EfficientNet-B2-family backbone for smoke/demo (full recipe: the real B2).
 SMOKE_BACKBONE = {"width_mult": 0.25, "depth_mult": 0.25}
 DEMO_BACKBONE = {"width_mult": 0.5, "depth_mult": 0.35}
-
-
-def make_loader(data_cfg: Any, split: str, *, train: bool, seed: int, process_index: int | None = None,
-                process_count: int | None = None):
-  """``echojax.data.pipeline.make_loader`` after registering the ``ecg_phases_<N>`` frame samplers.
-
-  Named by the configs as ``data.loader`` so the trainer and ``echojax.evaluate`` (which only read config.json)
-  both have the ECG samplers registered before the pipeline looks ``data.frame_sampler`` up."""
-  from echojax.data import ecg, pipeline
-
-  ecg.register_phase_samplers()
-  return pipeline.make_loader(data_cfg, split, train=train, seed=seed, process_index=process_index,
-                              process_count=process_count)
 
 
 def parse(name: str, arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
@@ -80,10 +64,10 @@ def ecg_sampler(name: str, frames: int, ecg: bool) -> str | None:
   """The registered ECG phase sampler for ``frames`` frames, or None when ECG sampling is off."""
   if not ecg:
     return None
-  if frames not in ECG_SAMPLER_FRAMES:
-    raise UserError(f"{name}: ECG phase sampling gives {', '.join(map(str, ECG_SAMPLER_FRAMES))} frames, got "
+  if frames not in PHASE_SAMPLER_FRAMES:
+    raise UserError(f"{name}: ECG phase sampling gives {', '.join(map(str, PHASE_SAMPLER_FRAMES))} frames, got "
                     f"frames={frames}; pick one of those or set ecg=false")
-  return f"ecg_phases_{frames}"
+  return phase_sampler_name(frames)
 
 
 def view_config(name: str, a: ml_collections.ConfigDict, *, model_name: str, model_kwargs: dict, video: bool,
@@ -102,32 +86,21 @@ def view_config(name: str, a: ml_collections.ConfigDict, *, model_name: str, mod
   batch_size = batch_size or defaults[0]
   lr = lr or defaults[1]
   c = ml_collections.ConfigDict()
-  c.seed = 0
   c.task = ml_collections.ConfigDict({"kind": "classification", "num_classes": len(CLASS_NAMES),
-                                      "class_names": list(CLASS_NAMES), "label_key": "label",
-                                      "class_weights": None, "label_smoothing": label_smoothing})
+                                      "class_names": list(CLASS_NAMES), "label_smoothing": label_smoothing})
   sampler = ecg_sampler(name, frames, ecg) if video else None
   c.data = ml_collections.ConfigDict({
-      "name": "echo_views", "data_dir": "", "builder_config": builder_config,
-      "preset": "video_clip" if video else "image", "input_key": "video" if video else "image",
-      "frames": frames, "period": period, "batch_size": batch_size, "clips": "one", "pad_mode": "repeat",
-      "targets": ["label"], "size": size, "frame_sampler": sampler, "loader": LOADER,
+      "name": "echo_views", "builder_config": builder_config, "preset": "video_clip" if video else "image",
+      "input_key": "video" if video else "image", "frames": frames, "period": period, "batch_size": batch_size,
+      "pad_mode": "repeat", "targets": ["label"], "size": size, "frame_sampler": sampler,
       # No flips: left/right orientation is part of what tells the views apart.
       "augment": {"shift": 0.05, "rotation": 5.0, "zoom": 0.05, "brightness": 0.1, "contrast": 0.1},
-      "image_frame": "random", "worker_count": 0, "synthetic_num": num, "synthetic_seed": 0})
+      "image_frame": "random", "synthetic_num": num})
   c.model = ml_collections.ConfigDict({"name": model_name, "kwargs": model_kwargs})
-  c.optim = ml_collections.ConfigDict({"name": "adamw", "lr": lr, "momentum": 0.9, "weight_decay": weight_decay,
-                                       "schedule": "cosine", "decay_every_epochs": 10.0, "decay_factor": 0.1,
-                                       "warmup_steps": 0, "grad_clip": 1.0})
-  c.train = ml_collections.ConfigDict({"num_steps": 0, "num_epochs": 0.0, "steps_per_epoch": 0, "log_every": 20,
-                                       "checkpoint_every": 0, "checkpoint_every_epochs": 1.0,
-                                       "keep_checkpoints": 2, "early_stopping_patience": 0})
-  c.eval = ml_collections.ConfigDict({"every_steps": 0, "every_epochs": 1.0, "batch_size": batch_size,
-                                      "clips": "one", "best_metric": "accuracy", "best_mode": "max",
-                                      "bootstrap": 0})
-  c.mesh = [("data", -1)]
-  c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})
-  c.init_from = None
+  c.optim = ml_collections.ConfigDict({"name": "adamw", "lr": lr, "weight_decay": weight_decay,
+                                       "schedule": "cosine", "grad_clip": 1.0})
+  c.train = ml_collections.ConfigDict({"log_every": 20})
+  c.eval = ml_collections.ConfigDict({"best_metric": "accuracy", "best_mode": "max"})
 
   if v == "full":
     c.optim.warmup_steps = 100
@@ -136,13 +109,14 @@ def view_config(name: str, a: ml_collections.ConfigDict, *, model_name: str, mod
     c.optim.update(warmup_steps=10, weight_decay=1e-4)
     every = max(1, int(demo_steps) // 4)  # validate (and keep the best checkpoint) 4 times
     c.train.update(num_steps=int(demo_steps), log_every=10, checkpoint_every=every, checkpoint_every_epochs=0.0)
-    # the run ends by scoring its best checkpoint on the test split (written to eval/test_best) and printing
-    # accuracy, micro/macro-F1 against chance
-    c.eval.update(every_steps=every, every_epochs=0.0, test_at_end=True)
+    # the run ends by scoring its best checkpoint on the test split with all clips (written to eval/test_best) and
+    # printing accuracy, micro/macro-F1 against chance, as python -m echojax.evaluate would
+    c.evals = {"val": {"every_steps": every, "every_epochs": 0.0},
+               "test": {"split": "test", "clips": "all", "at_end": True, "bootstrap": 1000}}
   else:  # smoke: seconds on CPU; used by the tests
     c.data.augment = {"shift": 0.05}
     c.train.update(num_steps=2, log_every=1, checkpoint_every=2, checkpoint_every_epochs=0.0)
-    c.eval.update(every_steps=2, every_epochs=0.0)
+    c.evals = {"val": {"every_steps": 2, "every_epochs": 0.0}}
   return c
 
 

@@ -18,8 +18,7 @@ training augmentation rotation +-15 degrees, shift +-10 % and zoom +-20 % (Keras
 affine warp). The trainer prints the Keras-style parameter summary at the start: total 23,858,370, trainable
 15,246,658, non-trainable 8,611,712.
 
-Input scaling: the stored 224 x 224 uint8 frames are divided by 255 (``data.value_range="unit"``, done by
-:func:`make_loader`, which the config names as ``data.loader`` so ``echojax.evaluate`` uses it too), never
+Input scaling: the stored 224 x 224 uint8 frames are divided by 255 (the pipeline's ``data.value_range="unit"``), never
 normalised with the dataset's mean/std: EchoSDNet's preprocessing lives inside the model, and
 ``echojax.predict`` / the exported PyTorch module feed it [0, 1] images the same way.
 
@@ -43,39 +42,12 @@ for real data.
 
 from __future__ import annotations
 
-from typing import Any
-
 import ml_collections
-import numpy as np
 
 from echojax.config import parse_arg
+from echojax.data.labels import UNITY_CLASSES
 from echojax.errors import UserError
-
-CLASS_NAMES = ("single", "dual")  # = tfds_builders/unity ClassLabel names (label ids 0, 1)
-# Keras conv5 (flax backbone/stage4_*) + the head; = echojax.models.echosdnet.TRAINABLE_REGEX (tests check it).
-TRAINABLE_REGEX = r"^(backbone/stage[4]_|head_)"
-LOADER = "experiments.echosdnet:make_loader"
-VALUE_RANGES = ("unit", "dataset")
-
-
-def make_loader(data_cfg: Any, split: str, *, train: bool, seed: int, process_index: int | None = None,
-                process_count: int | None = None):
-  """``echojax.data.pipeline`` loader whose images are scaled to [0, 1] (``data.value_range="unit"``: mean 0,
-  std 255 in the pipeline's (x - mean) / std) instead of normalised with the prepared data's mean/std
-  (``"dataset"``). Everything else (augmentation, batching, padding, sharding, state) is the shared pipeline."""
-  from echojax.data import pipeline
-
-  mode = data_cfg.get("value_range", "unit") if hasattr(data_cfg, "get") else "unit"
-  if mode not in VALUE_RANGES:
-    raise UserError(f"config field data.value_range={mode!r} is unknown; use 'unit' (x / 255, what EchoSDNet "
-                    "expects) or 'dataset' (the prepared data's per-channel mean/std)")
-  if mode == "dataset":
-    return pipeline.make_loader(data_cfg, split, train=train, seed=seed, process_index=process_index,
-                                process_count=process_count)
-  source, _ = pipeline.open_source(data_cfg, split)
-  stats = (np.zeros(3, np.float32), np.full(3, 255.0, np.float32))
-  return pipeline.build_loader(source, stats, data_cfg, split, train=train, seed=seed,
-                               process_index=process_index, process_count=process_count)
+from echojax.models.echosdnet import TRAINABLE_REGEX  # Keras conv5 (flax backbone/stage4_*) + the head
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -83,42 +55,31 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if a.smoke and a.demo:
     raise UserError(f"echosdnet: pick one of smoke and demo, not both (config argument {arg!r})")
   c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = ml_collections.ConfigDict({"kind": "classification", "num_classes": 2, "class_names": list(CLASS_NAMES),
-                                      "label_key": "label", "class_weights": None, "label_smoothing": 0.0})
+  c.task = ml_collections.ConfigDict({"kind": "classification", "num_classes": len(UNITY_CLASSES),
+                                      "class_names": list(UNITY_CLASSES), "label_key": "label"})
   c.data = ml_collections.ConfigDict({
-      "name": "unity", "data_dir": "", "builder_config": None, "preset": "image", "input_key": "image",
-      "batch_size": a.batch_size, "clips": "one", "targets": ["label"],
+      "name": "unity", "preset": "image", "input_key": "image", "batch_size": a.batch_size, "targets": ["label"],
       "size": None if a.size == 224 else a.size,  # stored frames are 224 x 224 (plain resize at build time)
-      "value_range": "unit", "loader": LOADER,
-      "augment": {"rotation": 15.0, "shift": 0.1, "zoom": 0.2},
-      "worker_count": 0, "synthetic_num": None, "synthetic_seed": 0})
+      "value_range": "unit", "augment": {"rotation": 15.0, "shift": 0.1, "zoom": 0.2}})
   c.model = ml_collections.ConfigDict({"name": "echosdnet",
                                        "kwargs": {"width": a.width, "layout": "keras", "frozen_stages": 3}})
-  c.optim = ml_collections.ConfigDict({"name": "adam", "lr": a.lr, "weight_decay": 0.0, "schedule": "constant",
-                                       "warmup_steps": 0, "grad_clip": 0.0, "trainable": TRAINABLE_REGEX})
+  c.optim = ml_collections.ConfigDict({"name": "adam", "lr": a.lr, "trainable": TRAINABLE_REGEX})
   c.init = ml_collections.ConfigDict({"imagenet": ""})
-  c.train = ml_collections.ConfigDict({"num_steps": 0, "num_epochs": float(a.epochs), "steps_per_epoch": 0,
-                                       "log_every": 10, "checkpoint_every": 0, "checkpoint_every_epochs": 1.0,
-                                       "keep_checkpoints": 2, "early_stopping_patience": 5})
-  c.eval = ml_collections.ConfigDict({"every_steps": 0, "every_epochs": 1.0, "batch_size": a.batch_size,
-                                      "clips": "one", "best_metric": "log_loss", "best_mode": "min",
-                                      "bootstrap": 0})
-  c.mesh = [("data", -1)]
-  c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})
-  c.init_from = None
+  c.train = ml_collections.ConfigDict({"num_epochs": float(a.epochs), "log_every": 10, "early_stopping_patience": 5})
+  c.eval = ml_collections.ConfigDict({"best_metric": "log_loss", "best_mode": "min"})
 
   if a.smoke:  # seconds on CPU; used by the tests
     c.data.update(size=32, batch_size=8, synthetic_num=8)
     c.model.kwargs.width = 2
     c.train.update(num_steps=2, log_every=1, checkpoint_every=2, checkpoint_every_epochs=0.0,
                    early_stopping_patience=0)
-    c.eval.update(every_steps=2, every_epochs=0.0, batch_size=8)
+    c.evals = {"val": {"every_steps": 2, "every_epochs": 0.0}}
   elif a.demo:  # from scratch, all layers, small and fast: see the module docstring for why each change
     c.data.update(size=64, batch_size=16, synthetic_num=80)
     c.model.kwargs.update(width=16, frozen_stages=-1, layout="torchvision")
     c.optim.update(lr=1e-3, schedule="cosine", warmup_steps=10, trainable="")
     c.train.update(num_steps=200, log_every=10, checkpoint_every=40, checkpoint_every_epochs=0.0,
                    early_stopping_patience=0)
-    c.eval.update(every_steps=40, every_epochs=0.0, batch_size=16, best_metric="accuracy", best_mode="max")
+    c.eval.update(best_metric="accuracy", best_mode="max")
+    c.evals = {"val": {"every_steps": 40, "every_epochs": 0.0}}
   return c

@@ -5,12 +5,12 @@ spatial (time-pooled) stream by a spatial/temporal weighting gate.
     python -m echojax.train --config view_video_tcn:fusion=learned        # one learned global weight
     python -m echojax.train --config view_video_tcn:fusion=fixed:0.5      # fixed spatial weight w in [0, 1]
     python -m echojax.train --config view_video_tcn:demo
-    python -m echojax.train --config view_video_tcn:smoke --config.model.fusion=fixed:0.25
+    python -m echojax.train --config view_video_tcn:smoke --config.model.kwargs.mode=fixed:0.25
     python -m launch.sweep spatiotemporal_weighting --local --variant demo   # the weighting sweep
 
 Model ``spatiotemporal`` (echojax.models.fusion) with ``temporal="tcn"``: per-frame EfficientNet-B2 features F;
 spatial stream = masked mean of F over frames -> head; temporal stream = TCN (residual dilated 1D convs, width 128,
-dilations 1, 2, 4, 8) -> head; output = g_spatial * spatial + g_temporal * temporal. ``model.fusion`` (same as the
+dilations 1, 2, 4, 8) -> head; output = g_spatial * spatial + g_temporal * temporal. ``model.kwargs.mode`` (same as the
 ``fusion=`` arg; it is the model's ``mode``): ``dynamic`` (gate from both streams' features, per sample; the gate
 weights are written to the predictions CSV by ``echojax.evaluate`` as ``gate_0`` = spatial, ``gate_1`` =
 temporal), ``learned`` (one global weight) or ``fixed:w`` (w weights the spatial stream: ``fixed:1`` = spatial
@@ -35,10 +35,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
          "smoke": {"width": 8, "dilations": (1, 2)}}[v]
   kw = {**V.frame_backbone(a), "temporal": "tcn", "temporal_kwargs": tcn, "combine": "logits",
         "dropout": 0.2 if v == "full" else 0.0}
-  c = V.view_config("view_video_tcn", a, model_name="spatiotemporal", model_kwargs=kw, video=True,
-                    frames=V.clip_frames(a), period=a.period, ecg=a.ecg)
-  # model.fusion is the one place the weighting mode is set (the sweep overrides it); model.kwargs.mode follows it.
-  with c.unlocked():
-    c.model.fusion = ml_collections.FieldReference(a.fusion)
-    c.model.kwargs.mode = c.model.get_ref("fusion")
-  return c
+  kw["mode"] = a.fusion  # the weighting mode: config argument fusion=, or --config.model.kwargs.mode (the sweep)
+  return V.view_config("view_video_tcn", a, model_name="spatiotemporal", model_kwargs=kw, video=True,
+                       frames=V.clip_frames(a), period=a.period, ecg=a.ecg)

@@ -171,7 +171,7 @@ def test_killed_or_preempted_then_rerun_matches_uninterrupted_run(tmp_path, sig)
   """SIGKILL: the rerun resumes from the last periodic checkpoint. SIGTERM (preemption, scancel): the run saves a
   checkpoint at the step it is on, says so, exits 0, and the rerun resumes from there."""
   args = ["--config", HELPER, "--config.train.num_steps=16", "--config.train.checkpoint_every=2",
-          "--config.train.log_every=2", "--config.eval.every_steps=8", "--config.data.sleep=0.25"]
+          "--config.train.log_every=2", "--config.evals.val.every_steps=8", "--config.data.sleep=0.25"]
   env = {**os.environ, "PYTHONPATH": str(REPO)}
   cmd = lambda wd: [sys.executable, "-m", "echojax.train", *args, "--workdir", str(wd)]
   full, killed = tmp_path / "full", tmp_path / "killed"

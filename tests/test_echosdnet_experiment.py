@@ -98,7 +98,7 @@ def smoke_run(tmp_path_factory):
   with contextlib.redirect_stdout(out):
     # no validation during training (one compile less); evaluate then uses the latest checkpoint
     train.main(["--config", "echosdnet:smoke", "--workdir", str(workdir), f"--config.init.imagenet={h5}",
-                "--config.eval.every_steps=0"])
+                "--config.evals.val.every_steps=0"])
   return workdir, written, out.getvalue(), variables
 
 
@@ -136,7 +136,7 @@ def test_resume_does_not_reload_imagenet(smoke_run, capsys):
   workdir, *_ = smoke_run
   before = Run.load(workdir).restore("latest")[2]
   train.main(["--config", "echosdnet:smoke", "--workdir", str(workdir), "--config.init.imagenet=/no/such/file.h5",
-              "--config.eval.every_steps=0"])
+              "--config.evals.val.every_steps=0"])
   assert "Trainable params:" in capsys.readouterr().out
   step, _, after = Run.load(workdir).restore("latest")
   assert step == 2

@@ -14,7 +14,7 @@ from echojax import evaluate
 from echojax.config import from_json, load_config
 from echojax.tasks import get_task
 from echojax.run import build_model
-from echojax.train import held_out_report, train
+from echojax.train import at_end_reports, train
 
 HELPER = "tests/trainer_helpers.py"
 
@@ -59,7 +59,7 @@ def test_ef_regression_eval_averages_all_clips_and_writes_outputs(tmp_path):
 
 
 def test_ef_classification_eval_writes_probs_and_curves(tmp_path):
-  train(load_config(f"{HELPER}:task=ef_classification", {"train.num_steps": "2", "eval.every_steps": "2"}),
+  train(load_config(f"{HELPER}:task=ef_classification", {"train.num_steps": "2", "evals.val.every_steps": "2"}),
         tmp_path)
   evaluate.main(["--workdir", str(tmp_path), "--split", "val", "--clips", "one", "--bootstrap", "0"])
   out = tmp_path / "eval" / "val_best"
@@ -95,13 +95,13 @@ def test_ef_classification_smoke_train_then_evaluate_test_split(tmp_path):
   assert all(r["file_name"] and not r["file_name"].isdigit() for r in rows)
   for name in ("confusion_matrix", "roc", "pr", "training_curves"):
     _png_ok(tmp_path / "eval" / "test_best" / f"{name}.png")
-  assert held_out_report(config, tmp_path) is None  # off unless the config asks (the view demos do)
-  with config.unlocked():
-    config.eval.test_at_end = True
-  line = held_out_report(config, tmp_path)
+  assert at_end_reports(config, tmp_path) == []  # no at_end evaluation unless the config asks (the view demos do)
+  config = load_config("ef_classification:smoke,weighted",  # a new evaluation, added by overrides alone
+                       ["evals.test.split=test", "evals.test.clips=all", "evals.test.at_end=true"])
+  [line] = at_end_reports(config, tmp_path)
   saved = json.loads((tmp_path / "eval" / "test_best" / "metrics.json").read_text())
   m = saved["metrics"]
   assert line.startswith(f"test ({summary['num_videos']} items, step ") and "(chance 1/2 = 0.500)" in line
   assert f"accuracy {m['accuracy']:.4f}" in line
-  assert config.eval.clips == "one" and saved["clips"] == "all"  # evaluate's default, not the in-training setting
+  assert config.evals.val.clips == "one" and saved["clips"] == "all"  # the test entry's, not validation's
   assert m["accuracy"] == summary["metrics"]["accuracy"]

@@ -52,7 +52,7 @@ def test_smoke_run_logs_checkpoints_and_learns_bias(tmp_path, caplog):
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-  config = load_config(HELPER, {"data.nan_at_batch": "5", "train.num_steps": "10", "eval.every_steps": "0"})
+  config = load_config(HELPER, {"data.nan_at_batch": "5", "train.num_steps": "10", "evals.val.every_steps": "0"})
   with pytest.raises(UserError, match=r"non-finite loss or gradient at step 5.*last good checkpoint is step 4"):
     train(config, tmp_path)
   steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
@@ -63,7 +63,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_early_stopping_after_patience_evals(tmp_path):
   # "n" (number of val videos) never improves, so the run stops after 2 evaluations without improvement.
-  config = load_config(HELPER, {"train.num_steps": "20", "eval.every_steps": "2", "eval.best_metric": "n",
+  config = load_config(HELPER, {"train.num_steps": "20", "evals.val.every_steps": "2", "eval.best_metric": "n",
                                 "eval.best_mode": "max", "train.early_stopping_patience": "2"})
   last = train(config, tmp_path)
   assert last["train"]["step"] == 6
@@ -74,9 +74,9 @@ def test_early_stopping_after_patience_evals(tmp_path):
 
 
 def test_init_from_loads_another_runs_weights(tmp_path):
-  train(load_config(HELPER, {"train.num_steps": "2", "eval.every_steps": "0"}), tmp_path / "a")
+  train(load_config(HELPER, {"train.num_steps": "2", "evals.val.every_steps": "0"}), tmp_path / "a")
   # lr 0: run b's params stay exactly what it was initialised with.
-  train(load_config(HELPER, {"train.num_steps": "2", "eval.every_steps": "0", "optim.lr": "0.0",
+  train(load_config(HELPER, {"train.num_steps": "2", "evals.val.every_steps": "0", "optim.lr": "0.0",
                              "optim.weight_decay": "0.0", "init_from": str(tmp_path / "a")}), tmp_path / "b")
   a = ocp.StandardCheckpointer().restore((tmp_path / "a" / "checkpoints" / "2" / "state").absolute())
   b = ocp.StandardCheckpointer().restore((tmp_path / "b" / "checkpoints" / "2" / "state").absolute())

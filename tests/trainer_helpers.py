@@ -124,14 +124,15 @@ def make_loader(cfg, split, *, train, seed, process_index=None, process_count=No
   return FakeLoader(cfg, split, train=train, seed=seed, process_index=process_index, process_count=process_count)
 
 
-datasets.register_loader("fake", make_loader)  # config files are imported by load_config, so runs find it
+# config files are imported by load_config, so runs find it; the fake loader's own data fields and their defaults
+datasets.register_loader("fake", make_loader, options={"num_train": 32, "num_val": 12, "sleep": 0.0,
+                                                       "nan_at_batch": -1})
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Tiny EF-regression run on the fake loader (``smoke``); ``task=ef_classification|classification``."""
   a = parse_arg(arg, smoke=False, task="ef_regression")
   c = ml_collections.ConfigDict()
-  c.seed = 0
   c.task = ml_collections.ConfigDict({"kind": a.task})
   if a.task == "ef_classification":
     c.task.class_weights = "balanced"
@@ -139,19 +140,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.task.num_classes = 2
     c.task.class_names = ["low", "normal"]
     c.task.label_smoothing = 0.1
-  c.data = ml_collections.ConfigDict({
-      "name": "fake", "data_dir": "in-memory", "input_key": "video",
-      "batch_size": 8, "frames": 4, "size": 8, "num_train": 32, "num_val": 12, "sleep": 0.0, "clips": "one",
-      "nan_at_batch": -1})
+  c.data = ml_collections.ConfigDict({"name": "fake", "data_dir": "in-memory", "batch_size": 8, "frames": 4,
+                                      "size": 8})
   c.model = ml_collections.ConfigDict({"name": "tiny_video_net", "kwargs": {"width": 4}})
   c.optim = ml_collections.ConfigDict({"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4,
-                                       "schedule": "step", "decay_every_epochs": 2.0, "decay_factor": 0.5,
-                                       "warmup_steps": 0, "grad_clip": 0.0})
-  c.train = ml_collections.ConfigDict({"num_steps": 6, "num_epochs": 0.0, "steps_per_epoch": 0, "log_every": 2,
-                                       "checkpoint_every": 2, "keep_checkpoints": 2, "early_stopping_patience": 0})
-  c.eval = ml_collections.ConfigDict({"every_steps": 3, "batch_size": 8, "clips": "one", "best_metric": "",
-                                      "best_mode": "", "bootstrap": 0})
-  c.mesh = [("data", -1)]
-  c.sharding = ml_collections.ConfigDict({"rules": [(".*", "replicate")]})
-  c.init_from = None
+                                       "schedule": "step", "decay_every_epochs": 2.0, "decay_factor": 0.5})
+  c.train = ml_collections.ConfigDict({"num_steps": 6, "log_every": 2, "checkpoint_every": 2})
+  c.evals = {"val": {"every_steps": 3, "every_epochs": 0.0}}
   return c

@@ -28,19 +28,25 @@ DATASETS = {
 _LOADERS: dict = {}
 
 
-def register_loader(name: str, make_loader) -> None:
+def register_loader(name: str, make_loader, options: dict | None = None) -> None:
   """``config.data.name == name`` is loaded by ``make_loader(data_cfg, split, *, train, seed, process_index,
   process_count)`` instead of the prepared-data pipeline; the loader follows the pipeline's contract
   (docs/ARCHITECTURE.md: iterable over batches, ``get_state``/``set_state``, ``targets``). Registering happens in
-  Python (a module the process imports), never through a config field."""
+  Python (a module the process imports), never through a config field. ``options``: the loader's own
+  ``config.data`` fields and their defaults (the config schema accepts them for this dataset)."""
   if name in DATASETS:
     raise ValueError(f"dataset {name!r} is a prepared dataset; pick another name for a custom loader")
-  _LOADERS[name] = make_loader
+  _LOADERS[name] = (make_loader, dict(options or {}))
 
 
 def custom_loader(name: str | None):
   """The loader registered for dataset ``name``, or None (the prepared-data pipeline)."""
-  return _LOADERS.get(name) if name else None
+  return _LOADERS[name][0] if name in _LOADERS else None
+
+
+def custom_options(name: str | None) -> dict:
+  """The extra ``config.data`` fields (with defaults) of the loader registered for ``name``."""
+  return dict(_LOADERS[name][1]) if name in _LOADERS else {}
 
 
 # Phantom-set size used when a config names no data_dir (None -> the generator's own default).

@@ -4,7 +4,7 @@
     python -m launch.sweep spatiotemporal_weighting --local --variant demo     # learns; a few CPU minutes per run
     python -m launch.sweep spatiotemporal_weighting --print                    # full-size commands for a cluster
 
-Runs: ``model.fusion`` = ``fixed:w`` for w (the spatial stream's weight) in 0, 0.25, 0.5, 0.75, 1 (0 = temporal
+Runs: ``model.kwargs.mode`` = ``fixed:w`` for w (the spatial stream's weight) in 0, 0.25, 0.5, 0.75, 1 (0 = temporal
 TCN stream only, 1 = time-pooled spatial stream only), then ``learned`` (one trained global weight) and
 ``dynamic`` (a per-sample gate; its weights are in each run's predictions.csv as gate_0/gate_1). The metric is
 test micro-F1 (``metrics.micro_f1`` of ``eval_test/metrics.json``; equals accuracy for single-label
@@ -24,8 +24,8 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def get_sweep(variant: str) -> dict:
-  runs = [{"name": f"fixed_{w:g}", "overrides": {"model.fusion": f"fixed:{w:g}"}, "x": f"{w:g}"} for w in WEIGHTS]
-  runs += [{"name": m, "overrides": {"model.fusion": m}, "x": m} for m in ("learned", "dynamic")]
+  runs = [{"name": f"fixed_{w:g}", "overrides": {"model.kwargs.mode": f"fixed:{w:g}"}, "x": f"{w:g}"} for w in WEIGHTS]
+  runs += [{"name": m, "overrides": {"model.kwargs.mode": m}, "x": m} for m in ("learned", "dynamic")]
   keep = [n.strip() for n in os.environ.get("ECHOJAX_SWEEP_RUNS", "").split(",") if n.strip()]
   if keep:
     unknown = sorted(set(keep) - {r["name"] for r in runs})

@@ -47,13 +47,13 @@ import tensorflow_datasets as tfds
 
 from echojax.data.ecg import EcgReadError, align_to_video, ecg_phases, find_ecg_file, read_ecg_file
 from echojax.data.images import IMAGE_SUFFIXES, ImageReadError, read_image, resize_image
+from echojax.data.labels import ECHO_VIEWS
 from echojax.data.report import SkipReport
 from echojax.data.splits import group_stratified_split
 from echojax.data.video import VideoReadError, read_video, resize_frames
 from echojax.errors import UserError
 
-CLASSES = ("A2C", "A3C", "A4C", "A5C", "PLAX", "PSAX", "SUBCOSTAL", "SUPRASTERNAL", "CW_DOPPLER", "PW_DOPPLER",
-           "M_MODE")
+CLASSES = ECHO_VIEWS
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".m4v")
 ECG_SUFFIXES = (".csv", ".hea", ".dat")
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from echojax.data.images import IMAGE_SUFFIXES, ImageReadError, read_image, resize_image
+from echojax.data.labels import UNITY_CLASSES
 from echojax.data.report import SkipReport
 from echojax.data.splits import group_stratified_split
 from echojax.errors import UserError
@@ -130,7 +131,7 @@ class Unity(tfds.core.GeneratorBasedBuilder):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Tensor(shape=(SIZE, SIZE, 3), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=["single", "dual"]),
+            "label": tfds.features.ClassLabel(names=list(UNITY_CLASSES)),
             "category": tfds.features.Text(),
             "study_id": tfds.features.Text(),
             "file_name": tfds.features.Text(),

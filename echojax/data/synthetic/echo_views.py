@@ -35,11 +35,11 @@ from tqdm import tqdm
 
 from echojax.data.ecg import DEFAULT_QTC_S, write_ecg_csv
 from echojax.data.synthetic.ecg import synthesize_ecg
+from echojax.data.labels import ECHO_VIEWS
 from echojax.data.video import write_avi
 from echojax.errors import UserError
 
-VIEWS = ("A2C", "A3C", "A4C", "A5C", "PLAX", "PSAX", "SUBCOSTAL", "SUPRASTERNAL", "CW_DOPPLER", "PW_DOPPLER",
-         "M_MODE")
+VIEWS = ECHO_VIEWS
 STRIP_VIEWS = ("CW_DOPPLER", "PW_DOPPLER", "M_MODE")
 CANVAS = 112  # views are drawn on a 112x112 canvas and resized to --size
 SWEEP_S = 2.5  # time shown across a Doppler / M-mode strip
