@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from echojax.data import augment as aug
-from echojax.data import pipeline
+from echojax.data import pipeline, sources
 from echojax.data.pipeline import build_loader, clip_starts, load_stats
 from echojax.errors import UserError
 
@@ -352,7 +352,7 @@ def test_real_builder_records_are_viewed_without_copies(echonet_data):
   assert isinstance(fast, pipeline.FastTfdsSource)
   for i in range(len(src)):
     a, b = fast[i], src[i]
-    assert pipeline._same_record(a, b)
+    assert sources._same_record(a, b)
     assert not a["video"].flags.owndata  # a view into the record bytes: clips are the only copies
   assert pipeline.fast_source([{"video": np.zeros((1, 2, 2, 3), np.uint8)}]) is not None  # non-TFDS: unchanged
 
