@@ -27,6 +27,14 @@ Data config fields (ml_collections.ConfigDict or dict; defaults in ``DEFAULTS``)
 - ``worker_count`` (grain worker processes; 0 = in-process), ``worker_buffer_size``, ``read_threads``,
   ``prefetch``.
 
+Fields the pipeline itself does not read (echojax.train and echojax.predict do):
+
+- ``input_key``: the batch key fed to the model ("video"; image configs say "image").
+- ``train_split``, ``val_split``: the splits trained on and validated on ("train", "val").
+- ``synthetic_num``, ``synthetic_seed``: size (None = the generator's default) and seed of the synthetic phantom
+  set made when ``data_dir`` is empty.
+- ``loader``: "module:function" building the loaders (None = ``echojax.data.pipeline:make_loader``).
+
 Only the clip is ever converted to float: the stored uint8 record is read, the clip frames are sliced from it,
 then (optionally) warped, converted to float32 and normalised with the per-channel mean/std that
 ``python -m echojax.data.prepare`` stores as ``echojax_stats.json`` beside the prepared data.
@@ -69,6 +77,13 @@ DEFAULTS: dict[str, Any] = {
     "worker_buffer_size": 2,
     "read_threads": 2,
     "prefetch": 8,
+    # read by echojax.train / echojax.predict with these defaults, not by the pipeline
+    "input_key": "video",
+    "train_split": "train",
+    "val_split": "val",
+    "synthetic_num": None,
+    "synthetic_seed": 0,
+    "loader": None,
 }
 
 
