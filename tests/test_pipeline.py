@@ -475,6 +475,49 @@ def test_device_normalisation_equals_host(echonet_data):
                          process_index=0, process_count=1)
 
 
+def test_value_range_unit_scales_to_0_1(echonet_data):
+  """data.value_range='unit': batches are the stored pixels / 255, exactly what EchoSDNet's custom loader gave
+  (the pipeline with mean 0 and std 255 on 3 channels), for clips and still images, normalised on the host or on
+  the device (input_normalization); 'dataset' is the default's name; other values are a named UserError."""
+  import ml_collections
+
+  from echojax.train import make_model_input
+
+  base = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4)
+  src, _ = pipeline.open_source(base, "val")
+  old_stats = (np.zeros(3, np.float32), np.full(3, 255.0, np.float32))  # experiments/echosdnet.py's make_loader
+  for c, key in ((base, "video"), (dict(base, preset="image", size=16, augment=dict(rotation=10)), "image")):
+    unit = dict(c, value_range="unit", input_key=key)
+    for train in (False, True):
+      got = next(pipeline.make_loader(unit, "val", train=train, seed=2, process_index=0, process_count=1))
+      old = next(build_loader(src, old_stats, unit, "val", train=train, seed=2, process_index=0, process_count=1))
+      raw = next(build_loader(src, STATS, dict(unit, normalize="device"), "val", train=train, seed=2,
+                              process_index=0, process_count=1))
+      assert got[key].dtype == np.float32 and raw[key].dtype == np.uint8
+      np.testing.assert_array_equal(got[key], old[key])
+      np.testing.assert_allclose(got[key], raw[key] / 255.0, rtol=1e-6, atol=0)
+      assert 0.0 <= got[key].min() and got[key].max() <= 1.0
+    dev_cfg = dict(unit, normalize="device")
+    mean, std = pipeline.input_normalization(dev_cfg)
+    np.testing.assert_array_equal(mean, 0.0)
+    np.testing.assert_array_equal(std, 255.0)
+    dev = next(pipeline.make_loader(dev_cfg, "val", train=False, seed=0, process_index=0, process_count=1))
+    host = next(pipeline.make_loader(unit, "val", train=False, seed=0, process_index=0, process_count=1))
+    x = np.asarray(make_model_input(ml_collections.ConfigDict({"data": dev_cfg}))({key: dev[key]}))
+    np.testing.assert_allclose(x, host[key], rtol=1e-6, atol=1e-7)
+  default = next(pipeline.make_loader(base, "val", train=False, seed=0, process_index=0, process_count=1))
+  named = next(pipeline.make_loader(dict(base, value_range="dataset"), "val", train=False, seed=0, process_index=0,
+                                    process_count=1))
+  np.testing.assert_array_equal(default["video"], named["video"])
+  assert pipeline.input_normalization(dict(base, value_range="unit")) is None  # host mode: already scaled
+  for call in (lambda c: pipeline.make_loader(c, "val", train=False, seed=0, process_index=0, process_count=1),
+               lambda c: build_loader(FakeVideos([9]), STATS, c, "val", train=False, seed=0, process_index=0,
+                                      process_count=1),
+               lambda c: pipeline.input_normalization(dict(c, normalize="device"))):
+    with pytest.raises(UserError, match=r"data\.value_range is '0-1'; use None .*'dataset'.*'unit'"):
+      call(dict(base, value_range="0-1"))
+
+
 def test_worker_processes_give_the_same_eval_clips(echonet_data):
   """worker_count=1: the transform, the frame store and the batch function run in a grain worker process; every
   record's eval clip (deterministic) equals the in-process loader's, and each record comes exactly once."""

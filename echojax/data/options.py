@@ -16,6 +16,9 @@ Data config fields (ml_collections.ConfigDict or dict; defaults in ``DEFAULTS``)
 - ``batch_size``: the GLOBAL batch; each process loads ``batch_size // process_count`` rows.
 - ``normalize``: "host" (float32 normalised batches, the default) or "device" (uint8 batches; the trainer
   normalises inside the jitted step with the same stats: see ``echojax.data.pipeline.input_normalization``).
+- ``value_range``: None (the default; "dataset" says the same) normalises with the per-channel mean/std of the
+  prepared data; "unit" scales pixels to [0, 1] (x / 255, i.e. mean 0 and std 255), for models that do their own
+  preprocessing (EchoSDNet). Either way on the host for ``normalize="host"``, in the jitted step for "device".
 - ``augment``: dict of options of :mod:`echojax.data.augment` (train only).
 - ``targets``: record features copied into the batch (default: whichever of ``ef``/``label`` the records have).
 - ``size``: resize frames to ``size`` x ``size`` after slicing (default: keep the stored size).
@@ -53,6 +56,7 @@ from echojax.errors import UserError
 
 STATS_FILE = "echojax_stats.json"
 PRESETS = ("video_clip", "image")
+VALUE_RANGES = (None, "dataset", "unit")  # None and "dataset": the prepared mean/std; "unit": x / 255
 
 DEFAULTS: dict[str, Any] = {
     "name": "echonet_dynamic",
@@ -68,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "eval_start": "zero",
     "pad_mode": "zeros",
     "normalize": "host",
+    "value_range": None,
     "augment": {},
     "targets": None,
     "size": None,
@@ -105,6 +110,14 @@ def _to_dict(x: Any) -> dict:
   return dict(x)
 
 
+def check_value_range(value: Any) -> Any:
+  """``data.value_range`` if it is one of :data:`VALUE_RANGES`, else a UserError naming the allowed values."""
+  if value not in VALUE_RANGES:
+    raise UserError(f"config field data.value_range is {value!r}; use None (or 'dataset': normalise with the "
+                    "prepared data's mean/std, the default) or 'unit' (x / 255, pixels in [0, 1])")
+  return value
+
+
 def resolve_options(data_cfg: Any) -> dict[str, Any]:
   """Data config -> plain dict of every option (defaults filled in), validated."""
   opts = {k: _cfg_get(data_cfg, k) for k in DEFAULTS}
@@ -122,6 +135,7 @@ def resolve_options(data_cfg: Any) -> dict[str, Any]:
     raise UserError(f"config field data.pad_mode is {opts['pad_mode']!r}; use 'zeros' or 'repeat'")
   if opts["normalize"] not in ("host", "device"):
     raise UserError(f"config field data.normalize is {opts['normalize']!r}; use 'host' or 'device'")
+  check_value_range(opts["value_range"])
   if opts["normalize"] == "device" and (opts["augment"].get("brightness") or opts["augment"].get("contrast")):
     raise UserError("config field data.normalize='device' ships uint8 clips, which cannot carry brightness/contrast "
                     "jitter: set data.normalize='host' or drop data.augment.brightness/contrast")
@@ -130,6 +144,11 @@ def resolve_options(data_cfg: Any) -> dict[str, Any]:
   if opts["targets"] is not None:
     opts["targets"] = [opts["targets"]] if isinstance(opts["targets"], str) else list(opts["targets"])
   return opts
+
+
+def unit_stats() -> tuple[np.ndarray, np.ndarray]:
+  """(mean, std) in [0, 255] units of ``value_range="unit"``: (x - 0) / 255 on every channel."""
+  return np.zeros(1, np.float32), np.full(1, 255.0, np.float32)
 
 
 def load_stats(path: str | Path, feature: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -20,13 +20,15 @@ every process yields the same number of batches.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Iterator
 
 import grain.python as grain
 import numpy as np
 
 from echojax.data.frames import LazyFrames, PreadFrameStore, _all_clip_rows, _resize, clip_starts  # noqa: F401
-from echojax.data.options import DEFAULTS, PRESETS, STATS_FILE, _cfg_get, load_stats, resolve_options  # noqa: F401
+from echojax.data.options import (DEFAULTS, PRESETS, STATS_FILE, VALUE_RANGES, _cfg_get,  # noqa: F401
+                                  check_value_range, load_stats, resolve_options, unit_stats)
 from echojax.data.samplers import FrameSampler, get_frame_sampler, register_frame_sampler  # noqa: F401
 from echojax.data.sources import FastTfdsSource, RowSource, _source_desc, fast_source, open_source  # noqa: F401
 from echojax.data.transforms import ClipTransform, PendingClip, batch_samples  # noqa: F401
@@ -146,7 +148,9 @@ def _absl_flags_ready() -> None:
 def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: Any, split: str, *, train: bool,
                  seed: int, process_index: int | None = None, process_count: int | None = None,
                  frame_sampler: FrameSampler | None = None) -> Loader:
-  """Loader over any random-access ``source`` (``len`` + ``__getitem__`` -> feature dict); see make_loader."""
+  """Loader over any random-access ``source`` (``len`` + ``__getitem__`` -> feature dict); see make_loader.
+
+  ``stats`` = (mean, std) in [0, 255] units, used as given (make_loader picks them from ``data.value_range``)."""
   opts = resolve_options(data_cfg)
   p, n = _process(process_index, process_count)
   global_b = int(opts["batch_size"])
@@ -193,28 +197,41 @@ def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: An
                 global_batch_size=global_b, process_index=p, process_count=n, opts=opts, source=source)
 
 
+def _unit_range(data_cfg: Any) -> bool:
+  """True for ``data.value_range='unit'`` (x / 255), False for the prepared mean/std; UserError for other values."""
+  return check_value_range(_cfg_get(data_cfg, "value_range")) == "unit"
+
+
+def _prepared_stats(data_cfg: Any, version_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+  feature = "image" if _cfg_get(data_cfg, "preset") == "image" else "video"
+  return load_stats(version_dir / STATS_FILE, feature)
+
+
 def make_loader(data_cfg: Any, split: str, *, train: bool, seed: int, process_index: int | None = None,
                 process_count: int | None = None, frame_sampler: FrameSampler | None = None) -> Loader:
-  """Loader over the prepared ``split`` of ``data_cfg.name`` (see the module docstring for the fields).
+  """Loader over the prepared ``split`` of ``data_cfg.name`` (fields: :mod:`echojax.data.options`).
 
+  Batches are normalised with the prepared data's mean/std, or scaled to [0, 1] for ``data.value_range='unit'``.
   ``process_index``/``process_count`` default to JAX's; process p of n reads a disjoint shard of the split and
   the shards together cover it. ``frame_sampler`` overrides ``data_cfg.frame_sampler`` with a callable.
   """
+  unit = _unit_range(data_cfg)
   source, version_dir = open_source(data_cfg, split)
-  feature = "image" if _cfg_get(data_cfg, "preset") == "image" else "video"
-  stats = load_stats(version_dir / STATS_FILE, feature)
+  stats = unit_stats() if unit else _prepared_stats(data_cfg, version_dir)
   return build_loader(source, stats, data_cfg, split, train=train, seed=seed, process_index=process_index,
                       process_count=process_count, frame_sampler=frame_sampler)
 
 
 def input_normalization(data_cfg: Any) -> tuple[np.ndarray, np.ndarray] | None:
   """(mean, std) in [0, 255] units when ``data.normalize='device'`` (uint8 batches, normalised inside the jitted
-  step: 4x less host memory traffic per clip), else None (batches are already normalised float32)."""
+  step: 4x less host memory traffic per clip), else None (batches are already normalised float32). They are the
+  stats make_loader would normalise with on the host: x / 255 for ``data.value_range='unit'``, else the prepared
+  train split's mean/std."""
   if _cfg_get(data_cfg, "normalize") != "device":
     return None
-  _, version_dir = open_source(data_cfg, "train")
-  feature = "image" if _cfg_get(data_cfg, "preset") == "image" else "video"
-  return load_stats(version_dir / STATS_FILE, feature)
+  if _unit_range(data_cfg):
+    return unit_stats()
+  return _prepared_stats(data_cfg, open_source(data_cfg, "train")[1])
 
 
 def batch_shapes(loader: Loader) -> dict[str, tuple[tuple[int, ...], str]]:
