@@ -230,6 +230,25 @@ def test_frame_sampler_hook():
                  process_count=1)
 
 
+def test_ecg_phase_samplers_are_found_by_name(monkeypatch):
+  """data.frame_sampler='ecg_phases_<N>' works without registering the ECG samplers first; unknown names (also an
+  ecg_phases_ size that does not exist) stay a UserError that lists what is registered."""
+  from echojax.data import ecg, samplers
+
+  monkeypatch.setattr(samplers, "_FRAME_SAMPLERS", {})  # a fresh registry: nothing registered yet
+  fn = pipeline.get_frame_sampler("ecg_phases_8")
+  assert isinstance(fn, ecg.PhaseFrameSampler) and fn.num_frames_out == 8
+  assert sorted(samplers._FRAME_SAMPLERS) == ["ecg_phases_16", "ecg_phases_32", "ecg_phases_4", "ecg_phases_8"]
+  monkeypatch.setattr(samplers, "_FRAME_SAMPLERS", {})
+  loader = build_loader(FakeVideos([20, 30]), STATS, cfg(batch_size=2, frame_sampler="ecg_phases_4"), "train",
+                        train=True, seed=0, process_index=0, process_count=1)
+  assert next(loader)["video"].shape == (2, 4, S, S, 3)
+  for name in ("nope", "ecg_phases_7"):
+    with pytest.raises(UserError, match=rf"unknown frame sampler '{name}' \(config field data.frame_sampler\); "
+                                        r"registered: ecg_phases_16, ecg_phases_32, ecg_phases_4, ecg_phases_8\."):
+      pipeline.get_frame_sampler(name)
+
+
 def test_frame_sampler_gets_no_generator_in_evaluation():
   """Training samplers get a per-sample Generator; evaluation passes None, so eval frames never depend on the seed."""
   got = []

@@ -1,4 +1,8 @@
-"""Frame-sampler registry: data configs pick ``fn(record, rng) -> frame indices`` by name (``data.frame_sampler``)."""
+"""Frame-sampler registry: data configs pick ``fn(record, rng) -> frame indices`` by name (``data.frame_sampler``).
+
+The built-in ECG phase samplers (``ecg_phases_4/8/16/32``, :func:`echojax.data.ecg.register_phase_samplers`) are
+found by name without registering them first: a lookup of an unregistered ``ecg_phases_*`` name registers them.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from echojax.errors import UserError
 
 FrameSampler = Callable[[Mapping[str, Any], np.random.Generator], np.ndarray]
 _FRAME_SAMPLERS: dict[str, FrameSampler] = {}
+ECG_PREFIX = "ecg_phases_"  # names that echojax.data.ecg.register_phase_samplers() registers
 
 
 def register_frame_sampler(name: str, fn: FrameSampler | None = None):
@@ -31,6 +36,11 @@ def register_frame_sampler(name: str, fn: FrameSampler | None = None):
 
 
 def get_frame_sampler(name: str) -> FrameSampler:
+  """The sampler registered as ``name``; the built-in ``ecg_phases_<N>`` are registered on their first lookup."""
+  if name not in _FRAME_SAMPLERS and str(name).startswith(ECG_PREFIX):
+    from echojax.data import ecg
+
+    ecg.register_phase_samplers()
   if name not in _FRAME_SAMPLERS:
     raise UserError(f"unknown frame sampler {name!r} (config field data.frame_sampler); registered: "
                     f"{', '.join(sorted(_FRAME_SAMPLERS)) or 'none'}. Register one with "
