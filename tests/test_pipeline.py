@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from echojax.data import augment as aug
-from echojax.data import pipeline
+from echojax.data import pipeline, sources
 from echojax.data.pipeline import build_loader, clip_starts, load_stats
 from echojax.errors import UserError
 
@@ -230,6 +230,25 @@ def test_frame_sampler_hook():
                  process_count=1)
 
 
+def test_ecg_phase_samplers_are_found_by_name(monkeypatch):
+  """data.frame_sampler='ecg_phases_<N>' works without registering the ECG samplers first; unknown names (also an
+  ecg_phases_ size that does not exist) stay a UserError that lists what is registered."""
+  from echojax.data import ecg, samplers
+
+  monkeypatch.setattr(samplers, "_FRAME_SAMPLERS", {})  # a fresh registry: nothing registered yet
+  fn = pipeline.get_frame_sampler("ecg_phases_8")
+  assert isinstance(fn, ecg.PhaseFrameSampler) and fn.num_frames_out == 8
+  assert sorted(samplers._FRAME_SAMPLERS) == ["ecg_phases_16", "ecg_phases_32", "ecg_phases_4", "ecg_phases_8"]
+  monkeypatch.setattr(samplers, "_FRAME_SAMPLERS", {})
+  loader = build_loader(FakeVideos([20, 30]), STATS, cfg(batch_size=2, frame_sampler="ecg_phases_4"), "train",
+                        train=True, seed=0, process_index=0, process_count=1)
+  assert next(loader)["video"].shape == (2, 4, S, S, 3)
+  for name in ("nope", "ecg_phases_7"):
+    with pytest.raises(UserError, match=rf"unknown frame sampler '{name}' \(config field data.frame_sampler\); "
+                                        r"registered: ecg_phases_16, ecg_phases_32, ecg_phases_4, ecg_phases_8\."):
+      pipeline.get_frame_sampler(name)
+
+
 def test_frame_sampler_gets_no_generator_in_evaluation():
   """Training samplers get a per-sample Generator; evaluation passes None, so eval frames never depend on the seed."""
   got = []
@@ -352,7 +371,7 @@ def test_real_builder_records_are_viewed_without_copies(echonet_data):
   assert isinstance(fast, pipeline.FastTfdsSource)
   for i in range(len(src)):
     a, b = fast[i], src[i]
-    assert pipeline._same_record(a, b)
+    assert sources._same_record(a, b)
     assert not a["video"].flags.owndata  # a view into the record bytes: clips are the only copies
   assert pipeline.fast_source([{"video": np.zeros((1, 2, 2, 3), np.uint8)}]) is not None  # non-TFDS: unchanged
 
@@ -473,6 +492,49 @@ def test_device_normalisation_equals_host(echonet_data):
   with pytest.raises(UserError, match="brightness"):
     pipeline.make_loader(dict(dev_cfg, augment=dict(brightness=0.1)), "train", train=True, seed=0,
                          process_index=0, process_count=1)
+
+
+def test_value_range_unit_scales_to_0_1(echonet_data):
+  """data.value_range='unit': batches are the stored pixels / 255, exactly what EchoSDNet's custom loader gave
+  (the pipeline with mean 0 and std 255 on 3 channels), for clips and still images, normalised on the host or on
+  the device (input_normalization); 'dataset' is the default's name; other values are a named UserError."""
+  import ml_collections
+
+  from echojax.train import make_model_input
+
+  base = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4)
+  src, _ = pipeline.open_source(base, "val")
+  old_stats = (np.zeros(3, np.float32), np.full(3, 255.0, np.float32))  # experiments/echosdnet.py's make_loader
+  for c, key in ((base, "video"), (dict(base, preset="image", size=16, augment=dict(rotation=10)), "image")):
+    unit = dict(c, value_range="unit", input_key=key)
+    for train in (False, True):
+      got = next(pipeline.make_loader(unit, "val", train=train, seed=2, process_index=0, process_count=1))
+      old = next(build_loader(src, old_stats, unit, "val", train=train, seed=2, process_index=0, process_count=1))
+      raw = next(build_loader(src, STATS, dict(unit, normalize="device"), "val", train=train, seed=2,
+                              process_index=0, process_count=1))
+      assert got[key].dtype == np.float32 and raw[key].dtype == np.uint8
+      np.testing.assert_array_equal(got[key], old[key])
+      np.testing.assert_allclose(got[key], raw[key] / 255.0, rtol=1e-6, atol=0)
+      assert 0.0 <= got[key].min() and got[key].max() <= 1.0
+    dev_cfg = dict(unit, normalize="device")
+    mean, std = pipeline.input_normalization(dev_cfg)
+    np.testing.assert_array_equal(mean, 0.0)
+    np.testing.assert_array_equal(std, 255.0)
+    dev = next(pipeline.make_loader(dev_cfg, "val", train=False, seed=0, process_index=0, process_count=1))
+    host = next(pipeline.make_loader(unit, "val", train=False, seed=0, process_index=0, process_count=1))
+    x = np.asarray(make_model_input(ml_collections.ConfigDict({"data": dev_cfg}))({key: dev[key]}))
+    np.testing.assert_allclose(x, host[key], rtol=1e-6, atol=1e-7)
+  default = next(pipeline.make_loader(base, "val", train=False, seed=0, process_index=0, process_count=1))
+  named = next(pipeline.make_loader(dict(base, value_range="dataset"), "val", train=False, seed=0, process_index=0,
+                                    process_count=1))
+  np.testing.assert_array_equal(default["video"], named["video"])
+  assert pipeline.input_normalization(dict(base, value_range="unit")) is None  # host mode: already scaled
+  for call in (lambda c: pipeline.make_loader(c, "val", train=False, seed=0, process_index=0, process_count=1),
+               lambda c: build_loader(FakeVideos([9]), STATS, c, "val", train=False, seed=0, process_index=0,
+                                      process_count=1),
+               lambda c: pipeline.input_normalization(dict(c, normalize="device"))):
+    with pytest.raises(UserError, match=r"data\.value_range is '0-1'; use None .*'dataset'.*'unit'"):
+      call(dict(base, value_range="0-1"))
 
 
 def test_worker_processes_give_the_same_eval_clips(echonet_data):
