@@ -8,6 +8,7 @@ import pytest
 from sklearn import metrics as skm
 
 from echojax import metrics as M
+from echojax.metrics import bootstrap as B
 from echojax.errors import UserError
 
 
@@ -109,9 +110,9 @@ def test_regression_bootstrap_equals_sklearn_on_the_same_resamples():
   n, num = 50, 120
   yt = rng.uniform(15, 75, n)
   yp = yt + rng.normal(0, 5, n)
-  with mock.patch.object(M, "_BOOTSTRAP_CHUNK_ELEMENTS", 50 * 32):  # 32 resamples per chunk: 4 chunks
+  with mock.patch.object(B, "_BOOTSTRAP_CHUNK_ELEMENTS", 50 * 32):  # 32 resamples per chunk: 4 chunks
     m = M.regression_metrics(yt, yp, bootstrap=num, seed=9)
-    boot = M._bootstrap_regression(yt, yp - yt, num, seed=9)
+    boot = B._bootstrap_regression(yt, yp - yt, num, seed=9)
   draw = np.random.default_rng(9)
   idx = np.concatenate([draw.integers(0, n, size=(b, n)) for b in (32, 32, 32, 24)])
   want = {"mae": [skm.mean_absolute_error(yt[i], yp[i]) for i in idx],
@@ -189,8 +190,8 @@ def test_ranking_bootstrap_matches_sklearn_on_the_same_resamples():
   rng = np.random.default_rng(5)
   y = rng.integers(0, 2, 80).astype(bool)
   s = np.round(rng.random(80) + 0.4 * y, 1)  # ties
-  boot = M._bootstrap_ranking(y, s, 15, seed=7)
-  counts = M._resample_counts(np.random.default_rng(7), 80, 15)  # the same draws
+  boot = B._bootstrap_ranking(y, s, 15, seed=7)
+  counts = B._resample_counts(np.random.default_rng(7), 80, 15)  # the same draws
   for i in range(15):
     idx = np.repeat(np.arange(80), counts[i])
     assert boot["auroc"][i] == pytest.approx(skm.roc_auc_score(y[idx], s[idx]), abs=1e-12)
