@@ -49,6 +49,27 @@ def test_auroc_hand_computed():
   assert math.isnan(M.average_precision([0, 0], [0.1, 0.2]))
 
 
+def test_ranking_one_class_is_nan_without_warnings_and_bad_inputs_raise():
+  import warnings
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # scikit-learn's one-class warnings must not reach the caller
+    assert math.isnan(M.auroc([0, 0, 0], [0.1, 0.5, 0.5]))
+    assert math.isnan(M.average_precision([0, 0, 0], [0.1, 0.5, 0.5]))  # scikit-learn itself says 0.0
+    fpr, tpr, thr = M.roc_curve([0, 0, 0], [0.1, 0.5, 0.5])
+    prec, rec, _ = M.precision_recall_curve([0, 0, 0], [0.1, 0.5, 0.5])
+  np.testing.assert_allclose(fpr, [0.0, 2 / 3, 1.0])
+  assert np.isnan(tpr).all() and thr[0] == np.inf and list(thr[1:]) == [0.5, 0.1]
+  assert rec[0] == 0.0 and np.isnan(rec[1:]).all()  # scikit-learn sets recall to 1 here
+  np.testing.assert_allclose(prec, [1.0, 0.0, 0.0])
+  with pytest.raises(UserError, match="score: contains 1 NaN"):
+    M.auroc([0, 1], [0.1, float("nan")])
+  with pytest.raises(UserError, match="y_true has 2 examples but score has 3"):
+    M.roc_curve([0, 1], [0.1, 0.2, 0.3])
+  with pytest.raises(UserError, match="y_true: binary labels must be 0/1"):
+    M.precision_recall_curve([0, 3], [0.1, 0.2])
+
+
 # ------------------------------------------------------------------------------------------------ regression
 
 

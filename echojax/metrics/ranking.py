@@ -1,7 +1,13 @@
-"""Ranking metrics of a binary score: AUROC, average precision (AUPRC), ROC and precision-recall curves."""
+"""Ranking metrics of a binary score: AUROC, average precision (AUPRC), ROC and precision-recall curves.
+
+Thin wrappers over scikit-learn that check their inputs (UserError naming the argument) and return NaN, instead
+of raising or warning, where a split has only one class. scikit-learn is imported inside the functions so that
+``import echojax.metrics`` stays cheap.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -9,79 +15,60 @@ import numpy as np
 from echojax.metrics._checks import _binary_labels, _same_length, _vector
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-  """1-based ranks of ``x`` with ties given their average rank (as scipy.stats.rankdata(method='average'))."""
-  _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-  ends = np.cumsum(counts)
-  avg = ends - (counts - 1) / 2.0
-  return avg[inverse.reshape(-1)]
+def _labels_and_score(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
+  y = _binary_labels(y_true, "y_true")
+  s = _vector(score, "score")
+  _same_length(y, s, "y_true", "score")
+  return y, s
+
+
+def _both_classes(y: np.ndarray) -> bool:
+  return 0 < int(y.sum()) < y.size
 
 
 def auroc(y_true: Any, score: Any) -> float:
-  """Area under the ROC curve (higher ``score`` = more likely positive); NaN when only one class is present.
+  """Area under the ROC curve (higher ``score`` = more likely positive; ties count one half); NaN when only one
+  class is present. scikit-learn's ``roc_auc_score``."""
+  from sklearn.metrics import roc_auc_score
 
-  Computed as the Mann-Whitney U statistic with tie-averaged ranks, which equals the trapezoidal ROC area.
-  """
-  y = _binary_labels(y_true, "y_true")
-  s = _vector(score, "score")
-  _same_length(y, s, "y_true", "score")
-  n_pos = int(y.sum())
-  n_neg = y.size - n_pos
-  if n_pos == 0 or n_neg == 0:
-    return float("nan")
-  ranks = _average_ranks(s)
-  return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+  y, s = _labels_and_score(y_true, score)
+  return float(roc_auc_score(y, s)) if _both_classes(y) else float("nan")
 
 
-def _curve_counts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Cumulative true/false positives at each distinct score threshold, highest threshold first."""
-  order = np.argsort(-s, kind="mergesort")
-  s_sorted = s[order]
-  y_sorted = y[order]
-  last_of_group = np.r_[np.nonzero(np.diff(s_sorted))[0], y_sorted.size - 1]
-  tps = np.cumsum(y_sorted)[last_of_group]
-  fps = (last_of_group + 1) - tps
-  return tps.astype(np.float64), fps.astype(np.float64), s_sorted[last_of_group]
+def average_precision(y_true: Any, score: Any) -> float:
+  """AUPRC as average precision, sum over thresholds of (R_k - R_{k-1}) * P_k (scikit-learn's
+  ``average_precision_score``, not the optimistic trapezoidal area). NaN when only one class is present."""
+  from sklearn.metrics import average_precision_score
+
+  y, s = _labels_and_score(y_true, score)
+  return float(average_precision_score(y, s)) if _both_classes(y) else float("nan")
 
 
 def roc_curve(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """ROC points ``(fpr, tpr, thresholds)`` starting at (0, 0); thresholds[0] is +inf. NaN rates for one class."""
-  y = _binary_labels(y_true, "y_true")
-  s = _vector(score, "score")
-  _same_length(y, s, "y_true", "score")
-  tps, fps, thr = _curve_counts(y, s)
-  tps = np.r_[0.0, tps]
-  fps = np.r_[0.0, fps]
-  n_pos, n_neg = tps[-1], fps[-1]
-  fpr = fps / n_neg if n_neg else np.full_like(fps, np.nan)
-  tpr = tps / n_pos if n_pos else np.full_like(tps, np.nan)
-  return fpr, tpr, np.r_[np.inf, thr]
+  """ROC points ``(fpr, tpr, thresholds)`` at every distinct score, starting at (0, 0) with thresholds[0] = +inf
+  (scikit-learn's ``roc_curve`` with ``drop_intermediate=False``). NaN rates when a class is missing."""
+  from sklearn.metrics import roc_curve as sk_roc_curve
+
+  y, s = _labels_and_score(y_true, score)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # one class: scikit-learn warns and returns NaN rates, which we keep
+    fpr, tpr, thresholds = sk_roc_curve(y, s, drop_intermediate=False)
+  return fpr, tpr, thresholds
 
 
 def precision_recall_curve(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """PR points ``(precision, recall, thresholds)`` by decreasing threshold, so recall rises from 0.
 
-  The first point is (precision 1, recall 0) at threshold +inf (scikit-learn returns the same points reversed).
+  These are scikit-learn's ``precision_recall_curve`` points in reverse order: the first is (precision 1,
+  recall 0), given threshold +inf here. Without positive examples the other recalls are NaN (scikit-learn sets
+  them to 1).
   """
-  y = _binary_labels(y_true, "y_true")
-  s = _vector(score, "score")
-  _same_length(y, s, "y_true", "score")
-  tps, fps, thr = _curve_counts(y, s)
-  n_pos = tps[-1]
-  precision = tps / (tps + fps)
-  recall = tps / n_pos if n_pos else np.full_like(tps, np.nan)
-  return np.r_[1.0, precision], np.r_[0.0, recall], np.r_[np.inf, thr]
+  from sklearn.metrics import precision_recall_curve as sk_pr_curve
 
-
-def average_precision(y_true: Any, score: Any) -> float:
-  """AUPRC as average precision: sum over thresholds of (R_k - R_{k-1}) * P_k. NaN when one class is present."""
-  y = _binary_labels(y_true, "y_true")
-  s = _vector(score, "score")
-  _same_length(y, s, "y_true", "score")
-  n_pos = int(y.sum())
-  if n_pos == 0 or n_pos == y.size:
-    return float("nan")
-  tps, fps, _ = _curve_counts(y, s)
-  precision = tps / (tps + fps)
-  recall = tps / n_pos
-  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+  y, s = _labels_and_score(y_true, score)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # no positives: replaced by NaN below
+    precision, recall, thresholds = sk_pr_curve(y, s, drop_intermediate=False)
+  if not y.any():
+    recall = np.r_[np.full(recall.size - 1, np.nan), 0.0]
+  return precision[::-1], recall[::-1], np.r_[np.inf, thresholds[::-1]]
