@@ -1,4 +1,4 @@
-"""Regression metrics (MAE, RMSE, R2, bias) with bootstrap confidence intervals."""
+"""Regression metrics (MAE, RMSE, R2 from scikit-learn; bias) with bootstrap confidence intervals."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def regression_metrics(y_true: Any, y_pred: Any, *, bootstrap: int = 1000, seed:
   left out when ``bootstrap=0``. R2 is NaN (with a note) when the targets are constant; resamples whose targets
   are constant are ignored for the R2 interval. The same ``seed`` gives the same intervals.
   """
+  from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
   yt = _vector(y_true, "y_true")
   yp = _vector(y_pred, "y_pred")
   _same_length(yt, yp, "y_true", "y_pred")
@@ -25,13 +27,14 @@ def regression_metrics(y_true: Any, y_pred: Any, *, bootstrap: int = 1000, seed:
   n = yt.size
   notes: list[str] = []
   err = yp - yt
-  ss_tot = float(np.sum((yt - yt.mean()) ** 2))
+  constant = bool(np.all(yt == yt[0]))
   point = {
-      "mae": float(np.mean(np.abs(err))),
-      "rmse": float(np.sqrt(np.mean(err * err))),
-      "r2": 1.0 - float(np.sum(err * err)) / ss_tot if ss_tot > 0 else float("nan"),
+      "mae": float(mean_absolute_error(yt, yp)),
+      "rmse": float(root_mean_squared_error(yt, yp)),
+      # scikit-learn reports 1.0 or 0.0 for constant targets; undefined here
+      "r2": float("nan") if constant else float(r2_score(yt, yp)),
   }
-  if ss_tot <= 0:
+  if constant:
     notes.append(f"r2 is NaN: all {n} targets are equal ({yt[0]:g}), so the variance to explain is 0")
   result: dict[str, Any] = {}
   boot = _bootstrap_regression(yt, err, bootstrap, seed) if bootstrap > 0 else None
