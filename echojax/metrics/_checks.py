@@ -48,11 +48,6 @@ def _binary_labels(y: Any, name: str) -> np.ndarray:
   return arr.astype(bool)
 
 
-def _div(num: float, den: float) -> float:
-  """num / den, NaN when den == 0."""
-  return float(num) / float(den) if den else float("nan")
-
-
 def _check_bootstrap_args(bootstrap: int, ci: float) -> None:
   if not 0.0 < ci < 1.0:
     raise UserError(f"ci={ci}: the confidence level must be between 0 and 1, e.g. 0.95")

@@ -1,4 +1,5 @@
-"""Binary classification metrics from a score, and reduced-EF detection at clinical EF cut-offs."""
+"""Binary classification metrics from a score (scikit-learn's confusion matrix, precision/recall/F1, balanced
+accuracy, AUROC, average precision) and reduced-EF detection at clinical EF cut-offs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from echojax.errors import UserError
-from echojax.metrics._checks import _binary_labels, _check_bootstrap_args, _div, _same_length, _vector
+from echojax.metrics._checks import _binary_labels, _check_bootstrap_args, _same_length, _vector
 from echojax.metrics.bootstrap import _add_ci, _bootstrap_ranking
 from echojax.metrics.ranking import auroc, average_precision
 
@@ -19,10 +20,10 @@ def _binary_from_predictions(y: np.ndarray, pred: np.ndarray, score: np.ndarray,
                              ci: float = 0.95) -> dict[str, float]:
   """Confusion-based and ranking metrics for bool labels ``y``, bool predictions and a ranking score
   (+ bootstrap CIs of AUROC and AUPRC when ``bootstrap`` > 0)."""
-  tp = int(np.sum(y & pred))
-  fp = int(np.sum(~y & pred))
-  fn = int(np.sum(y & ~pred))
-  tn = int(np.sum(~y & ~pred))
+  from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
+                               precision_recall_fscore_support)
+
+  tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, pred, labels=[False, True]).ravel())
   n_pos, n_neg = tp + fn, tn + fp
   if n_pos == 0 or n_neg == 0:
     missing = "positive" if n_pos == 0 else "negative"
@@ -30,17 +31,18 @@ def _binary_from_predictions(y: np.ndarray, pred: np.ndarray, score: np.ndarray,
                  f"{'sensitivity/recall' if n_pos == 0 else 'specificity'} are NaN")
   if tp + fp == 0:
     notes.append(f"{what}: nothing was predicted positive, so precision is reported as 0")
-  recall = _div(tp, n_pos)
-  specificity = _div(tn, n_neg)
+  # positive class first: precision = (PPV, NPV), recall = (sensitivity, specificity); NaN where a denominator is 0
+  precision, recall, f1, _ = precision_recall_fscore_support(y, pred, labels=[True, False], zero_division=np.nan)
   out = {
-      "accuracy": (tp + tn) / y.size,
-      "precision": tp / (tp + fp) if tp + fp else 0.0,
-      "recall": recall,
-      "sensitivity": recall,
-      "specificity": specificity,
-      "npv": _div(tn, tn + fn),
-      "f1": _div(2 * tp, 2 * tp + fp + fn),
-      "balanced_accuracy": (recall + specificity) / 2.0,
+      "accuracy": float(accuracy_score(y, pred)),
+      "precision": float(precision[0]) if tp + fp else 0.0,
+      "recall": float(recall[0]),
+      "sensitivity": float(recall[0]),
+      "specificity": float(recall[1]),
+      "npv": float(precision[1]),
+      "f1": float(f1[0]),
+      # scikit-learn averages over the classes present, which is only one of the two rates on a one-class split
+      "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if n_pos and n_neg else float("nan"),
       "auroc": auroc(y, score),
       "auprc": average_precision(y, score),
       "tp": tp, "fp": fp, "fn": fn, "tn": tn,
