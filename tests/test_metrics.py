@@ -326,6 +326,26 @@ def test_classification_missing_class_is_nan_with_note():
   assert math.isnan(r["auroc_macro_ovr"]) and r["accuracy"] == 0.5
 
 
+def test_classification_accepts_probabilities_off_by_rounding():
+  """Rows that sum to 1 only within float32 rounding (or hold 1 + a rounding error) are probabilities: metrics
+  come back, equal to scikit-learn's where it accepts the input, and no warning reaches the caller."""
+  import warnings
+
+  rng = np.random.default_rng(8)
+  labels, probs = _random_probs(rng, 200, 4)
+  p32 = probs.astype(np.float32)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    r = M.classification_metrics(labels, p32)
+    over = M.classification_metrics([0, 1, 2], [[1.0 + 2e-4, 0.0, 0.0], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # scikit-learn warns that these rows do not sum to one
+    want = skm.log_loss(labels, p32.astype(np.float64))
+  assert r["log_loss"] == pytest.approx(want, rel=1e-12)
+  assert over["log_loss"] == pytest.approx(-(np.log(1 - 2.220446049250313e-16) + np.log(0.5) + np.log(0.8)) / 3)
+  assert over["accuracy"] == 1.0
+
+
 def test_classification_bad_inputs():
   probs = np.array([[0.5, 0.5], [0.9, 0.1]])
   with pytest.raises(UserError, match="class_names has 3 names"):

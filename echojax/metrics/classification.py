@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,21 +56,19 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
                     "Apply softmax first (e.g. scipy.special.softmax(logits, axis=-1))")
   n = y.size
   notes: list[str] = []
+  from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, log_loss,
+                               precision_recall_fscore_support, top_k_accuracy_score)
+
   pred = np.argmax(p, axis=1)
-  cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-  np.add.at(cm, (y, pred), 1)
-  tp = np.diag(cm).astype(np.float64)
-  support = cm.sum(axis=1).astype(np.float64)
-  predicted = cm.sum(axis=0).astype(np.float64)
-  fp = predicted - tp
-  fn = support - tp
-  tn = n - tp - fp - fn
+  classes = np.arange(num_classes)
+  cm = confusion_matrix(y, pred, labels=classes)
+  support, predicted = cm.sum(axis=1), cm.sum(axis=0)
   seen = (support > 0) | (predicted > 0)
+  # per class; 0 where a denominator is 0 (zero_division=0), as inside scikit-learn's macro averages
+  precision, recall, f1, _ = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+  negatives = n - support  # of each one-vs-rest problem; specificity = TN / (TN + FP)
   with np.errstate(divide="ignore", invalid="ignore"):
-    precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
-    recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
-    f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
-    specificity = np.where(tn + fp > 0, tn / np.maximum(tn + fp, 1), np.nan)
+    specificity = np.where(negatives > 0, (negatives - predicted + np.diag(cm)) / negatives, np.nan)
   unseen = [class_names[i] for i in range(num_classes) if not seen[i]]
   if unseen:
     notes.append(f"classes {unseen} are neither in the labels nor predicted: their per-class values are NaN and "
@@ -100,28 +99,31 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
         "auroc": float(aurocs[i]),
         "auprc": float(auprcs[i]),
     }
-
-  def macro(values: np.ndarray, mask: np.ndarray) -> float:
-    return float(np.mean(values[mask])) if np.any(mask) else float("nan")
-
+  # Macro averages over the classes in the labels or the predictions (scikit-learn's labels=None).
+  macro_precision, macro_recall, macro_f1, _ = precision_recall_fscore_support(y, pred, average="macro",
+                                                                               zero_division=0)
   finite_auc = np.isfinite(aurocs)
-  eps = np.finfo(np.float64).eps
-  p_true = np.clip(p[np.arange(n), y], eps, 1.0)
+  with warnings.catch_warnings():
+    # balanced accuracy warns when a predicted class has no examples (noted above); log_loss warns when rows sum
+    # to 1 only within the float32 tolerance checked above
+    warnings.simplefilter("ignore")
+    balanced_accuracy = float(balanced_accuracy_score(y, pred))
+    loss = float(log_loss(y, np.minimum(p, 1.0), labels=classes))  # it rejects a 1 + rounding error
+  accuracy = float(accuracy_score(y, pred))
   out: dict[str, Any] = {
-      "accuracy": float(tp.sum() / n),
-      "balanced_accuracy": macro(recall, support > 0),
-      "micro_f1": float(tp.sum() / n),  # single-label: micro P = micro R = micro F1 = accuracy
-      "macro_f1": macro(f1, seen),
-      "weighted_f1": float(np.sum(f1 * support) / n),
-      "macro_precision": macro(precision, seen),
-      "macro_recall": macro(recall, seen),
-      "auroc_macro_ovr": macro(aurocs, finite_auc),
-      "auprc_macro_ovr": macro(auprcs, finite_auc),
-      "log_loss": float(-np.mean(np.log(p_true))),
+      "accuracy": accuracy,
+      "balanced_accuracy": balanced_accuracy,
+      "micro_f1": accuracy,  # single-label: micro P = micro R = micro F1 = accuracy
+      "macro_f1": float(macro_f1),
+      "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=0)),
+      "macro_precision": float(macro_precision),
+      "macro_recall": float(macro_recall),
+      "auroc_macro_ovr": float(np.mean(aurocs[finite_auc])) if finite_auc.any() else float("nan"),
+      "auprc_macro_ovr": float(np.mean(auprcs[finite_auc])) if finite_auc.any() else float("nan"),
+      "log_loss": loss,
   }
   if num_classes > 2:
-    top2 = np.argsort(-p, axis=1, kind="stable")[:, :2]
-    out["top2_accuracy"] = float(np.mean(np.any(top2 == y[:, None], axis=1)))
+    out["top2_accuracy"] = float(top_k_accuracy_score(y, p, k=2, labels=classes))
   _check_bootstrap_args(bootstrap, ci)
   if bootstrap:
     boot = _bootstrap_classification(y, pred, num_classes, bootstrap, seed)
