@@ -1,8 +1,14 @@
 """Host-side evaluation metrics for every echojax task (numpy in, plain JSON-able dicts out).
 
 Called by ``echojax.evaluate`` and by each task's ``metrics`` on a whole split, after predictions have been
-gathered to the host. Everything here is numpy only (no JAX, no sklearn, no matplotlib), so importing it is cheap
-and results are identical on every backend. Values agree with scikit-learn's definitions (tests check this).
+gathered to the host. Point estimates come from scikit-learn (imported inside the functions, so ``import
+echojax.metrics`` stays cheap; no JAX, no matplotlib); this package adds the input checks, the NaN-with-a-note
+convention and the bootstrap confidence intervals, which are vectorised numpy because a per-resample scikit-learn
+loop is far slower (``benchmarks/metrics.py``; tests check they equal scikit-learn per resample).
+
+Modules: ``ranking`` (AUROC, AUPRC, ROC/PR curves), ``regression``, ``binary`` (binary and EF cut-off metrics),
+``classification`` (multi-class), ``bootstrap`` (resampling, intervals), ``folds`` (cross-validation summaries,
+JSON helpers), ``_checks`` (input validation).
 
 Conventions
 -----------
