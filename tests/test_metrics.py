@@ -397,14 +397,16 @@ def test_importing_metrics_stays_light():
 
 def test_classification_bootstrap_cis_equal_sklearn_on_the_same_resamples():
   """The vectorised bootstrap gives, per resample, scikit-learn's accuracy, macro-F1 and balanced accuracy (same
-  resample indices), and the intervals are those values' percentiles around the point estimate."""
+  resample indices, also across chunk boundaries), and the intervals are those values' percentiles around the point
+  estimate."""
   import warnings
 
   from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
   rng = np.random.default_rng(3)
   n, c, num = 40, 5, 200
-  y = rng.integers(0, c, n)
+  y = rng.integers(0, c - 1, n)
+  y[0] = c - 1  # a rare class: many resamples lack it (predicted or not), which tests the macro conventions
   logits = rng.normal(size=(n, c)) + 2.0 * np.eye(c)[y] * (rng.random(n) < 0.6)[:, None]
   probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
   m = M.classification_metrics(y, probs, bootstrap=num, seed=11)
@@ -417,7 +419,12 @@ def test_classification_bootstrap_cis_equal_sklearn_on_the_same_resamples():
       want["accuracy"].append(accuracy_score(y[i], pred[i]))
       want["macro_f1"].append(f1_score(y[i], pred[i], average="macro", zero_division=0))
       want["balanced_accuracy"].append(balanced_accuracy_score(y[i], pred[i]))
+  from unittest import mock
+
+  with mock.patch.object(B, "_BOOTSTRAP_CHUNK_ELEMENTS", n * c * 64):  # 64 resamples per chunk: 4 chunks
+    boot = B._bootstrap_classification(y, pred, c, num, seed=11)
   for name, vals in want.items():
+    np.testing.assert_allclose(boot[name], vals, rtol=1e-12, atol=1e-12)  # per resample
     low, high = np.quantile(vals, [0.025, 0.975])
     assert m[f"{name}_ci_low"] == pytest.approx(low) and m[f"{name}_ci_high"] == pytest.approx(high)
     assert m[f"{name}_ci_low"] <= m[name] <= m[f"{name}_ci_high"]
