@@ -287,6 +287,9 @@ def test_classification_known_confusion_matrix():
   assert r["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
   assert r["weighted_f1"] == pytest.approx((3 * 0.8 + 2 * 0.5 + 2 / 3) / 6)
   assert r["log_loss"] == pytest.approx(-np.mean(np.log(probs[np.arange(6), labels])))
+  # each row's two 0.1 entries tie and scikit-learn ranks the higher class index first, so only example 2 (label
+  # 0, predicted 1; top 2 = classes 1 and 2) misses
+  assert r["top2_accuracy"] == pytest.approx(5 / 6) == skm.top_k_accuracy_score(labels, probs, k=2)
   assert r["notes"] == []
   json.dumps(r)
 

@@ -28,8 +28,13 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
 
   Macro averages run over the classes present in the labels or the predictions (scikit-learn's default); a class
   in neither gets NaN per-class values and a note. One-vs-rest AUROC/AUPRC average over the classes that have both
-  positive and negative examples; the others are NaN per class, listed in a note.
+  positive and negative examples; the others are NaN per class, listed in a note. Among exactly tied
+  probabilities the predicted class is the first (np.argmax), while top-2 accuracy (scikit-learn's
+  ``top_k_accuracy_score``) prefers the higher class index.
   """
+  from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, log_loss,
+                               precision_recall_fscore_support, top_k_accuracy_score)
+
   p = np.asarray(probs, dtype=np.float64)
   if p.ndim != 2:
     raise UserError(f"probs: expected shape (N, num_classes), got {p.shape}")
@@ -56,9 +61,6 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
                     "Apply softmax first (e.g. scipy.special.softmax(logits, axis=-1))")
   n = y.size
   notes: list[str] = []
-  from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, log_loss,
-                               precision_recall_fscore_support, top_k_accuracy_score)
-
   pred = np.argmax(p, axis=1)
   classes = np.arange(num_classes)
   cm = confusion_matrix(y, pred, labels=classes)
