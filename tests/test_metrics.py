@@ -8,6 +8,7 @@ import pytest
 from sklearn import metrics as skm
 
 from echojax import metrics as M
+from echojax.metrics import bootstrap as B
 from echojax.errors import UserError
 
 
@@ -46,6 +47,27 @@ def test_auroc_hand_computed():
   assert M.auroc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
   assert math.isnan(M.auroc([1, 1, 1], [0.1, 0.2, 0.3]))
   assert math.isnan(M.average_precision([0, 0], [0.1, 0.2]))
+
+
+def test_ranking_one_class_is_nan_without_warnings_and_bad_inputs_raise():
+  import warnings
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # scikit-learn's one-class warnings must not reach the caller
+    assert math.isnan(M.auroc([0, 0, 0], [0.1, 0.5, 0.5]))
+    assert math.isnan(M.average_precision([0, 0, 0], [0.1, 0.5, 0.5]))  # scikit-learn itself says 0.0
+    fpr, tpr, thr = M.roc_curve([0, 0, 0], [0.1, 0.5, 0.5])
+    prec, rec, _ = M.precision_recall_curve([0, 0, 0], [0.1, 0.5, 0.5])
+  np.testing.assert_allclose(fpr, [0.0, 2 / 3, 1.0])
+  assert np.isnan(tpr).all() and thr[0] == np.inf and list(thr[1:]) == [0.5, 0.1]
+  assert rec[0] == 0.0 and np.isnan(rec[1:]).all()  # scikit-learn sets recall to 1 here
+  np.testing.assert_allclose(prec, [1.0, 0.0, 0.0])
+  with pytest.raises(UserError, match="score: contains 1 NaN"):
+    M.auroc([0, 1], [0.1, float("nan")])
+  with pytest.raises(UserError, match="y_true has 2 examples but score has 3"):
+    M.roc_curve([0, 1], [0.1, 0.2, 0.3])
+  with pytest.raises(UserError, match="y_true: binary labels must be 0/1"):
+    M.precision_recall_curve([0, 3], [0.1, 0.2])
 
 
 # ------------------------------------------------------------------------------------------------ regression
@@ -109,9 +131,9 @@ def test_regression_bootstrap_equals_sklearn_on_the_same_resamples():
   n, num = 50, 120
   yt = rng.uniform(15, 75, n)
   yp = yt + rng.normal(0, 5, n)
-  with mock.patch.object(M, "_BOOTSTRAP_CHUNK_ELEMENTS", 50 * 32):  # 32 resamples per chunk: 4 chunks
+  with mock.patch.object(B, "_BOOTSTRAP_CHUNK_ELEMENTS", 50 * 32):  # 32 resamples per chunk: 4 chunks
     m = M.regression_metrics(yt, yp, bootstrap=num, seed=9)
-    boot = M._bootstrap_regression(yt, yp - yt, num, seed=9)
+    boot = B._bootstrap_regression(yt, yp - yt, num, seed=9)
   draw = np.random.default_rng(9)
   idx = np.concatenate([draw.integers(0, n, size=(b, n)) for b in (32, 32, 32, 24)])
   want = {"mae": [skm.mean_absolute_error(yt[i], yp[i]) for i in idx],
@@ -189,8 +211,8 @@ def test_ranking_bootstrap_matches_sklearn_on_the_same_resamples():
   rng = np.random.default_rng(5)
   y = rng.integers(0, 2, 80).astype(bool)
   s = np.round(rng.random(80) + 0.4 * y, 1)  # ties
-  boot = M._bootstrap_ranking(y, s, 15, seed=7)
-  counts = M._resample_counts(np.random.default_rng(7), 80, 15)  # the same draws
+  boot = B._bootstrap_ranking(y, s, 15, seed=7)
+  counts = B._resample_counts(np.random.default_rng(7), 80, 15)  # the same draws
   for i in range(15):
     idx = np.repeat(np.arange(80), counts[i])
     assert boot["auroc"][i] == pytest.approx(skm.roc_auc_score(y[idx], s[idx]), abs=1e-12)
@@ -265,6 +287,9 @@ def test_classification_known_confusion_matrix():
   assert r["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
   assert r["weighted_f1"] == pytest.approx((3 * 0.8 + 2 * 0.5 + 2 / 3) / 6)
   assert r["log_loss"] == pytest.approx(-np.mean(np.log(probs[np.arange(6), labels])))
+  # each row's two 0.1 entries tie and scikit-learn ranks the higher class index first, so only example 2 (label
+  # 0, predicted 1; top 2 = classes 1 and 2) misses
+  assert r["top2_accuracy"] == pytest.approx(5 / 6) == skm.top_k_accuracy_score(labels, probs, k=2)
   assert r["notes"] == []
   json.dumps(r)
 
@@ -302,6 +327,26 @@ def test_classification_missing_class_is_nan_with_note():
   # a single-class split: every OvR AUROC is undefined -> NaN, not an exception
   r = M.classification_metrics([1, 1], [[0.2, 0.8], [0.6, 0.4]], ["x", "y"])
   assert math.isnan(r["auroc_macro_ovr"]) and r["accuracy"] == 0.5
+
+
+def test_classification_accepts_probabilities_off_by_rounding():
+  """Rows that sum to 1 only within float32 rounding (or hold 1 + a rounding error) are probabilities: metrics
+  come back, equal to scikit-learn's where it accepts the input, and no warning reaches the caller."""
+  import warnings
+
+  rng = np.random.default_rng(8)
+  labels, probs = _random_probs(rng, 200, 4)
+  p32 = probs.astype(np.float32)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    r = M.classification_metrics(labels, p32)
+    over = M.classification_metrics([0, 1, 2], [[1.0 + 2e-4, 0.0, 0.0], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # scikit-learn warns that these rows do not sum to one
+    want = skm.log_loss(labels, p32.astype(np.float64))
+  assert r["log_loss"] == pytest.approx(want, rel=1e-12)
+  assert over["log_loss"] == pytest.approx(-(np.log(1 - 2.220446049250313e-16) + np.log(0.5) + np.log(0.8)) / 3)
+  assert over["accuracy"] == 1.0
 
 
 def test_classification_bad_inputs():
@@ -355,14 +400,16 @@ def test_importing_metrics_stays_light():
 
 def test_classification_bootstrap_cis_equal_sklearn_on_the_same_resamples():
   """The vectorised bootstrap gives, per resample, scikit-learn's accuracy, macro-F1 and balanced accuracy (same
-  resample indices), and the intervals are those values' percentiles around the point estimate."""
+  resample indices, also across chunk boundaries), and the intervals are those values' percentiles around the point
+  estimate."""
   import warnings
 
   from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
   rng = np.random.default_rng(3)
   n, c, num = 40, 5, 200
-  y = rng.integers(0, c, n)
+  y = rng.integers(0, c - 1, n)
+  y[0] = c - 1  # a rare class: many resamples lack it (predicted or not), which tests the macro conventions
   logits = rng.normal(size=(n, c)) + 2.0 * np.eye(c)[y] * (rng.random(n) < 0.6)[:, None]
   probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
   m = M.classification_metrics(y, probs, bootstrap=num, seed=11)
@@ -375,7 +422,12 @@ def test_classification_bootstrap_cis_equal_sklearn_on_the_same_resamples():
       want["accuracy"].append(accuracy_score(y[i], pred[i]))
       want["macro_f1"].append(f1_score(y[i], pred[i], average="macro", zero_division=0))
       want["balanced_accuracy"].append(balanced_accuracy_score(y[i], pred[i]))
+  from unittest import mock
+
+  with mock.patch.object(B, "_BOOTSTRAP_CHUNK_ELEMENTS", n * c * 64):  # 64 resamples per chunk: 4 chunks
+    boot = B._bootstrap_classification(y, pred, c, num, seed=11)
   for name, vals in want.items():
+    np.testing.assert_allclose(boot[name], vals, rtol=1e-12, atol=1e-12)  # per resample
     low, high = np.quantile(vals, [0.025, 0.975])
     assert m[f"{name}_ci_low"] == pytest.approx(low) and m[f"{name}_ci_high"] == pytest.approx(high)
     assert m[f"{name}_ci_low"] <= m[name] <= m[f"{name}_ci_high"]
