@@ -297,7 +297,7 @@ def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path
 
   from echojax import evaluate
   from echojax import run as run_lib
-  from echojax.data import ecg, pipeline
+  from echojax.data import pipeline
   from echojax.data.ingest import ReadError
 
   workdir = Path(workdir)
@@ -321,7 +321,6 @@ def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path
   skipped: list[tuple[str, str]] = []
   class_names: list[str] = []
   step, which = -1, checkpoint
-  ecg.register_phase_samplers()  # configs that sample ECG phases name them in data.frame_sampler
   data_cfg = run_lib.eval_data_cfg(config, "all")
   ev = state = task = None
   bar = tqdm(total=len(files), desc="predict", unit="cine", disable=len(files) < 2)

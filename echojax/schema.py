@@ -36,10 +36,9 @@ class Entries(dict):
 def _data_defaults(name: str | None = None) -> dict[str, Any]:
   """The data block: the pipeline's options, plus the fields of a custom loader registered for dataset ``name``."""
   from echojax.data import datasets
-  from echojax.data.pipeline import DEFAULTS as PIPELINE
+  from echojax.data.options import DEFAULTS
 
-  return {**PIPELINE, "augment": Open(), "input_key": "video", "train_split": "train", "val_split": "val",
-          "synthetic_num": None, "synthetic_seed": 0, "value_range": None, **datasets.custom_options(name)}
+  return {**DEFAULTS, "augment": Open(), **datasets.custom_options(name)}
 
 
 #: one evaluation of a run (an entry of ``config.evals``)

@@ -54,11 +54,12 @@ def resolve_data(config: ml_collections.ConfigDict) -> None:
   """Empty ``config.data.data_dir`` -> the synthetic phantom set (generated + prepared once into the cache, with
   progress and a log line); otherwise checks that the named dataset was prepared there."""
   from echojax.data import datasets
+  from echojax.data.prepare import ensure_synthetic
 
   name = config.data.get("name", None)
   builder_config = config.data.get("builder_config", None) or config.data.get("config", None)
   if not config.data.get("data_dir", None):
-    data_dir = datasets.ensure_synthetic(name, builder_config, num=config.data.get("synthetic_num", None),
+    data_dir = ensure_synthetic(name, builder_config, num=config.data.get("synthetic_num", None),
                                          seed=int(config.data.get("synthetic_seed", 0)))
     log.info("config.data.data_dir is empty: training on the synthetic %s phantom set in %s", name, data_dir)
     with config.unlocked():

@@ -264,7 +264,7 @@ def test_prepare_summary_and_reuse(clean_raw, clean_prepared, capsys):
 
 def test_ensure_synthetic_once_with_marker(capsys):
   from echojax import paths
-  from echojax.data.datasets import ensure_synthetic
+  from echojax.data.prepare import ensure_synthetic
 
   d = ensure_synthetic("echonet_dynamic", "28", num=4, seed=1)
   err = capsys.readouterr().err

@@ -204,14 +204,13 @@ def test_phase_frame_sampler_sources():
 
 
 def test_phase_samplers_are_registered_for_each_frame_count_and_pickle():
-  """register_phase_samplers registers ecg_phases_<N> (N/2 per phase) for each N in PHASE_SAMPLER_FRAMES, and
-  a sampler survives pickling (grain worker processes get a pickled copy)."""
+  """The built-in samplers are ecg_phases_<N> (N/2 per phase) for each N in PHASE_SAMPLER_FRAMES, and a sampler
+  survives pickling (grain worker processes get a pickled copy)."""
   import pickle
 
   from echojax.data import pipeline
 
   assert E.PHASE_SAMPLER_FRAMES == (4, 8, 16, 32) and E.phase_sampler_name(16) == "ecg_phases_16"
-  E.register_phase_samplers()
   for n in E.PHASE_SAMPLER_FRAMES:
     s = pipeline.get_frame_sampler(E.phase_sampler_name(n))
     assert isinstance(s, E.PhaseFrameSampler) and s.k_per_phase == n // 2 and s.num_frames_out == n

@@ -237,7 +237,6 @@ def test_prepared_videos_feed_the_grain_pipeline_with_phase_sampling(tmp_path, g
 
   root = _small_copy(good, tmp_path / "raw")
   prepare("echo_views", root, tmp_path / "tfds", "videos", verbose=False)
-  E.register_phase_samplers()
   cfg = dict(name="echo_views", data_dir=str(tmp_path / "tfds"), builder_config="videos", frames=8, batch_size=2,
              frame_sampler="ecg_phases_8", targets=["label"])
   batch = next(iter(pipeline.make_loader(cfg, "train", train=True, seed=0, process_index=0, process_count=1)))

@@ -82,13 +82,12 @@ DEFAULTS: dict[str, Any] = {
     "worker_buffer_size": 2,
     "read_threads": 2,
     "prefetch": 8,
-    # read by echojax.train / echojax.predict with these defaults, not by the pipeline
+    # read by echojax.run / train / predict, not by the pipeline
     "input_key": "video",
     "train_split": "train",
     "val_split": "val",
     "synthetic_num": None,
     "synthetic_seed": 0,
-    "loader": None,
 }
 
 

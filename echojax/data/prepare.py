@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echojax.data.datasets import DATASETS
+from echojax.data.datasets import PRETTY_NAMES, DATASETS, SYNTHETIC_DEFAULT_NUM
 from echojax.data.report import SkipReport
 from echojax.data.tfds_compat import tfds_spill_without_tensorflow
 from echojax.errors import UserError, cli_main
@@ -182,6 +182,68 @@ def _summary_from_json(d: dict) -> str:
   for item in d.get("notes", []):
     r.note(item["file"], item["reason"], item.get("row"))
   return r.summary()
+
+
+def ensure_synthetic(name: str = "echonet_dynamic", config: str | None = None, num: int | None = None,
+                     seed: int = 0, *, verbose: bool = True):
+  """Generate + prepare the synthetic phantom set of ``name`` once and return its TFDS ``data_dir``.
+
+  Layout: ``<cache>/synthetic/<name>-n<num>-s<seed>/raw`` (the phantom raw folder, shared by all configs) and
+  ``.../tfds`` (the prepared data, one sub-folder per builder config). Each step writes a marker file when it
+  completes (``raw/.echojax_complete``, ``tfds/.echojax_complete-<config>``); a step without its marker (an
+  interrupted run) is redone from scratch. A file lock keeps concurrent callers from building the same set twice.
+  The trainer calls this when ``config.data.data_dir`` is empty.
+  """
+  import fcntl
+  import importlib
+  import shutil
+  import sys
+  from pathlib import Path
+
+  from echojax import paths
+  from echojax.errors import UserError
+
+  if name not in DATASETS:
+    raise UserError(f"unknown dataset {name!r} for synthetic data; available: {', '.join(sorted(DATASETS))}")
+  info = DATASETS[name]
+  config = config or info.default_config
+  num = num if num is not None else SYNTHETIC_DEFAULT_NUM.get(name)
+  root = paths.synthetic_dir(name, f"n{num if num is not None else 'default'}-s{seed}")
+  raw, tfds_dir = root / "raw", root / "tfds"
+  raw_done, tfds_done = raw / ".echojax_complete", tfds_dir / f".echojax_complete-{config}"
+  if verbose:
+    print(f"no data_dir configured: using synthetic {PRETTY_NAMES.get(name, name)} phantoms at {root}", file=sys.stderr,
+          flush=True)
+  if tfds_done.exists():
+    return tfds_dir
+  root.mkdir(parents=True, exist_ok=True)
+  with open(root.parent / f"{root.name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      if tfds_done.exists():  # another process finished it while we waited
+        return tfds_dir
+      if not raw_done.exists():
+        shutil.rmtree(raw, ignore_errors=True)
+        from echojax.data.synthetic import get_generator
+
+        gen = get_generator(info.generator)
+        if verbose:
+          print(f"generating {num if num is not None else 'the default number of'} {name} phantoms (seed {seed}) "
+                f"into {raw} (once)", file=sys.stderr, flush=True)
+        if num is None:
+          gen.generate(raw, seed=seed)
+        else:
+          gen.generate(raw, num, seed)
+        raw_done.write_text("complete\n")
+      importlib.import_module(info.builder_module)
+      # overwrite=True removes only this config's version folder, so an interrupted preparation restarts
+      # cleanly and other prepared configs stay
+      prepare(name, raw, tfds_dir, config, strict=False, overwrite=True, verbose=verbose)
+      tfds_done.parent.mkdir(parents=True, exist_ok=True)
+      tfds_done.write_text("complete\n")
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+  return tfds_dir
 
 
 def build_parser() -> argparse.ArgumentParser:

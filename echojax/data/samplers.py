@@ -1,7 +1,7 @@
 """Frame-sampler registry: data configs pick ``fn(record, rng) -> frame indices`` by name (``data.frame_sampler``).
 
-The built-in ECG phase samplers (``ecg_phases_4/8/16/32``, :func:`echojax.data.ecg.register_phase_samplers`) are
-found by name without registering them first: a lookup of an unregistered ``ecg_phases_*`` name registers them.
+The built-in ECG phase samplers (``ecg_phases_<N>``, N in ``echojax.data.ecg.PHASE_SAMPLER_FRAMES``: N/2 frames
+per phase, :class:`echojax.data.ecg.PhaseFrameSampler`) are found by name without registering them first.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from echojax.errors import UserError
 
 FrameSampler = Callable[[Mapping[str, Any], np.random.Generator], np.ndarray]
 _FRAME_SAMPLERS: dict[str, FrameSampler] = {}
-ECG_PREFIX = "ecg_phases_"  # names that echojax.data.ecg.register_phase_samplers() registers
+ECG_PREFIX = "ecg_phases_"  # the built-in ECG phase samplers
 
 
 def register_frame_sampler(name: str, fn: FrameSampler | None = None):
@@ -38,11 +38,17 @@ def register_frame_sampler(name: str, fn: FrameSampler | None = None):
 def get_frame_sampler(name: str) -> FrameSampler:
   """The sampler registered as ``name``; the built-in ``ecg_phases_<N>`` are registered on their first lookup."""
   if name not in _FRAME_SAMPLERS and str(name).startswith(ECG_PREFIX):
-    from echojax.data import ecg
-
-    ecg.register_phase_samplers()
+    register_builtin_samplers()
   if name not in _FRAME_SAMPLERS:
     raise UserError(f"unknown frame sampler {name!r} (config field data.frame_sampler); registered: "
                     f"{', '.join(sorted(_FRAME_SAMPLERS)) or 'none'}. Register one with "
                     "echojax.data.pipeline.register_frame_sampler(name, fn) in an imported module.")
   return _FRAME_SAMPLERS[name]
+
+
+def register_builtin_samplers() -> None:
+  """Registers the ECG phase samplers ``ecg_phases_<N>`` (N/2 frames per phase, N in PHASE_SAMPLER_FRAMES)."""
+  from echojax.data.ecg.sampler import PHASE_SAMPLER_FRAMES, PhaseFrameSampler, phase_sampler_name
+
+  for n in PHASE_SAMPLER_FRAMES:
+    _FRAME_SAMPLERS[phase_sampler_name(n)] = PhaseFrameSampler(n // 2)

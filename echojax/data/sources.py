@@ -33,12 +33,9 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
                     or info.default_config)
   data_dir = _cfg_get(data_cfg, "data_dir")
   if not data_dir:
-    from echojax.data import datasets as ds_mod
+    from echojax.data.prepare import ensure_synthetic
 
-    if not hasattr(ds_mod, "ensure_synthetic"):
-      raise UserError(f"config field data.data_dir is empty and no synthetic {name} set can be made here; set "
-                      "data.data_dir to the folder given to `python -m echojax.data.prepare --data-dir`")
-    data_dir = ds_mod.ensure_synthetic(name, builder_config)
+    data_dir = ensure_synthetic(name, builder_config)
   importlib.import_module(info.builder_module)
   try:
     builder = tfds.builder(name, config=builder_config, data_dir=str(data_dir))

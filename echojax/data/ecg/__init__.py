@@ -28,7 +28,7 @@ from echojax.data.ecg.phases import (DEFAULT_QTC_S, MIN_PERIOD_CORR, CardiacPhas
                                      frame_times, intensity_phases, intensity_signal, phases_from_r_peak_frames,
                                      times_to_frames)
 from echojax.data.ecg.sampler import (PHASE_SAMPLER_FRAMES, PhaseFrameSampler, phase_sampler_name, record_phases,
-                                      register_phase_samplers, sample_phase_frames, uniform_frames)
+                                      sample_phase_frames, uniform_frames)
 
 __all__ = [
     # io
@@ -41,6 +41,6 @@ __all__ = [
     "DEFAULT_QTC_S", "MIN_PERIOD_CORR", "CardiacPhases", "bazett_es_times", "ecg_phases", "frame_times",
     "intensity_phases", "intensity_signal", "phases_from_r_peak_frames", "times_to_frames",
     # sampler
-    "PHASE_SAMPLER_FRAMES", "PhaseFrameSampler", "phase_sampler_name", "record_phases", "register_phase_samplers",
+    "PHASE_SAMPLER_FRAMES", "PhaseFrameSampler", "phase_sampler_name", "record_phases",
     "sample_phase_frames", "uniform_frames",
 ]

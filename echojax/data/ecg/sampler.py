@@ -4,7 +4,7 @@
   cycle: a fixed output length ``2K`` in time order, index 0 = ED and index K = ES, deterministic for a seed.
 * :class:`PhaseFrameSampler` -- a callable ``(record dict, numpy Generator) -> int32 indices`` for the grain
   pipeline; uses stored ``r_peaks``, else the stored ECG, else the intensity cycle, else uniform sampling.
-* :func:`register_phase_samplers` -- registers the ``ecg_phases_<N>`` samplers with :mod:`echojax.data.pipeline`,
+* the ``ecg_phases_<N>`` samplers are found by name by :mod:`echojax.data.samplers` (built in),
   N in :data:`PHASE_SAMPLER_FRAMES`; :func:`phase_sampler_name` gives the name for N frames.
 """
 
@@ -18,7 +18,7 @@ from echojax.data.ecg.phases import (DEFAULT_QTC_S, CardiacPhases, ecg_phases, i
                                      phases_from_r_peak_frames)
 from echojax.errors import UserError
 
-# Frame counts N of the ``ecg_phases_<N>`` samplers (N/2 frames per phase); see register_phase_samplers.
+# Frame counts N of the ``ecg_phases_<N>`` samplers (N/2 frames per phase), built into echojax.data.samplers.
 PHASE_SAMPLER_FRAMES = (4, 8, 16, 32)
 
 
@@ -136,12 +136,3 @@ def phase_sampler_name(frames: int) -> str:
   """The registered name of the phase sampler giving ``frames`` frames: ``"ecg_phases_<frames>"`` (registered
   for each of PHASE_SAMPLER_FRAMES; this function does not check that ``frames`` is one of them)."""
   return f"ecg_phases_{frames}"
-
-
-def register_phase_samplers() -> None:
-  """Register ``ecg_phases_<N>`` frame samplers (N frames = N/2 per phase, for each N in PHASE_SAMPLER_FRAMES)
-  with the grain pipeline, so a data config can say ``frame_sampler="ecg_phases_16"`` (with ``frames=16``)."""
-  from echojax.data import pipeline
-
-  for n in PHASE_SAMPLER_FRAMES:
-    pipeline.register_frame_sampler(phase_sampler_name(n), PhaseFrameSampler(n // 2))
