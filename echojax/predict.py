@@ -4,39 +4,32 @@
         [--out predictions.csv] [--checkpoint best|latest|auto] [--batch-size 16]
     python -m echojax.predict --workdir workdirs/view_video_r3d_demo --videos FOLDER_OR_FILE [...]
 
-**Images** (runs with ``config.data.preset="image"``, e.g. EchoSDNet). Reads the run's ``config.json`` and the
-chosen checkpoint (``params``/``batch_stats`` only, as numpy: any device count), then, for every image:
+One path for both (:func:`predict_files`): the run's ``config.json`` and chosen checkpoint (``Run.load`` +
+``run.restore``), then every readable file becomes an in-memory record as the run's prepared data would hold it,
+and goes through the run's own eval pipeline (``pipeline.build_loader``, all clips) and ``echojax.evaluate``'s
+``Evaluator``, so a file from the test split gets exactly the probabilities ``python -m echojax.evaluate`` wrote.
 
-1. ``echojax.data.images.read_image``: PNG/JPG/BMP/TIFF/GIF/WebP, grey, palette, RGBA and 16-bit -> uint8 RGB;
-2. the builder's plain resize to its stored size (``resize_image``; UNITY stores 224 x 224), then the pipeline's
-   ``data.size`` resize when the run trained on smaller frames (the same INTER_AREA resize the loader applies), so
-   an 800 x 600 or 1024 x 768 export reaches the model exactly as a training frame did;
-3. the run's input scaling: ``data.value_range="unit"`` (EchoSDNet) -> x / 255 in [0, 1]; ``"dataset"`` (the
-   default for runs without the field) -> (x - mean) / std with the prepared data's ``echojax_stats.json``;
-4. the model in eval mode, then the task's softmax.
+**Images** (runs with ``config.data.preset="image"``, e.g. EchoSDNet): ``echojax.data.images.read_image``
+(PNG/JPG/BMP/TIFF/GIF/WebP, grey, palette, RGBA and 16-bit -> uint8 RGB), then the builder's plain resize to its
+stored size (UNITY: 224 x 224). The loader then applies ``data.size`` and the run's scaling
+(``data.value_range="unit"``: x / 255; else the prepared data's mean/std), as for a training frame.
+Output CSV (default ``<workdir>/predictions/predictions.csv``): ``file, predicted_class, prob_<class>...``, one row
+per READABLE image in sorted path order. Files that cannot be read are listed with their reason in the printed
+summary and in ``<out stem>.skipped.csv`` beside the CSV; the others are still predicted. A folder is searched
+recursively for image suffixes (``IMAGE_SUFFIXES``); a folder with none, or a missing path, is a ``UserError``.
 
-Output CSV (default ``<workdir>/predictions/predictions.csv``): ``file, predicted_class, prob_<class>...`` with one
-row per READABLE image, in sorted path order. Files that cannot be read are not rows: each is listed with its
-reason in the printed summary and in ``skipped.csv`` beside the CSV, and the other images are still predicted. A
-folder is searched recursively for files with an image suffix (``IMAGE_SUFFIXES``); a folder with none is a
-``UserError``, as is a path that does not exist.
-
-**Videos** (video runs: view classification, EF regression / classification). Every cine goes the way a prepared
-record of the run's dataset went, then through ``echojax.evaluate``'s own ``Evaluator`` with all clips averaged:
-
-1. decoding: AVI/MP4/MOV/MKV/M4V with OpenCV, exactly as the builders decode; DICOM multi-frame (any transfer
-   syntax pydicom can decode, YBR -> RGB) and GIF as ``echojax.data.ingest`` reads them;
-2. the stored frame size of the run's prepared data (read from its first record): container videos get the
-   builders' plain resize, DICOM/GIF the ingest centre-crop to a square first (what ingest + prepare would store);
-3. the run's eval pipeline (``data.size`` resize, normalisation with the prepared data's statistics, clips with
-   ``clips="all"``; ECG-phase samplers fall back to the LV-intensity cycle, as there is no ECG beside a file).
-
+**Videos** (view classification, EF regression / classification): AVI/MP4/MOV/MKV/M4V decoded with OpenCV exactly
+as the builders decode; DICOM multi-frame (any transfer syntax pydicom can decode, YBR -> RGB) and GIF as
+``echojax.data.ingest`` reads them; resized to the stored frame size of the run's prepared data (read from its
+first record; DICOM/GIF centre-cropped to a square first, as ingest + prepare would store them). There is no ECG
+beside a file, so ECG-phase samplers fall back to the LV-intensity cycle.
 Output CSV: ``file, num_frames, fps`` then, for classification, ``predicted_class, prob_<class>...``; for EF
 regression ``prediction`` (EF %); plus per-video model aux columns such as the fusion gate (``gate_0``,
 ``gate_1``). Unreadable files are skipped and reported as for images. Folders are searched recursively for video,
 DICOM and GIF files (and suffix-less files with a DICOM preamble).
 
-Python API: :func:`predict_images` and :func:`predict_videos` (both return a :class:`PredictResult`). The same
+Python API: :func:`predict_files`, and :func:`predict_images` / :func:`predict_videos`, which also check the run's
+kind (all return a :class:`PredictResult`). The same
 image probabilities come out of the exported PyTorch model (``python -m echojax.export`` then
 ``echoforge.load_model(name)``) when it is fed the same [0, 1] NCHW tensor; this CLI is the JAX-side equivalent
 that needs no export."""
@@ -60,8 +53,7 @@ log = logging.getLogger("echojax.predict")
 
 # Frame side the builders store (the plain resize done at preparation time), per dataset.
 STORED_SIZE = {"unity": 224}
-_FORWARD: dict[str, Any] = {}  # config.json text -> jitted model + softmax
-VIDEO_CHUNK = 64  # cines decoded and held in memory at a time by predict_videos
+CHUNK = 64  # files decoded and held in memory at a time
 
 
 @dataclasses.dataclass
@@ -125,60 +117,59 @@ def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
                      "frames or at one image file")
 
 
-def input_size(config) -> tuple[int, int | None]:
-  """(stored side the builder resized to, pipeline ``data.size`` or None) for the run's dataset."""
+def stored_image_size(config) -> int:
+  """The side the run's dataset builder stored still images at (the plain resize done by ``prepare``)."""
   data = config.data
-  name = data.get("name", None)
-  stored = STORED_SIZE.get(name)
+  stored = STORED_SIZE.get(data.get("name", None))
+  bc = data.get("builder_config", None) or data.get("config", None)
+  if stored is None and bc is not None and str(bc).isdigit():
+    stored = int(bc)
   if stored is None:
-    bc = data.get("builder_config", None) or data.get("config", None)
-    if bc is not None and str(bc).isdigit():
-      stored = int(bc)
-  size = data.get("size", None)
-  if stored is None and not size:
-    raise UserError(f"cannot tell the input size of dataset {name!r} (config.data.size is empty and the builder's "
-                    f"stored size is unknown); add it to echojax.predict.STORED_SIZE")
-  return int(stored or size), (int(size) if size else None)
+    raise UserError(f"cannot tell the stored image size of dataset {data.get('name', None)!r} (its builder config "
+                    f"{bc!r} names none); add it to echojax.predict.STORED_SIZE")
+  return int(stored)
 
 
-def scaling(config) -> tuple[np.ndarray, np.ndarray]:
-  """(mean, std) in [0, 255] units that the run's loader applied: x / 255 for ``data.value_range="unit"``, else
-  the prepared data's ``echojax_stats.json`` (which predict then needs to find under ``data.data_dir``)."""
-  mode = config.data.get("value_range", "dataset")
-  if mode == "unit":
-    return np.zeros(3, np.float32), np.full(3, 255.0, np.float32)
+def _prepared(config) -> tuple[Any, Path] | None:
+  """(first train record, prepared version folder) of the run's data, or None when it cannot be opened here."""
   from echojax.data import pipeline
 
-  data_dir, name = config.data.get("data_dir", ""), config.data.get("name", "")
-  hits = sorted(Path(str(data_dir)).glob(f"{name}/*/*/{pipeline.STATS_FILE}")) + \
-      sorted(Path(str(data_dir)).glob(f"{name}/*/{pipeline.STATS_FILE}"))
-  if not data_dir or not hits:
-    raise UserError(f"the run normalises with the prepared data's {pipeline.STATS_FILE}, which was not found under "
-                    f"config.data.data_dir={data_dir!r}/{name}; predict needs the prepared data folder the run used")
-  return pipeline.load_stats(hits[0], "image")
+  try:
+    source, version_dir = pipeline.open_source(config.data, config.data.get("train_split", "train"))
+  except UserError:
+    return None
+  return source[0], version_dir
 
 
-def load_pixels(path: Path, stored: int, size: int | None, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-  """One image file -> float32 (H, W, 3) model input, exactly as a prepared + loaded eval frame."""
-  from echojax.data import pipeline
-  from echojax.data.images import read_image, resize_image
+def input_stats(config, feature: str, prepared) -> tuple[np.ndarray, np.ndarray]:
+  """(mean, std) in [0, 255] units the run's loader normalised with: x / 255 for ``data.value_range="unit"``,
+  else the prepared data's ``echojax_stats.json`` (which must then be reachable under ``data.data_dir``)."""
+  from echojax.data import options, pipeline
 
-  img = resize_image(read_image(path), stored)  # the builder's plain resize
-  if size:
-    img = pipeline._resize(img[None], size)[0]  # the loader's data.size resize
-  return ((img.astype(np.float32) - mean) / std).astype(np.float32)
+  if options.check_value_range(config.data.get("value_range", None)) == "unit":
+    return options.unit_stats()
+  if prepared is None:
+    raise UserError(f"the run normalises with the prepared data's {pipeline.STATS_FILE}, which could not be opened "
+                    f"under config.data.data_dir={config.data.get('data_dir', '')!r}; predict needs the prepared "
+                    "data folder the run used")
+  return pipeline.load_stats(prepared[1] / pipeline.STATS_FILE, feature)
+
+
+def skipped_csv(csv_path: Path) -> Path:
+  """Where the list of unreadable files goes for the predictions CSV ``csv_path``: ``<stem>.skipped.csv``."""
+  return csv_path.with_name(csv_path.stem + ".skipped.csv")
 
 
 def write_csv(rows: list[dict[str, Any]], skipped: list[tuple[str, str]], cols: list[str], csv_path: Path) -> Path:
-  """The predictions CSV (floats with 6 decimals) and, when files were skipped, ``skipped.csv`` beside it (a stale
-  one from an earlier run is removed)."""
+  """The predictions CSV (floats with 6 decimals) and, when files were skipped, ``<stem>.skipped.csv`` beside it,
+  named after the CSV so other files in the folder are never touched (a stale one of that name is removed)."""
   csv_path.parent.mkdir(parents=True, exist_ok=True)
   with csv_path.open("w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=cols)
     w.writeheader()
     for r in rows:
       w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-  skipped_path = csv_path.with_name("skipped.csv")
+  skipped_path = skipped_csv(csv_path)
   if skipped:
     with skipped_path.open("w", newline="") as f:
       w = csv.writer(f)
@@ -187,79 +178,6 @@ def write_csv(rows: list[dict[str, Any]], skipped: list[tuple[str, str]], cols: 
   elif skipped_path.exists():
     skipped_path.unlink()
   return csv_path
-
-
-def predict_images(workdir: str | Path, images: str | Path | Sequence[str | Path], out: str | Path | None = None,
-                   checkpoint: str = "best", batch_size: int = 16, write: bool = True) -> PredictResult:
-  """Predicts class probabilities for ``images`` with the run in ``workdir``; see the module docstring."""
-  import jax
-  import jax.numpy as jnp
-  from tqdm import tqdm
-
-  from echojax import run as run_lib
-  from echojax.data.images import ImageReadError
-
-  workdir = Path(workdir)
-  if checkpoint not in ("best", "latest", "auto"):
-    raise UserError(f"--checkpoint {checkpoint!r}: use best, latest or auto")
-  if batch_size < 1:
-    raise UserError(f"--batch-size must be >= 1, got {batch_size}")
-  run = run_lib.Run.load(workdir)
-  config, task = run.config, run.task
-  if config.data.get("preset", "video_clip") != "image":
-    raise UserError(f"{workdir / run_lib.CONFIG_FILE}: the run trained on {config.data.get('preset', 'video_clip')!r} "
-                    "inputs (video clips); predict its inputs with --videos (--images is for image runs, e.g. "
-                    "echosdnet)")
-  files = list_images(images)
-  step, which, variables = run.restore(checkpoint)
-  cfg_text = run_lib.config_lib.to_json(config)
-  class_names = list(getattr(task, "class_names", None) or [str(i) for i in range(task.num_outputs)])
-  stored, size = input_size(config)
-  mean, std = scaling(config)
-  side = size or stored
-
-  forward = _FORWARD.get(cfg_text)
-  if forward is None:  # one jitted function per run config, so repeated calls in a process compile once
-
-    @jax.jit
-    def forward(variables, x):
-      logits, _ = run.model.apply(variables, x, train=False)  # x is scaled as the loader did (load_pixels)
-      return task.predict(logits)["probs"]
-
-    _FORWARD[cfg_text] = forward
-
-  rows: list[dict[str, Any]] = []
-  skipped: list[tuple[str, str]] = []
-  pending: list[tuple[Path, np.ndarray]] = []
-
-  def flush():
-    if not pending:
-      return
-    x = np.zeros((batch_size, side, side, 3), np.float32)  # fixed batch shape: one compile
-    for i, (_, pix) in enumerate(pending):
-      x[i] = pix
-    probs = np.asarray(jax.device_get(forward(variables, jnp.asarray(x))))[:len(pending)]
-    for (p, _), pr in zip(pending, probs):
-      row = {"file": str(p), "predicted_class": class_names[int(np.argmax(pr))]}
-      row.update({f"prob_{c}": float(v) for c, v in zip(class_names, pr)})
-      rows.append(row)
-    pending.clear()
-
-  for p in tqdm(files, desc="predict", unit="img", disable=len(files) < 2):
-    try:
-      pending.append((p, load_pixels(p, stored, size, mean, std)))
-    except ImageReadError as e:
-      skipped.append((str(p), str(e)))
-      log.warning("skipped %s: %s", p, e)
-      continue
-    if len(pending) == batch_size:
-      flush()
-  flush()
-
-  cols = ["file", "predicted_class"] + [f"prob_{c}" for c in class_names]
-  csv_path = write_csv(rows, skipped, cols, Path(out) if out else workdir / "predictions" / "predictions.csv") \
-      if write else None
-  return PredictResult(rows, skipped, class_names, csv_path, which, step)
 
 
 def list_videos(paths: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -290,9 +208,13 @@ def read_cine_as_stored(path: Path, stored: int) -> tuple[np.ndarray, float | No
   return to_square(cine.frames, stored), cine.fps
 
 
-def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path], out: str | Path | None = None,
-                   checkpoint: str = "best", write: bool = True) -> PredictResult:
-  """Per-video predictions for ``videos`` with the video run in ``workdir``; see the module docstring."""
+def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path], out: str | Path | None = None,
+                  checkpoint: str = "best", batch_size: int | None = None, write: bool = True,
+                  kind: str | None = None) -> PredictResult:
+  """Predictions for the user's files with the run in ``workdir``: images for image runs, cines for video runs
+  (``kind`` "image"/"video" checks that the run is of that kind). One path for both: each readable file becomes
+  an in-memory record as the run's prepared data would hold it, then the run's own eval pipeline
+  (``pipeline.build_loader``, all clips) and ``echojax.evaluate``'s ``Evaluator``; see the module docstring."""
   from tqdm import tqdm
 
   from echojax import evaluate
@@ -303,60 +225,70 @@ def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path
   workdir = Path(workdir)
   if checkpoint not in ("best", "latest", "auto"):
     raise UserError(f"--checkpoint {checkpoint!r}: use best, latest or auto")
+  if batch_size is not None and batch_size < 1:
+    raise UserError(f"--batch-size must be >= 1, got {batch_size}")
   run = run_lib.Run.load(workdir)
   config = run.config
-  if config.data.get("preset", "video_clip") == "image":
-    raise UserError(f"{workdir / 'config.json'}: the run trained on still images (config.data.preset='image'); "
-                    "predict its inputs with --images")
-  files = list_videos(videos)
-  train_split = config.data.get("train_split", "train")
-  source, version_dir = pipeline.open_source(config.data, train_split)
-  first = source[0]
-  stored = int(first["video"].shape[1])
-  stats = pipeline.load_stats(version_dir / pipeline.STATS_FILE, "video")
-  task_keys = list(config.data.get("targets", None) or [k for k in ("ef", "label") if k in first])
-  dummies = {k: np.zeros_like(np.asarray(first[k])) for k in task_keys}  # no labels: placeholders, not reported
+  video = config.data.get("preset", "video_clip") != "image"
+  if kind == "image" and video:
+    raise UserError(f"{workdir / run_lib.CONFIG_FILE}: the run trained on video clips; predict its inputs with "
+                    "--videos (--images is for image runs, e.g. echosdnet)")
+  if kind == "video" and not video:
+    raise UserError(f"{workdir / run_lib.CONFIG_FILE}: the run trained on still images (config.data.preset="
+                    "'image'); predict its inputs with --images")
+  files = list_videos(paths) if video else list_images(paths)
+  prepared = _prepared(config) if video or config.data.get("value_range", None) != "unit" else None
+  if video and prepared is None:
+    raise UserError(f"the prepared data of the run (config.data.data_dir={config.data.get('data_dir', '')!r}) "
+                    "could not be opened; predict reads the stored frame size and statistics from it")
+  feature = "video" if video else "image"
+  stats = input_stats(config, feature, prepared)
+  stored = int(prepared[0]["video"].shape[1]) if video else stored_image_size(config)
+  task_keys = list(config.data.get("targets", None) or ["label"])
+  first = prepared[0] if prepared is not None else {}
+  dummies = {k: np.zeros_like(np.asarray(first[k])) if k in first else np.int32(0) for k in task_keys}
+  data_cfg = run_lib.eval_data_cfg(config, "all")
+  if batch_size:  # rounded up to whole batches for this machine's devices, as Run.load does for eval.batch_size
+    data_cfg.batch_size = -(-int(batch_size) // run.mesh.size) * run.mesh.size
 
   rows: list[dict[str, Any]] = []
   skipped: list[tuple[str, str]] = []
   class_names: list[str] = []
   step, which = -1, checkpoint
-  data_cfg = run_lib.eval_data_cfg(config, "all")
-  ev = state = task = None
-  bar = tqdm(total=len(files), desc="predict", unit="cine", disable=len(files) < 2)
-  for c0 in range(0, len(files), VIDEO_CHUNK):  # a chunk of decoded cines in memory at a time
+  ev = variables = None
+  unit = "cine" if video else "img"
+  bar = tqdm(total=len(files), desc="predict", unit=unit, disable=len(files) < 2)
+  for c0 in range(0, len(files), CHUNK):  # a chunk of decoded files in memory at a time
     records: list[dict[str, Any]] = []
     kept: list[tuple[Path, int, float | None]] = []
-    for p in files[c0:c0 + VIDEO_CHUNK]:
+    for p in files[c0:c0 + CHUNK]:
       bar.update(1)
       try:
-        frames, fps = read_cine_as_stored(p, stored)
+        rec, t, fps = _read_record(p, video, stored)
       except ReadError as e:
         skipped.append((str(p), str(e)))
         log.warning("skipped %s: %s", p, e)
         continue
-      rec: dict[str, Any] = {"video": frames, "num_frames": np.int32(len(frames)), **dummies}
-      if fps:
-        rec["fps"] = np.float32(fps)
-      records.append(rec)
-      kept.append((p, len(frames), fps))
+      records.append({**rec, **dummies})
+      kept.append((p, t, fps))
     if not records:
       continue
     loader = pipeline.build_loader(records, stats, data_cfg, "predict", train=False, seed=int(config.seed),
                                    process_index=0, process_count=1)
     if ev is None:  # restore once, on the first readable chunk (fixed batch shape: one compile for all chunks)
       x_shape = evaluate.loader_input_shape(loader, config)
-      step, which, state = run.restore(checkpoint, x_shape)
-      task = run.task
-      ev = evaluate.Evaluator(config, run.model, task, run.mesh, run.shardings(x_shape))
-    ev.loaders[("predict", "all")] = loader
-    preds, targets, indices, _ = ev.predict(state, "predict", "all")
-    class_names = list(getattr(task, "class_names", None) or []) if "probs" in preds else []
-    cols = {k: v for k, v in task.csv_columns(preds, targets).items() if k != "target" and k not in task_keys}
+      step, which, variables = run.restore(checkpoint, x_shape)
+      ev = evaluate.Evaluator(config, run.model, run.task, run.mesh, run.shardings(x_shape))
+    ev.loaders["predict"] = loader
+    preds, targets, indices, _ = ev.predict(variables, "predict", "all", name="predict")
+    class_names = list(getattr(run.task, "class_names", None) or []) if "probs" in preds else []
+    cols = {k: v for k, v in run.task.csv_columns(preds, targets).items() if k != "target" and k not in task_keys}
     cols.update(evaluate.aux_columns(preds))
     for j, i in enumerate(indices):
       p, t, fps = kept[int(i)]
-      row: dict[str, Any] = {"file": str(p), "num_frames": t, "fps": round(fps, 3) if fps else ""}
+      row: dict[str, Any] = {"file": str(p)}
+      if video:
+        row.update(num_frames=t, fps=round(fps, 3) if fps else "")
       for k, v in cols.items():
         if k == "prediction" and class_names:
           row["predicted_class"] = class_names[int(v[j])]
@@ -368,10 +300,37 @@ def predict_videos(workdir: str | Path, videos: str | Path | Sequence[str | Path
     log.warning("none of the %d file(s) could be read; nothing to predict", len(files))
   csv_path = None
   if write:
-    header = list(rows[0]) if rows else ["file", "num_frames", "fps"]
-    csv_path = write_csv(rows, skipped, header,
-                         Path(out) if out else workdir / "predictions" / "predictions.csv")
-  return PredictResult(rows, skipped, class_names, csv_path, which, step, kind="video")
+    header = list(rows[0]) if rows else ["file"] + (["num_frames", "fps"] if video else [])
+    csv_path = write_csv(rows, skipped, header, Path(out) if out else workdir / "predictions" / "predictions.csv")
+  return PredictResult(rows, skipped, class_names, csv_path, which, step, kind="video" if video else "image")
+
+
+def _read_record(path: Path, video: bool, stored: int) -> tuple[dict[str, Any], int, float | None]:
+  """(record as the prepared data holds this file, frame count, fps or None). Raises ReadError."""
+  from echojax.data.images import ImageReadError, read_image, resize_image
+  from echojax.data.ingest import ReadError
+
+  if video:
+    frames, fps = read_cine_as_stored(path, stored)
+    rec: dict[str, Any] = {"video": frames, "num_frames": np.int32(len(frames))}
+    if fps:
+      rec["fps"] = np.float32(fps)
+    return rec, len(frames), fps
+  try:
+    return {"image": resize_image(read_image(path), stored)}, 1, None  # the builder's plain resize
+  except ImageReadError as e:
+    raise ReadError(str(e)) from None
+
+
+def predict_images(workdir, images, out=None, checkpoint: str = "best", batch_size: int = 16,
+                   write: bool = True) -> PredictResult:
+  """:func:`predict_files` for an image run (EchoSDNet): class probabilities per image."""
+  return predict_files(workdir, images, out, checkpoint, batch_size, write, kind="image")
+
+
+def predict_videos(workdir, videos, out=None, checkpoint: str = "best", write: bool = True) -> PredictResult:
+  """:func:`predict_files` for a video run (views, EF): per-cine predictions, all clips averaged."""
+  return predict_files(workdir, videos, out, checkpoint, None, write, kind="video")
 
 
 def parse_args(argv: Iterable[str]) -> argparse.Namespace:

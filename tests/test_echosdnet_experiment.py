@@ -3,6 +3,7 @@ init hooks (with a Keras .h5 the test writes itself), evaluation outputs, and pr
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -161,37 +162,27 @@ def test_evaluate_reports_classification_metrics_and_plots(smoke_run):
 
 
 @pytest.fixture(scope="module")
-def checked_frame(smoke_run):
-  """Raw 800x600 phantom PNGs through echojax.predict's preprocessing == the same frames through builder + eval
-  loader; returns (workdir, one checked raw file)."""
-  from echojax import predict
-  from echojax.run import make_loader
+def checked_frame(smoke_run, tmp_path_factory):
+  """The raw 800x600 phantom PNGs of the test split through ``echojax.predict`` give the probabilities that
+  ``echojax.evaluate`` gives the same frames through builder + eval loader; returns (workdir, one raw file)."""
+  from echojax import evaluate, predict
 
   workdir, *_ = smoke_run
   config = config_lib.from_json((workdir / "config.json").read_text())
-  loader = make_loader(config, "test", train=False)
-  batch = next(iter(loader))
-  records = loader.source
+  out = tmp_path_factory.mktemp("eval")
+  evaluate.evaluate_workdir(workdir, split="test", clips="one", checkpoint="latest", bootstrap=0, out_dir=out)
+  with (out / "predictions.csv").open() as f:
+    want = {r["file_name"]: r for r in csv.DictReader(f)}
   raw = Path(config.data.data_dir).parent / "raw"
-  stored, size = predict.input_size(config)
-  mean, std = predict.scaling(config)
-  assert (stored, size) == (224, 32)
-  checked = 0
-  for row, idx in enumerate(batch["index"]):
-    if idx < 0:
-      continue
-    name = records[int(idx)]["file_name"]
-    name = name.decode() if isinstance(name, bytes) else str(name)
-    px = predict.load_pixels(raw / name, stored, size, mean, std)
-    np.testing.assert_allclose(px, batch["image"][row], atol=1e-6)
-    checked += 1
-  assert checked >= 1
-  return workdir, raw / records[int(batch["index"][0])]["file_name"].decode()
-
-
-def test_predict_preprocessing_matches_the_eval_loader(checked_frame):
-  workdir, phantom = checked_frame
-  assert phantom.is_file() and (workdir / "config.json").is_file()
+  files = [raw / name for name in sorted(want)]
+  assert files and all(p.is_file() for p in files)
+  res = predict.predict_images(workdir, files, tmp_path_factory.mktemp("pred") / "p.csv", checkpoint="latest")
+  assert len(res.rows) == len(files) and not res.skipped
+  for row in res.rows:
+    name = str(Path(row["file"]).relative_to(raw))
+    for c in ("single", "dual"):  # evaluate's CSV keeps 6 significant digits
+      assert abs(row[f"prob_{c}"] - float(want[name][f"prob_{c}"])) < 2e-6, (name, c)
+  return workdir, files[0]
 
 
 def test_predict_real_frames_with_the_trained_run(checked_frame, fixtures_dir, tmp_path):

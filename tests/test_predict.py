@@ -83,31 +83,34 @@ def test_predicts_every_readable_image_and_reports_the_corrupt_one(fake_run, ima
     p = np.array([float(r["prob_single"]), float(r["prob_dual"])])
     assert abs(p.sum() - 1.0) < 1e-5 and (p >= 0).all()
     assert r["predicted_class"] == ["single", "dual"][int(p.argmax())]
-  with (tmp_path / "skipped.csv").open() as f:
+  with (tmp_path / "preds.skipped.csv").open() as f:
     skipped = list(csv.DictReader(f))
   assert len(skipped) == 1 and skipped[0]["file"].endswith("f_corrupt.png") and skipped[0]["reason"]
-  # Same numbers as the model applied directly to the preprocessed pixels (batching/padding changes nothing).
-  x = np.stack([predict.load_pixels(image_dir / n if n != "e_grey16.png" else image_dir / "nested" / n, 224, 32,
-                                    np.zeros(3, np.float32), np.full(3, 255.0, np.float32)) for n in names])
+  # Same numbers as the model on the builder's plain resize to 224, the loader's INTER_AREA resize to data.size
+  # (32) and the run's / 255 (batching and padding change nothing).
+  x = np.stack([_pixels(image_dir / n if n != "e_grey16.png" else image_dir / "nested" / n) for n in names])
   logits, _ = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, jnp.asarray(x))
   want = np.asarray(jax.nn.softmax(logits, axis=-1))
   got = np.array([[r["prob_single"], r["prob_dual"]] for r in res.rows])
   np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_preprocessing_is_builder_resize_then_loader_resize_then_unit_scale(image_dir):
-  """800x600 and 1024x768 exports: plain resize to the stored 224, INTER_AREA to data.size, / 255."""
+def _pixels(path):
   from echojax.data.images import read_image, resize_image
 
-  for name in ("a_rgb_800x600.png", "b_rgb_1024x768.jpg", "c_grey.bmp", "d_rgba.png"):
-    px = predict.load_pixels(image_dir / name, 224, 32, np.zeros(3, np.float32), np.full(3, 255.0, np.float32))
-    stored = resize_image(read_image(image_dir / name), 224)
-    want = cv2.resize(stored, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    assert px.shape == (32, 32, 3) and px.dtype == np.float32
-    np.testing.assert_allclose(px, want, atol=1e-6)
-    assert 0.0 <= px.min() and px.max() <= 1.0
-  full = predict.load_pixels(image_dir / "a_rgb_800x600.png", 224, None, np.zeros(3), np.full(3, 255.0))
-  assert full.shape == (224, 224, 3)
+  stored = resize_image(read_image(path), 224)
+  return cv2.resize(stored, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def test_skip_list_is_named_after_the_output_and_touches_nothing_else(fake_run, image_dir, tmp_path):
+  """A folder that already holds someone's skipped.csv keeps it: the skip list is <out stem>.skipped.csv."""
+  workdir, _, _ = fake_run
+  (tmp_path / "skipped.csv").write_text("a user's own file\n")
+  predict.predict_images(workdir, [image_dir / "c_grey.bmp", image_dir / "f_corrupt.png"], tmp_path / "x.csv")
+  assert (tmp_path / "skipped.csv").read_text() == "a user's own file\n"
+  assert "f_corrupt.png" in (tmp_path / "x.skipped.csv").read_text()
+  predict.predict_images(workdir, image_dir / "c_grey.bmp", tmp_path / "x.csv")  # nothing skipped: stale list goes
+  assert not (tmp_path / "x.skipped.csv").exists() and (tmp_path / "skipped.csv").exists()
 
 
 def test_real_echo_frames(fake_run, fixtures_dir, tmp_path):

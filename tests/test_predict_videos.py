@@ -66,7 +66,7 @@ def test_videos_predict_as_evaluate_does(video_run, tmp_path, monkeypatch):
   written = _read(tmp_path / "pred.csv")
   assert [w["file"] for w in written] == [r["file"] for r in result.rows]
   assert list(written[0]) == ["file", "num_frames", "fps", "predicted_class"] + [f"prob_{c}" for c in names]
-  assert not (tmp_path / "skipped.csv").exists()
+  assert not (tmp_path / "pred.skipped.csv").exists()
   assert result.summary().startswith(f"predicted {len(rows)} video(s) with the best checkpoint (step ")
 
 
@@ -92,7 +92,7 @@ def test_dicom_gif_and_broken_files(video_run, tmp_path, capsys):
   for r in got.values():
     probs = np.array([float(v) for k, v in r.items() if k.startswith("prob_")])
     assert probs.shape == (11,) and abs(probs.sum() - 1) < 1e-4
-  skipped = _read(csv_path.with_name("skipped.csv"))
+  skipped = _read(predict.skipped_csv(csv_path))
   assert {Path(s["file"]).name for s in skipped} == {"broken.avi", "empty.mp4"}
 
 
@@ -117,7 +117,7 @@ def test_wrong_kind_of_input_and_bad_paths(video_run, tmp_path):
   nothing = predict.predict_videos(workdir, tmp_path / "junk", out=tmp_path / "junk.csv")
   assert nothing.rows == [] and nothing.summary().splitlines()[:2] == [
       "predicted 0 video(s): no file could be read", "skipped 1 unreadable file(s):"]
-  assert _read(tmp_path / "skipped.csv") == [{"file": str(tmp_path / "junk" / "a.avi"), "reason": "file is empty"}]
+  assert _read(tmp_path / "junk.skipped.csv") == [{"file": str(tmp_path / "junk" / "a.avi"), "reason": "file is empty"}]
   with pytest.raises(SystemExit) as e:  # one kind of input per call (argparse's usage error)
     predict.main(["--workdir", str(workdir), "--videos", "a.avi", "--images", "b.png"])
   assert e.value.code == 2
