@@ -72,12 +72,15 @@ def enable_compilation_cache() -> None:
 
 
 def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
-  """The run's ``config.json`` (what its weights were trained with)."""
+  """The run's ``config.json`` (what its weights were trained with), with fields it lacks (a run written by an
+  older version) filled from the schema's defaults."""
+  from echojax import schema
+
   path = Path(workdir) / CONFIG_FILE
   if not path.is_file():
     raise UserError(f"{path} not found: --workdir must be a training run folder (python -m echojax.train "
                     f"--config NAME --workdir DIR writes it)")
-  return config_lib.from_json(path.read_text())
+  return schema.fill_defaults(config_lib.from_json(path.read_text()))
 
 
 def build_model(config: ml_collections.ConfigDict, task: tasks.Task):

@@ -160,3 +160,24 @@ def is_open(path: list[str]) -> bool:
       return False
     node = node[part]
   return isinstance(node, (Open, Entries))
+
+
+def fill_defaults(cfg: ml_collections.ConfigDict | Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """A stored run config (``config.json``) with the fields it lacks filled from the defaults, and nothing
+  rejected: runs written by older versions keep fields the schema no longer has (they are ignored)."""
+
+  def fill(schema: Any, given: Any) -> Any:
+    if isinstance(schema, Entries):
+      given = dict(given or {})
+      return {n: fill({**schema.entry_defaults, **(schema.get(n) or {})}, given.get(n, {}))
+              for n in (list(given) if given else list(schema))}
+    if isinstance(schema, dict) and (given is None or isinstance(given, Mapping)):
+      given = dict(given or {})
+      out = {k: fill(v, given[k]) if k in given else copy.deepcopy(dict(v) if isinstance(v, dict) else v)
+             for k, v in schema.items()}
+      out.update({k: v for k, v in given.items() if k not in schema})
+      return out
+    return given
+
+  given = _plain(cfg)
+  return ml_collections.ConfigDict(fill(defaults((given.get("data") or {}).get("name")), given))

@@ -25,7 +25,8 @@ def test_recipe_fields():
   assert (c.optim.name, c.optim.lr, c.optim.schedule) == ("adam", 1e-5, "constant")
   assert c.optim.trainable == echosdnet.TRAINABLE_REGEX
   assert (c.task.kind, c.task.num_classes, list(c.task.class_names)) == ("classification", 2, ["single", "dual"])
-  assert c.task.label_smoothing == 0.0 and c.task.class_weights is None  # plain categorical cross-entropy
+  # plain categorical cross-entropy (the task's defaults)
+  assert c.task.get("label_smoothing", 0.0) == 0.0 and c.task.get("class_weights", None) is None
   assert c.train.num_epochs == 20.0 and c.train.early_stopping_patience == 5
   assert (c.eval.best_metric, c.eval.best_mode) == ("log_loss", "min")
   assert dict(c.data.augment) == {"rotation": 15.0, "shift": 0.1, "zoom": 0.2}

@@ -46,9 +46,9 @@ def test_sweep_results_table_and_plot(tmp_path):
 
 def test_train_command_carries_overrides(tmp_path):
   sw = {"config": "view_video_tcn:smoke", "split": "test"}
-  cmd = sweep.train_command(sw, {"name": "a", "overrides": {"model.fusion": "fixed:0.25"}}, tmp_path / "a", "py")
+  cmd = sweep.train_command(sw, {"name": "a", "overrides": {"model.kwargs.mode": "fixed:0.25"}}, tmp_path / "a", "py")
   assert cmd[:5] == ["py", "-m", "echojax.train", "--config", "view_video_tcn:smoke"]
-  assert "--config.model.fusion=fixed:0.25" in cmd
+  assert "--config.model.kwargs.mode=fixed:0.25" in cmd
 
 
 def test_unknown_sweep_lists_available():

@@ -26,13 +26,13 @@ def test_sweep_expands_to_fixed_learned_dynamic(monkeypatch):
   assert sweep["config"] == "view_video_tcn:demo" and sweep["split"] == "test"
   assert [r["name"] for r in sweep["runs"]] == ["fixed_0", "fixed_0.25", "fixed_0.5", "fixed_0.75", "fixed_1",
                                                 "learned", "dynamic"]
-  assert [r["overrides"]["model.fusion"] for r in sweep["runs"]] == [
+  assert [r["overrides"]["model.kwargs.mode"] for r in sweep["runs"]] == [
       "fixed:0", "fixed:0.25", "fixed:0.5", "fixed:0.75", "fixed:1", "learned", "dynamic"]
   # every override is a valid config override that reaches the model's mode
   from echojax.config import load_config
   for r in sweep["runs"]:
     c = load_config(sweep["config"], {k: str(v) for k, v in r["overrides"].items()})
-    assert c.model.kwargs.mode == r["overrides"]["model.fusion"]
+    assert c.model.kwargs.mode == r["overrides"]["model.kwargs.mode"]
   monkeypatch.setenv("ECHOJAX_SWEEP_RUNS", "fixed_0.5,nope")
   with pytest.raises(UserError, match="nope"):
     load_sweep(NAME, "smoke")

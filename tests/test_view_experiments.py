@@ -1,6 +1,6 @@
 """View-classification experiments: every config (smoke, demo, full) loads and builds its model; one smoke train
 step of every model under 8-device data parallelism; the ECG phase sampler reaches the pipeline through the
-configs' loader; the fusion weighting mode follows ``model.fusion``; evaluation writes per-sample gate weights."""
+configs' loader; the fusion weighting mode is ``model.kwargs.mode``; evaluation writes per-sample gate weights."""
 
 import functools
 
