@@ -69,9 +69,9 @@ VIT_SIZES: Mapping[str, tuple[int, int, int, int]] = MappingProxyType({
   "H": (1280, 32, 5120, 16),
 })
 
-#: X3D (Feichtenhofer 2020) stages res2..res5: (output channels at width 24, blocks). The network of X3D-XS/S/M
-#: (they differ only in the input clip); inner (expanded) width = ``expansion`` x output channels.
-X3D_STAGES: tuple[tuple[int, int], ...] = ((24, 3), (48, 5), (96, 11), (192, 7))
+#: X3D (Feichtenhofer 2020) bottlenecks per stage res2..res5 of the X3D-XS/S/M network (they differ only in the
+#: input clip); stage i has ``width * 2**(i-1)`` output channels (width 24) and ``expansion`` (2.25) x as many inside.
+X3D_BLOCKS: tuple[int, int, int, int] = (3, 5, 11, 7)
 
 
 # ------------------------------------------------------------------------------------------------------- entries
@@ -133,6 +133,7 @@ def _entries():
   yield Arch("conv3d", "conv3d", True, "echojax.models.temporal:conv3d", "echoforge.models.temporal:Conv3DNet")
   yield Arch("spatiotemporal", "fusion", True, "echojax.models.fusion:spatiotemporal",
              "echoforge.models.temporal:SpatioTemporalFusion")
+  yield Arch("x3d", "x3d", True, "echojax.models.x3d:x3d", "echoforge.models.x3d:X3D")
 
 
 #: name -> entry, every exportable architecture (the one list of names).

@@ -60,6 +60,8 @@ CASES = [
                                               "num_classes": 5}, [2, 32, 32, 3], 1.0),
   *((f"efficientnet_b{i}", f"efficientnet_b{i}", {"width_mult": 0.25, "depth_mult": 0.25, "num_classes": 5},
      [2, 32, 32, 3], 1.0) for i in range(1, 8)),
+  ("x3d_small", "x3d", {"width": 8, "blocks": [2, 2, 2, 1], "head_dim": 32, "num_classes": 5}, [2, 4, 32, 32, 3],
+   1.0),
 ]
 #: torch-only constructor arguments per case (echojax.export.torch_kwargs_for gives them at export time)
 TORCH_KWARGS = {"vit_mu8": {"image_size": [32, 48]},
