@@ -31,6 +31,9 @@ RESNET_STAGES: Mapping[int, tuple[str, tuple[int, int, int, int]]] = MappingProx
   152: ("bottleneck", (3, 8, 36, 3)),
 })
 
+#: ResNet BatchNorm epsilon per layout (torchvision; keras.applications), also R3D / R(2+1)D's (torchvision).
+RESNET_BN_EPS: Mapping[str, float] = MappingProxyType({"torchvision": 1e-5, "keras": 1.001e-5})
+
 #: video ResNet (R3D / R(2+1)D) depth -> basic blocks per stage, as torchvision.models.video.
 VIDEO_RESNET_BLOCKS: Mapping[int, tuple[int, int, int, int]] = MappingProxyType({18: (2, 2, 2, 2), 34: (3, 4, 6, 3)})
 VIDEO_RESNET_KINDS = ("r3d", "r2plus1d")
@@ -68,6 +71,9 @@ VIT_SIZES: Mapping[str, tuple[int, int, int, int]] = MappingProxyType({
   "L": (1024, 24, 4096, 16),
   "H": (1280, 32, 5120, 16),
 })
+
+#: LayerNorm epsilon of the transformer blocks (ViT, VideoViT, temporal encoders).
+VIT_LN_EPS = 1e-6
 
 #: X3D (Feichtenhofer 2020) bottlenecks per stage res2..res5 of the X3D-XS/S/M network (they differ only in the
 #: input clip); stage i has ``width * 2**(i-1)`` output channels (width 24) and ``expansion`` (2.25) x as many inside.

@@ -146,6 +146,25 @@ def test_kernel_transforms_match_torch_layout():
     np.testing.assert_array_equal(to_flax_array(to_torch_array(arr, kind), kind), arr)
 
 
+def test_resnet_subtrees_keep_torchvision_names():
+  """Inside ResNet subtrees (also as a backbone) the torch keys are torchvision's; elsewhere the flax path; an
+  unknown module inside a ResNet subtree has no torch name and fails loudly."""
+  cases = {c["id"]: c for c in ALL_CASES}
+  want = {"resnet18_tv": ["conv1.weight", "bn1.running_var", "layer2.0.downsample.1.weight", "fc.weight"],
+          "r2plus1d_18": ["stem.3.weight", "stem.4.running_mean", "layer1.1.conv2.0.3.weight", "layer3.0.conv1.1.bias"],
+          "mhsa_resnet18": ["backbone.net.layer4.1.bn2.weight", "temporal.encoder.layer_0.attention.query.weight"],
+          "echosdnet_tv": ["backbone.layer1.0.conv3.weight", "head_out.weight"]}
+  for cid, keys in want.items():
+    case = cases[cid]
+    model = get_model(case["arch"], **case["kwargs"])
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), _input(case["input_shape"], 0), train=False))
+    torch_keys = {r.torch for r in rules_for(case["arch"], case["kwargs"], abstract)}
+    assert set(keys) <= torch_keys, set(keys) - torch_keys
+  params = {"stem_conv": {"kernel": np.zeros((7, 7, 3, 8))}, "stage1_block0": {"mystery": {"kernel": np.zeros((2, 2))}}}
+  with pytest.raises(UserError, match="stage1_block0/mystery"):
+    rules_for("resnet18", {}, {"params": params})
+
+
 def test_unmapped_or_missing_weights_fail_loudly():
   case = next(c for c in CASES if c["id"] == "resnet18_tv")
   model = get_model(case["arch"], **case["kwargs"])

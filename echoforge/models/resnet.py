@@ -22,10 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from echoforge.archs import RESNET_BN_EPS as BN_EPS
 from echoforge.archs import RESNET_STAGES
-
-#: BatchNorm epsilon per layout; must match echojax.models.resnet.
-BN_EPS = {"torchvision": 1e-5, "keras": 1.001e-5}
 
 
 def check_layout(layout: str) -> None:

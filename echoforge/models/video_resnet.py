@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from echoforge.archs import VIDEO_RESNET_BLOCKS
+from echoforge.archs import RESNET_BN_EPS, VIDEO_RESNET_BLOCKS
 
-BN_EPS = 1e-5
+BN_EPS = RESNET_BN_EPS["torchvision"]
 
 
 def midplanes(cin: int, cout: int) -> int:

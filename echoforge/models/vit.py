@@ -14,9 +14,9 @@ import math
 import torch
 from torch import nn
 
+from echoforge.archs import VIT_LN_EPS as LN_EPS
 from echoforge.archs import VIT_SIZES
 
-LN_EPS = 1e-6
 
 
 def decode_variant(variant: str) -> dict[str, int]:

@@ -55,7 +55,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from echoforge.archs import RESNET_STAGES
+from echoforge.archs import RESNET_BN_EPS, RESNET_STAGES
 from echojax.errors import UserError
 
 LAYOUTS = ("torchvision", "keras")
@@ -69,9 +69,9 @@ dense_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 def layout_options(layout: str) -> dict[str, Any]:
   """Per-layout constants: conv bias, BN epsilon / momentum, and where a bottleneck puts its stride."""
   if layout == "torchvision":
-    return dict(use_bias=False, epsilon=1e-5, momentum=0.9, stride_on="conv2")
+    return dict(use_bias=False, epsilon=RESNET_BN_EPS[layout], momentum=0.9, stride_on="conv2")
   if layout == "keras":
-    return dict(use_bias=True, epsilon=1.001e-5, momentum=0.99, stride_on="conv1")
+    return dict(use_bias=True, epsilon=RESNET_BN_EPS[layout], momentum=0.99, stride_on="conv1")
   raise UserError(f"ResNet layout={layout!r} is unknown (config field model.layout); use one of {', '.join(LAYOUTS)}")
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from echoforge.archs import VIT_LN_EPS as LN_EPS
 from echoforge.archs import VIT_SIZES
 from echojax.errors import UserError
 
-LN_EPS = 1e-6
 
 
 def decode_size(size: str, field: str = "model.variant") -> dict[str, int]:
