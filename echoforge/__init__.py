@@ -34,8 +34,8 @@ def list_models(registry: str | os.PathLike | None = None) -> list[dict[str, Any
 
 def architectures() -> list[str]:
   """Architecture names that can be built without weights (``load_model(arch, pretrained=False)``)."""
-  from echoforge.models import ARCHITECTURES
-  return sorted(ARCHITECTURES)
+  from echoforge.archs import ARCHS
+  return sorted(ARCHS)
 
 
 def get_manifest(name: str, version: str | None = None, registry: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -47,20 +47,20 @@ def get_manifest(name: str, version: str | None = None, registry: str | os.PathL
 
 
 def _not_exported(name: str, registry) -> ModelNotFoundError:
-  from echoforge.models import ARCHITECTURES
+  from echoforge.archs import ARCHS
   root = registry_root(registry)
   have = [m["name"] for m in _list_models(registry)]
   held = f"it holds: {', '.join(sorted(set(have)))}" if have else "it is empty"
   arch = f" ({name!r} is an architecture: load_model({name!r}, pretrained=False) builds it untrained.)" \
-    if _arch_name(name) else f" Architectures: {', '.join(sorted(ARCHITECTURES))}."
+    if _arch_name(name) else f" Architectures: {', '.join(sorted(ARCHS))}."
   return ModelNotFoundError(
     f"model {name!r} is not exported in the echoforge registry {root} ({held}). Export a trained echojax workdir "
     f"with: {EXPORT_HINT.format(name=name)} [--registry {root}].{arch}")
 
 
 def _arch_name(name: str) -> str | None:
-  from echoforge.models import ARCHITECTURES
-  low = {k.lower(): k for k in ARCHITECTURES}
+  from echoforge.archs import ARCHS
+  low = {k.lower(): k for k in ARCHS}
   return low.get(name.lower())
 
 

@@ -1,32 +1,44 @@
-"""Explicit name maps and per-parameter transforms between echojax (flax) variables and echoforge (torch) state dicts.
+"""Per-tensor name maps and transforms between echojax (flax) variables and echoforge (torch) state dicts.
 
-A conversion is a list of :class:`Rule` s, one per tensor: ``(flax path, torch key, transform)``. The list for an
-architecture is built by walking that architecture's known structure (``rules_for(arch, kwargs)``), not by guessing
-from names, and every conversion checks that each flax leaf and each torch key is used exactly once and that shapes
-agree, so a renamed or added layer fails loudly instead of being dropped.
+A conversion is a list of :class:`Rule` s, one per tensor: ``(flax path, torch key, transform)``. Every family uses
+the same rule (:func:`mirror_rules`): the torch key is the flax module path joined by "." (the echoforge mirrors use
+the flax module names as attribute paths) and the transform follows from the kind of tensor. Every conversion checks
+that each flax leaf and each torch key is used exactly once and that shapes agree (against the torch module's state
+dict at export), so a renamed or added layer fails loudly instead of being dropped.
 
-Transforms (flax -> torch; the inverse is applied for torch -> flax):
+One exception, kept so that the golden outputs (tests/golden/parity_golden.json, drawn in the sorted order of the
+flax paths by :func:`random_variables`) stay valid: the ResNet families (2D ResNet, also as the backbone of
+EchoSDNet / FrameResNet / temporal models, and R3D / R(2+1)D) keep their flax names while their torch mirrors keep
+torchvision's; :func:`torch_module_name` translates inside a ResNet subtree (found by its ``stem*`` +
+``stage1_block0`` children): ``stem_conv``/``stem_bn`` -> ``conv1``/``bn1`` (video: ``stem.0``/``stem.1``, R(2+1)D
+``stem.0``/``.1``/``.3``/``.4``), ``stage{i}_block{k}`` -> ``layer{i}.{k}``, ``downsample_conv|bn`` ->
+``downsample.0|1``, ``head`` -> ``fc``, and in video blocks ``conv{j}`` -> ``conv{j}.0``, ``bn{j}`` -> ``conv{j}.1``,
+``conv{j}_spatial|_mid_bn|_temporal`` -> ``conv{j}.0.0|.0.1|.0.3``.
 
-* ``conv2d``: kernel HWIO -> OIHW, ``transpose(3, 2, 0, 1)``;
-* ``conv3d``: kernel THWIO -> OITHW, ``transpose(4, 3, 0, 1, 2)``;
-* ``dense``: kernel (in, out) -> weight (out, in), ``.T``;
-* ``copy``: biases; BatchNorm ``params/scale`` -> ``weight``, ``params/bias`` -> ``bias``,
-  ``batch_stats/mean`` -> ``running_mean``, ``batch_stats/var`` -> ``running_var``.
+Transforms (flax -> torch; the inverse is applied for torch -> flax), chosen by the tensor:
 
-torch's ``num_batches_tracked`` buffers have no flax counterpart; they are written as 0 (``Rule`` with no flax path).
-BatchNorm epsilons are NOT weights: both sides set them explicitly (echojax: 1e-5 torchvision / 1.001e-5 keras; the
-echoforge modules use the same per-layout constants) and the parity tests check the outputs agree.
+* BatchNorm (a module with ``batch_stats``): ``params/scale`` -> ``weight``, ``params/bias`` -> ``bias``,
+  ``batch_stats/mean`` -> ``running_mean``, ``batch_stats/var`` -> ``running_var``, and torch's
+  ``num_batches_tracked`` (no flax counterpart; written as 0, a ``Rule`` with no flax path);
+* kernels by rank: 2-D ``dense`` (in, out) -> (out, in) ``.T``; 4-D ``conv2d`` HWIO -> OIHW
+  ``transpose(3, 2, 0, 1)``; 5-D ``conv3d`` THWIO -> OITHW ``transpose(4, 3, 0, 1, 2)``; 3-D ``conv1d``
+  (K, I, O) -> (O, I, K), or inside an ``attention`` module the q/k/v (``heads_in``) / out (``heads_out``)
+  reshapes to Linear weights (attention biases ``heads_bias``);
+* ``copy``: biases, LayerNorm ``scale`` -> ``weight``, other parameters (class token, position embedding).
 
+BatchNorm epsilons are NOT weights: both sides set them explicitly and the parity tests check the outputs agree.
 Flax paths start with the collection: ``("params", "stem_conv", "kernel")``, ``("batch_stats", "stem_bn", "mean")``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
+from echoforge import archs
 from echojax.errors import UserError
 
 TRANSFORMS = ("conv1d", "conv2d", "conv3d", "dense", "copy", "counter", "heads_in", "heads_out", "heads_bias")
@@ -84,14 +96,6 @@ def to_flax_array(x: np.ndarray, kind: str, shape: tuple[int, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------- rules
-def conv(flax: tuple[str, ...], torch: str, *, nd: int = 2, bias: bool = False) -> list[Rule]:
-  """A convolution: kernel (+ bias)."""
-  rules = [Rule(("params", *flax, "kernel"), f"{torch}.weight", f"conv{nd}d")]
-  if bias:
-    rules.append(Rule(("params", *flax, "bias"), f"{torch}.bias", "copy"))
-  return rules
-
-
 def bn(flax: tuple[str, ...], torch: str) -> list[Rule]:
   """A BatchNorm: scale/bias (params), mean/var (batch_stats), plus torch's num_batches_tracked."""
   return [Rule(("params", *flax, "scale"), f"{torch}.weight", "copy"),
@@ -101,96 +105,73 @@ def bn(flax: tuple[str, ...], torch: str) -> list[Rule]:
           Rule(None, f"{torch}.num_batches_tracked", "counter")]
 
 
-def dense(flax: tuple[str, ...], torch: str) -> list[Rule]:
-  """A Dense / Linear layer: kernel.T + bias."""
-  return [Rule(("params", *flax, "kernel"), f"{torch}.weight", "dense"),
-          Rule(("params", *flax, "bias"), f"{torch}.bias", "copy")]
+_STAGE_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")
+_RESNET_TOP = {"2d": {"stem_conv": "conv1", "stem_bn": "bn1", "head": "fc"},
+               "r3d": {"stem_conv": "stem.0", "stem_bn": "stem.1", "head": "fc"},
+               "r2plus1d": {"stem_conv_spatial": "stem.0", "stem_bn_spatial": "stem.1", "stem_conv_temporal": "stem.3",
+                            "stem_bn": "stem.4", "head": "fc"}}
+_VIDEO_BLOCK = re.compile(r"^(conv|bn)(\d)(_spatial|_mid_bn|_temporal)?$")
+_VIDEO_SUFFIX = {None: ".0", "_spatial": ".0.0", "_mid_bn": ".0.1", "_temporal": ".0.3"}
 
 
-RESNET_STAGES = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
-                 101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))}
-VIDEO_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+def _shape(v: Any) -> tuple[int, ...]:
+  return tuple(getattr(v, "shape", None) or np.shape(v))
 
 
-def resnet_rules(depth: int = 50, num_classes: int | None = 1000, layout: str = "torchvision",
-                 flax_prefix: tuple[str, ...] = (), torch_prefix: str = "", with_head: bool = True) -> list[Rule]:
-  """2D ResNet (echojax.models.resnet naming) <-> torchvision naming (echoforge.models.resnet).
-
-  ``stem_conv``/``stem_bn`` <-> ``conv1``/``bn1``; ``stage{i}_block{k}/conv{j}|bn{j}`` <-> ``layer{i}.{k}.conv{j}|bn{j}``;
-  ``downsample_conv|bn`` <-> ``downsample.0|1``; ``head`` <-> ``fc``. The first block of every stage has a
-  downsample branch except stage 1 of basic-block ResNets (same channels, stride 1), exactly as torchvision.
-  """
-  if depth not in RESNET_STAGES:
-    raise UserError(f"no ResNet name map for depth={depth}; use one of {sorted(RESNET_STAGES)}")
-  kind, counts = RESNET_STAGES[depth]
-  bias = layout == "keras"
-  p, t = flax_prefix, torch_prefix
-  rules = conv((*p, "stem_conv"), f"{t}conv1", bias=bias) + bn((*p, "stem_bn"), f"{t}bn1")
-  nconv = 2 if kind == "basic" else 3
-  for i, n in enumerate(counts, start=1):
-    for k in range(n):
-      fb, tb = (*p, f"stage{i}_block{k}"), f"{t}layer{i}.{k}"
-      for j in range(1, nconv + 1):
-        rules += conv((*fb, f"conv{j}"), f"{tb}.conv{j}", bias=bias) + bn((*fb, f"bn{j}"), f"{tb}.bn{j}")
-      if k == 0 and (i > 1 or kind == "bottleneck"):
-        rules += conv((*fb, "downsample_conv"), f"{tb}.downsample.0", bias=bias)
-        rules += bn((*fb, "downsample_bn"), f"{tb}.downsample.1")
-  if with_head and num_classes:
-    rules += dense((*p, "head"), f"{t}fc")
-  return rules
+def resnet_subtrees(params: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str]:
+  """Module paths of the ResNet subtrees in ``params`` (the ones named after torchvision on the torch side) ->
+  "2d", "r3d" or "r2plus1d"."""
+  if not isinstance(params, Mapping):
+    return {}
+  if "stage1_block0" in params and "stem_conv_spatial" in params:
+    return {prefix: "r2plus1d"}
+  if "stage1_block0" in params and "stem_conv" in params:
+    return {prefix: "r3d" if len(_shape(params["stem_conv"]["kernel"])) == 5 else "2d"}
+  out: dict[tuple[str, ...], str] = {}
+  for k, v in params.items():
+    out.update(resnet_subtrees(v, (*prefix, str(k))))
+  return out
 
 
-def video_resnet_rules(kind: str = "r3d", depth: int = 18, num_classes: int | None = 400) -> list[Rule]:
-  """R3D / R(2+1)D (echojax.models.video_resnet naming) <-> torchvision video naming (echoforge.models.video_resnet)."""
-  if depth not in VIDEO_BLOCKS:
-    raise UserError(f"no video ResNet name map for depth={depth}; use one of {sorted(VIDEO_BLOCKS)}")
-  if kind == "r3d":
-    rules = conv(("stem_conv",), "stem.0", nd=3) + bn(("stem_bn",), "stem.1")
-  elif kind == "r2plus1d":
-    rules = (conv(("stem_conv_spatial",), "stem.0", nd=3) + bn(("stem_bn_spatial",), "stem.1")
-             + conv(("stem_conv_temporal",), "stem.3", nd=3) + bn(("stem_bn",), "stem.4"))
-  else:
-    raise UserError(f"no video ResNet name map for kind={kind!r}; use 'r3d' or 'r2plus1d'")
-  for i, n in enumerate(VIDEO_BLOCKS[depth], start=1):
-    for k in range(n):
-      fb, tb = f"stage{i}_block{k}", f"layer{i}.{k}"
-      for j in (1, 2):
-        if kind == "r3d":
-          rules += conv((fb, f"conv{j}"), f"{tb}.conv{j}.0", nd=3)
-        else:
-          rules += conv((fb, f"conv{j}_spatial"), f"{tb}.conv{j}.0.0", nd=3)
-          rules += bn((fb, f"conv{j}_mid_bn"), f"{tb}.conv{j}.0.1")
-          rules += conv((fb, f"conv{j}_temporal"), f"{tb}.conv{j}.0.3", nd=3)
-        rules += bn((fb, f"bn{j}"), f"{tb}.conv{j}.1")
-      if k == 0 and i > 1:
-        rules += conv((fb, "downsample_conv"), f"{tb}.downsample.0", nd=3) + bn((fb, "downsample_bn"),
-                                                                                 f"{tb}.downsample.1")
-  if num_classes:
-    rules += dense(("head",), "fc")
-  return rules
+def _resnet_name(rest: tuple[str, ...], kind: str, where: str) -> str:
+  top = _RESNET_TOP[kind]
+  if len(rest) == 1 and rest[0] in top:
+    return top[rest[0]]
+  m = _STAGE_BLOCK.match(rest[0])
+  if m and len(rest) == 2:
+    block, name = f"layer{m[1]}.{m[2]}", rest[1]
+    if name in ("downsample_conv", "downsample_bn"):
+      return f"{block}.downsample.{0 if name.endswith('conv') else 1}"
+    if kind == "2d" and re.match(r"^(conv|bn)\d$", name):
+      return f"{block}.{name}"
+    v = _VIDEO_BLOCK.match(name)
+    if kind != "2d" and v and (v[3] is None or (v[1] == "conv" and kind == "r2plus1d")):
+      return f"{block}.conv{v[2]}" + (".1" if v[1] == "bn" and v[3] is None else _VIDEO_SUFFIX[v[3]])
+  raise UserError(f"no PyTorch name for the ResNet module {'/'.join(rest)} under {where or 'the root'} "
+                  "(echojax/convert.py)")
 
 
-def _kw(kwargs: Mapping[str, Any], key: str, default: Any) -> Any:
-  return kwargs.get(key, default)
+def torch_module_name(mod: tuple[str, ...], subtrees: Mapping[tuple[str, ...], str]) -> str:
+  """Torch attribute path of the flax module ``mod``: the flax path joined by ".", translated to torchvision
+  names inside a ResNet subtree (``subtrees`` from :func:`resnet_subtrees`)."""
+  for n in range(len(mod) - 1, -1, -1):
+    if mod[:n] in subtrees:
+      return ".".join([*mod[:n], _resnet_name(mod[n:], subtrees[mod[:n]], "/".join(mod[:n]))])
+  return ".".join(mod)
 
 
-def mirror_rules(variables: Mapping[str, Any], skip: tuple[str, ...] = ()) -> list[Rule]:
-  """Name map for families whose torch mirror uses the flax module names joined by "." (EfficientNet, ViT).
-
-  Still one explicit rule per tensor, with the transform chosen by the layer type: BatchNorm (a module with
-  ``batch_stats``) -> weight/bias/running_*; 2D/4D/5D kernels -> dense/conv2d/conv3d; 3D attention kernels ->
-  q/k/v (``heads_in``) or ``out`` (``heads_out``) Linear weights; LayerNorm ``scale`` -> ``weight``; other params
-  (class token, position embedding) copied under their own name; 3-D kernels outside ``attention`` are 1-D convs
-  (``conv1d``). Subtrees whose top-level name is in ``skip`` are left out (mapped by other rules).
-  """
-  flat = {k: v for k, v in flatten(variables).items() if len(k) < 2 or k[1] not in skip}
+def mirror_rules(variables: Mapping[str, Any]) -> list[Rule]:
+  """The name map of ``variables`` (arrays or ShapeDtypeStructs): one rule per tensor, the torch key from
+  :func:`torch_module_name`, the transform from the kind of tensor (see the module docstring)."""
+  flat = flatten(variables)
+  subtrees = resnet_subtrees(variables.get("params", {}))
   stats_modules = {k[1:-1] for k in flat if k[0] == "batch_stats"}
   rules: list[Rule] = []
   done_bn: set[tuple[str, ...]] = set()
   for path in sorted(k for k in flat if k[0] == "params"):
     mod, leaf = path[1:-1], path[-1]
-    t = ".".join(mod)
-    shape = tuple(np.shape(flat[path]))
+    t = torch_module_name(mod, subtrees)
+    shape = _shape(flat[path])
     if mod in stats_modules:
       if mod not in done_bn:
         rules += bn(mod, t)
@@ -214,63 +195,23 @@ def mirror_rules(variables: Mapping[str, Any], skip: tuple[str, ...] = ()) -> li
   return rules
 
 
-MIRROR_FAMILIES = ("efficientnet", "vit", "video_vit", "conv3d")
-TEMPORAL_KINDS = ("cnn_lstm", "tcn", "mhsa", "spatiotemporal")  # per-frame backbone under backbone/net
+#: every architecture with a torch mirror (the names of the table echoforge.archs.ARCHS).
+EXPORTABLE = archs.names()
 
 
 def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None,
               variables: Mapping[str, Any] | None = None) -> list[Rule]:
-  """The name map of architecture ``arch`` (an echojax.models registry name) built with ``kwargs``.
-
-  EfficientNet, ViT and VideoViT maps are derived from the variables' structure (:func:`mirror_rules`), so pass
-  ``variables`` (arrays or ShapeDtypeStructs) for them.
-  """
-  kw = dict(kwargs or {})
-  if arch in MIRROR_FAMILIES or arch.startswith("efficientnet_") or arch in TEMPORAL_KINDS:
-    if variables is None:
-      raise ValueError(f"rules_for({arch!r}) needs the variables (their structure gives the name map)")
-    bb = str(kw.get("backbone", "efficientnet_b2"))
-    if arch in TEMPORAL_KINDS and bb.startswith("resnet"):  # torchvision-named backbone + mirrored rest
-      bkw = dict(kw.get("backbone_kwargs") or {})
-      depth = int(bb[6:]) if bb[6:].isdigit() else int(bkw.get("depth", 50))
-      return (resnet_rules(depth, None, bkw.get("layout", "torchvision"), flax_prefix=("backbone", "net"),
-                           torch_prefix="backbone.net.", with_head=False)
-              + mirror_rules(variables, skip=("backbone",)))
-    return mirror_rules(variables)
-  if arch.startswith("resnet") and arch[6:].isdigit():
-    return resnet_rules(int(arch[6:]), _kw(kw, "num_classes", 1000), _kw(kw, "layout", "torchvision"))
-  if arch == "resnet":
-    return resnet_rules(_kw(kw, "depth", 50), _kw(kw, "num_classes", 1000), _kw(kw, "layout", "torchvision"))
-  if arch == "frame_resnet":
-    rules = resnet_rules(_kw(kw, "depth", 18), None, _kw(kw, "layout", "torchvision"),
-                         flax_prefix=("backbone",), torch_prefix="backbone.")
-    return rules + (dense(("head",), "head") if _kw(kw, "num_classes", 0) else [])
-  if arch in ("r3d_18", "r2plus1d_18"):
-    return video_resnet_rules(arch.split("_")[0], 18, _kw(kw, "num_classes", 400))
-  if arch == "video_resnet":
-    return video_resnet_rules(_kw(kw, "kind", "r3d"), _kw(kw, "depth", 18), _kw(kw, "num_classes", 400))
-  if arch == "echosdnet":
-    return echosdnet_rules(kw)
-  raise UserError(f"no PyTorch name map for architecture {arch!r} (echojax/convert.py); exportable: "
-                  f"{', '.join(EXPORTABLE)}")
-
-
-def echosdnet_rules(kw: Mapping[str, Any]) -> list[Rule]:
-  """EchoSDNet: ResNet backbone under ``backbone`` + ``head_dense{j}`` hidden layers + ``head_out`` (same names in
-  torch)."""
-  rules = resnet_rules(_kw(kw, "depth", 50), None, _kw(kw, "layout", "keras"), flax_prefix=("backbone",),
-                       torch_prefix="backbone.", with_head=False)
-  for j in range(1, len(_kw(kw, "hidden", (128, 64))) + 1):
-    rules += dense((f"head_dense{j}",), f"head_dense{j}")
-  if _kw(kw, "num_classes", 2):
-    rules += dense(("head_out",), "head_out")
-  return rules
-
-
-EXPORTABLE = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet", "frame_resnet", "r3d_18",
-              "r2plus1d_18", "video_resnet", "echosdnet", "efficientnet",
-              *(f"efficientnet_b{i}" for i in range(8)), "vit", "video_vit", "cnn_lstm", "tcn", "mhsa",
-              "conv3d", "spatiotemporal")
+  """The name map of architecture ``arch`` (a name of the table ``echoforge.archs.ARCHS``): the one rule
+  :func:`mirror_rules` over the ``variables``' structure (arrays or ShapeDtypeStructs). ``kwargs`` (the architecture
+  arguments) are not needed: the variables carry the structure, and the export checks every key and shape against
+  the torch module built with them."""
+  del kwargs
+  if arch not in archs.ARCHS:
+    raise UserError(f"no PyTorch mirror for architecture {arch!r} (echoforge/archs.py); exportable: "
+                    f"{', '.join(EXPORTABLE)}")
+  if variables is None:
+    raise ValueError(f"rules_for({arch!r}) needs the variables (their structure gives the name map)")
+  return mirror_rules(variables)
 
 
 # ------------------------------------------------------------------------------------------------------ conversion

@@ -28,15 +28,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from echoforge import archs
 from echojax.errors import UserError, cli_main
 
 log = logging.getLogger("echojax.export")
 
-#: architectures whose input is a video (B, T, H, W, C) -> torch (N, C, T, H, W); the rest take images.
-VIDEO_ARCHS = ("r3d_18", "r2plus1d_18", "video_resnet", "frame_resnet", "video_vit", "cnn_lstm", "tcn", "mhsa",
-               "conv3d", "spatiotemporal")
-#: default input (channels, [frames,] size) per architecture when the run's config does not say.
-DEFAULT_SIZE = {"echosdnet": 224}
+# Video or image input, the default input size and the torch-only arguments of every architecture come from its
+# entry in the architecture table echoforge.archs.ARCHS.
 DEFAULT_PARITY_TOL = 1e-4
 
 
@@ -71,10 +69,10 @@ def input_spec(arch: str, arch_kwargs: Mapping[str, Any], *, size: tuple[int, in
                frames: int | None = None, channels: int = 3, normalisation: Mapping[str, Any] | None = None,
                value_range: tuple[float, float] | None = None) -> dict[str, Any]:
   """The manifest's ``input`` block: torch layout and shape (without batch), value range and normalisation."""
-  video = arch in VIDEO_ARCHS
+  entry = archs.get(arch)
+  video = entry.video
   if size is None:
-    s = DEFAULT_SIZE.get(arch, 112 if video else 224)
-    size = (s, s)
+    size = (entry.input_size, entry.input_size)
   if arch == "echosdnet":
     layout = arch_kwargs.get("layout", "keras")
     pre = arch_kwargs.get("preprocess") or ("caffe" if layout == "keras" else "torch")
@@ -123,12 +121,10 @@ def parity(module, arch: str, arch_kwargs: Mapping[str, Any], variables: Mapping
 
 
 def torch_kwargs_for(arch: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-  """Torch-only constructor arguments fixed by the input (ViT: the position-embedding grid = the image size)."""
-  if arch == "vit":
-    return {"image_size": [int(v) for v in spec["size"]]}
-  if arch == "video_vit":
-    return {"image_size": [int(v) for v in spec["size"]], "num_frames": int(spec["frames"])}
-  return {}
+  """Torch-only constructor arguments fixed by the input (the entry's ``torch_input_kwargs``; ViT: the
+  position-embedding grid = the image size, VideoViT also the number of frames)."""
+  values = {"image_size": lambda: [int(v) for v in spec["size"]], "num_frames": lambda: int(spec["frames"])}
+  return {k: values[k]() for k in archs.get(arch).torch_input_kwargs}
 
 
 def to_module(variables: Mapping[str, Any], arch: str, arch_kwargs: Mapping[str, Any],

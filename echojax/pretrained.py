@@ -27,6 +27,7 @@ key; so does a file whose layout does not fit the model (torchvision weights int
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from echojax.convert import RESNET_STAGES, flatten, resnet_rules, to_flax_array, unflatten
+from echoforge.archs import RESNET_STAGES
+from echojax.convert import flatten, mirror_rules, to_flax_array, unflatten
 from echojax.errors import UserError
 
 log = logging.getLogger("echojax.pretrained")
@@ -191,10 +193,20 @@ def _keras_flax_names(depth: int) -> dict[str, tuple[str, ...]]:
   return names
 
 
-def _from_torchvision(sd: Mapping[str, np.ndarray], depth: int, prefix: tuple[str, ...]
+def _subtree(tree: Mapping[str, Any], prefix: tuple[str, ...]) -> Mapping[str, Any]:
+  for k in prefix:
+    tree = tree.get(k, {}) if isinstance(tree, Mapping) else {}
+  return tree
+
+
+def _from_torchvision(sd: Mapping[str, np.ndarray], variables: Mapping[str, Any], prefix: tuple[str, ...]
                       ) -> tuple[dict[tuple[str, ...], np.ndarray], list[str], list[str]]:
-  rules = resnet_rules(depth, None, "torchvision", flax_prefix=prefix, with_head=False)
-  by_torch = {r.torch: r for r in rules}
+  # The echoforge ResNet mirror is named as torchvision, so the export's name map of the backbone alone (without the
+  # model's head) is the torchvision map; flax paths get the backbone's prefix back.
+  backbone = {c: _subtree(variables.get(c, {}), prefix) for c in ("params", "batch_stats")}
+  rules = [r for r in mirror_rules(backbone) if not r.torch.startswith("fc.")]
+  by_torch = {r.torch: r if r.flax is None else dataclasses.replace(r, flax=(r.flax[0], *prefix, *r.flax[1:]))
+              for r in rules}
   flat, head, unmatched = {}, [], []
   for key, arr in sd.items():
     if key.endswith("num_batches_tracked"):
@@ -268,7 +280,7 @@ def load_imagenet_resnet(path: str | Path, variables: Mapping[str, Any], layout:
     raise UserError(f"{path} holds {layout}-layout ResNet weights but the model uses layout={model_layout!r} "
                     f"(config field model.layout); set model.layout={layout!r} to use these weights")
   if layout == "torchvision":
-    flat_new, head, unmatched = _from_torchvision(read_torch_state_dict(path), depth, prefix)
+    flat_new, head, unmatched = _from_torchvision(read_torch_state_dict(path), variables, prefix)
   else:
     flat_new, head, unmatched = _from_keras(read_keras_h5(path), depth, prefix)
   if not flat_new:

@@ -237,14 +237,28 @@ def test_cli_errors_are_clean(tmp_path):
   assert r.returncode == 2 and "config.json not found" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_every_registered_jax_model_has_a_torch_mirror_and_name_map():
-  """A new echojax model family must come with its echoforge mirror (export would refuse it otherwise)."""
-  from echoforge.models import ARCHITECTURES
-  from echojax.convert import EXPORTABLE
-  from echojax.models import registry
+def test_every_table_entry_builds_on_both_sides():
+  """The architecture table is the one list of names: every entry is a JAX model and a torch mirror, and every
+  library model of the JAX registry is an entry (test-only models, e.g. tests.trainer_helpers' tiny_video_net,
+  are not part of the library)."""
+  import inspect
 
-  # test-only models (e.g. tests.trainer_helpers' tiny_video_net) are not part of the library
-  names = {n for n, fn in registry._MODELS.items() if not fn.__module__.startswith("tests")}
-  assert len(names) >= 14
-  assert names <= set(ARCHITECTURES), names - set(ARCHITECTURES)
-  assert names <= set(EXPORTABLE), names - set(EXPORTABLE)
+  from echoforge import archs
+  from echoforge.models import torch_class
+  from echojax.models import get_model, registry
+
+  library = {n for n, fn in registry._MODELS.items() if not fn.__module__.startswith("tests")}
+  assert library == set(archs.ARCHS)
+  assert set(echoforge.architectures()) == set(archs.ARCHS)
+  for name, entry in archs.ARCHS.items():
+    assert entry.family in archs.FAMILIES
+    get_model(name)  # JAX constructor resolves and takes the fixed arguments
+    cls = torch_class(name)
+    assert set(entry.fixed) <= set(inspect.signature(cls.__init__).parameters), name
+    assert set(entry.torch_input_kwargs) <= set(inspect.signature(cls.__init__).parameters), name
+
+
+def test_architecture_table_imports_neither_torch_nor_jax():
+  code = "import sys, echoforge.archs; assert not {'torch', 'jax', 'flax'} & set(sys.modules), sorted(sys.modules)"
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert r.returncode == 0, r.stderr[-2000:]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from echoforge import archs
 from echojax.convert import (flatten, flax_to_torch, random_variables, rules_for, torch_to_flax)
 from echojax.errors import UserError
 from echojax.export import to_module
@@ -25,9 +26,15 @@ from echojax.models import get_model
 TOL = 1e-4
 GOLDEN = Path(__file__).resolve().parent / "golden" / "parity_golden.json"
 ALL_CASES = json.loads(GOLDEN.read_text())["cases"]
-ZOO_ARCHS = ("efficientnet", "efficientnet_b0", "vit", "video_vit", "cnn_lstm", "tcn", "mhsa", "conv3d",
-             "spatiotemporal")
-CASES = [c for c in ALL_CASES if c["arch"] not in ZOO_ARCHS]
+#: the families checked here; every other family of the table is the zoo (test_parity_zoo.py)
+RESNET_FAMILIES = ("resnet", "frame_resnet", "video_resnet", "echosdnet")
+
+
+def is_zoo(case) -> bool:
+  return archs.get(case["arch"]).family not in RESNET_FAMILIES
+
+
+CASES = [c for c in ALL_CASES if not is_zoo(c)]
 
 
 def _input(shape, seed) -> np.ndarray:
@@ -83,15 +90,14 @@ def test_parity_and_golden(case):
   check_case(case)
 
 
-def test_golden_file_covers_every_family():
-  """Every architecture echoforge can build from a JAX model has at least one golden case."""
-  from echoforge.models import ARCHITECTURES
-
+def test_golden_file_covers_every_architecture():
+  """Every entry of the architecture table (echoforge.archs.ARCHS) has at least one golden case, and every golden
+  case names an entry."""
   covered = {c["arch"] for c in ALL_CASES}
-  families = {"resnet18", "resnet50", "frame_resnet", "r3d_18", "r2plus1d_18", "echosdnet", "efficientnet_b0",
-              "vit", "video_vit", "cnn_lstm", "tcn", "mhsa", "conv3d", "spatiotemporal"}
-  assert families <= covered, families - covered
-  assert families <= set(ARCHITECTURES)
+  missing = [name for name in archs.ARCHS if name not in covered]
+  assert not missing, f"no golden case for {missing}: add one to tests/golden/make_golden.py and run it with --add"
+  assert covered <= set(archs.ARCHS), covered - set(archs.ARCHS)
+  assert len({c["id"] for c in ALL_CASES}) == len(ALL_CASES)
 
 
 @pytest.mark.parametrize("arch,kwargs,scale", [("resnet18", {"num_classes": 1000}, 1.0),
@@ -116,7 +122,7 @@ def test_round_trip_is_exact():
   model = get_model(case["arch"], **case["kwargs"])
   x = _input(case["input_shape"], 0)
   variables = _variables(model, x, 3, 1.0)
-  rules = rules_for(case["arch"], case["kwargs"])
+  rules = rules_for(case["arch"], case["kwargs"], variables)
   back = torch_to_flax(flax_to_torch(variables, rules), rules, like=variables)
   a, b = flatten(variables), flatten(back)
   assert set(a) == set(b)
@@ -140,11 +146,30 @@ def test_kernel_transforms_match_torch_layout():
     np.testing.assert_array_equal(to_flax_array(to_torch_array(arr, kind), kind), arr)
 
 
+def test_resnet_subtrees_keep_torchvision_names():
+  """Inside ResNet subtrees (also as a backbone) the torch keys are torchvision's; elsewhere the flax path; an
+  unknown module inside a ResNet subtree has no torch name and fails loudly."""
+  cases = {c["id"]: c for c in ALL_CASES}
+  want = {"resnet18_tv": ["conv1.weight", "bn1.running_var", "layer2.0.downsample.1.weight", "fc.weight"],
+          "r2plus1d_18": ["stem.3.weight", "stem.4.running_mean", "layer1.1.conv2.0.3.weight", "layer3.0.conv1.1.bias"],
+          "mhsa_resnet18": ["backbone.net.layer4.1.bn2.weight", "temporal.encoder.layer_0.attention.query.weight"],
+          "echosdnet_tv": ["backbone.layer1.0.conv3.weight", "head_out.weight"]}
+  for cid, keys in want.items():
+    case = cases[cid]
+    model = get_model(case["arch"], **case["kwargs"])
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), _input(case["input_shape"], 0), train=False))
+    torch_keys = {r.torch for r in rules_for(case["arch"], case["kwargs"], abstract)}
+    assert set(keys) <= torch_keys, set(keys) - torch_keys
+  params = {"stem_conv": {"kernel": np.zeros((7, 7, 3, 8))}, "stage1_block0": {"mystery": {"kernel": np.zeros((2, 2))}}}
+  with pytest.raises(UserError, match="stage1_block0/mystery"):
+    rules_for("resnet18", {}, {"params": params})
+
+
 def test_unmapped_or_missing_weights_fail_loudly():
   case = next(c for c in CASES if c["id"] == "resnet18_tv")
   model = get_model(case["arch"], **case["kwargs"])
   variables = _variables(model, _input(case["input_shape"], 0), 0, 1.0)
-  rules = rules_for(case["arch"], case["kwargs"])
+  rules = rules_for(case["arch"], case["kwargs"], variables)
   extra = {**variables, "params": {**variables["params"], "mystery": {"kernel": np.zeros((2, 2), np.float32)}}}
   with pytest.raises(UserError, match="mystery/kernel"):
     flax_to_torch(extra, rules)

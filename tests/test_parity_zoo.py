@@ -11,9 +11,9 @@ import torch
 
 from echojax.export import to_module
 from echojax.models import get_model
-from tests.test_parity import ALL_CASES, TOL, ZOO_ARCHS, _input, _variables, check_case
+from tests.test_parity import ALL_CASES, TOL, _input, _variables, check_case, is_zoo
 
-ZOO_CASES = [c for c in ALL_CASES if c["arch"] in ZOO_ARCHS]
+ZOO_CASES = [c for c in ALL_CASES if is_zoo(c)]
 
 
 @pytest.mark.parametrize("case", ZOO_CASES, ids=[c["id"] for c in ZOO_CASES])

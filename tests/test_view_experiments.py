@@ -19,7 +19,7 @@ from echojax.run import build_model, enable_compilation_cache
 from echojax.train import make_train_step, state_shardings
 
 CONFIGS = ["video_vit", "view_image_effnetb2", "view_video_cnn_lstm", "view_video_r2plus1d", "view_video_r3d",
-           "view_video_3dcnn", "view_video_tcn", "view_video_mhsa"]
+           "view_video_3dcnn", "view_video_tcn", "view_video_mhsa", "view_video_x3d"]
 PER_FRAME = {"view_video_cnn_lstm", "view_video_tcn", "view_video_mhsa"}  # ECG phase sampling on by default
 
 

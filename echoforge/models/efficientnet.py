@@ -14,15 +14,7 @@ import math
 import torch
 from torch import nn
 
-#: variant -> (width_mult, depth_mult, dropout, bn_eps); same table as the JAX side.
-VARIANTS = {
-  "b0": (1.0, 1.0, 0.2, 1e-5), "b1": (1.0, 1.1, 0.2, 1e-5), "b2": (1.1, 1.2, 0.3, 1e-5),
-  "b3": (1.2, 1.4, 0.3, 1e-5), "b4": (1.4, 1.8, 0.4, 1e-5), "b5": (1.6, 2.2, 0.4, 1e-3),
-  "b6": (1.8, 2.6, 0.5, 1e-3), "b7": (2.0, 3.1, 0.5, 1e-3),
-}
-#: B0 stages: (expand_ratio, kernel, stride, in_channels, out_channels, num_layers).
-BASE_STAGES = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
-               (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1))
+from echoforge.archs import EFFICIENTNET_BASE_STAGES, EFFICIENTNET_VARIANTS
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -88,15 +80,15 @@ class EfficientNet(nn.Module):
                depth_mult: float | None = None, dropout: float | None = None, stochastic_depth_prob: float = 0.2,
                bn_eps: float | None = None, bn_momentum: float | None = None, in_channels: int = 3):
     super().__init__()
-    if variant not in VARIANTS:
-      raise ValueError(f"unknown EfficientNet variant {variant!r}; use one of {list(VARIANTS)}")
-    wm, dm, drop, eps = VARIANTS[variant]
+    if variant not in EFFICIENTNET_VARIANTS:
+      raise ValueError(f"unknown EfficientNet variant {variant!r}; use one of {list(EFFICIENTNET_VARIANTS)}")
+    wm, dm, drop, eps, _ = EFFICIENTNET_VARIANTS[variant]
     wm = wm if width_mult is None else width_mult
     dm = dm if depth_mult is None else depth_mult
     drop = drop if dropout is None else dropout
     eps = eps if bn_eps is None else bn_eps
     stages = [(e, k, s, make_divisible(ci * wm), make_divisible(co * wm), int(math.ceil(n * dm)))
-              for e, k, s, ci, co, n in BASE_STAGES]
+              for e, k, s, ci, co, n in EFFICIENTNET_BASE_STAGES]
     self.stem = ConvBN(in_channels, stages[0][3], 3, 2, eps=eps)
     self.block_names = []
     cin = stages[0][3]

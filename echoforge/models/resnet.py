@@ -19,22 +19,11 @@ BatchNorm epsilons are explicit (:data:`BN_EPS`) and must equal the JAX side's; 
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 
-#: BatchNorm epsilon per layout; must match echojax.models.resnet.
-BN_EPS = {"torchvision": 1e-5, "keras": 1.001e-5}
-
-#: depth -> (block kind, blocks per stage), as torchvision.
-DEPTHS: dict[int, tuple[str, Sequence[int]]] = {
-  18: ("basic", (2, 2, 2, 2)),
-  34: ("basic", (3, 4, 6, 3)),
-  50: ("bottleneck", (3, 4, 6, 3)),
-  101: ("bottleneck", (3, 4, 23, 3)),
-  152: ("bottleneck", (3, 8, 36, 3)),
-}
+from echoforge.archs import RESNET_BN_EPS as BN_EPS
+from echoforge.archs import RESNET_STAGES
 
 
 def check_layout(layout: str) -> None:
@@ -112,10 +101,10 @@ class ResNet(nn.Module):
   def __init__(self, depth: int = 50, num_classes: int | None = 1000, width: int = 64, layout: str = "torchvision",
                in_channels: int = 3):
     super().__init__()
-    if depth not in DEPTHS:
-      raise ValueError(f"unsupported ResNet depth {depth}; use one of {sorted(DEPTHS)}")
+    if depth not in RESNET_STAGES:
+      raise ValueError(f"unsupported ResNet depth {depth}; use one of {sorted(RESNET_STAGES)}")
     check_layout(layout)
-    kind, counts = DEPTHS[depth]
+    kind, counts = RESNET_STAGES[depth]
     block = BasicBlock if kind == "basic" else Bottleneck
     bias, eps = layout == "keras", BN_EPS[layout]
     self.depth, self.layout, self.width = depth, layout, width

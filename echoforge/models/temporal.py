@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from echoforge.archs import VIT_LN_EPS as LN_EPS
 from echoforge.models.vit import Encoder, masked_mean
 
-LN_EPS = 1e-6
 GATES = ("i", "f", "g", "o")
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-BN_EPS = 1e-5
+from echoforge.archs import RESNET_BN_EPS, VIDEO_RESNET_BLOCKS
+
+BN_EPS = RESNET_BN_EPS["torchvision"]
 
 
 def midplanes(cin: int, cout: int) -> int:
@@ -65,10 +67,6 @@ class VideoBasicBlock(nn.Module):
     return self.relu(y + sc)
 
 
-#: depth -> basic blocks per stage.
-BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-
-
 class VideoResNet(nn.Module):
   """R3D (``kind="r3d"``) or R(2+1)D (``kind="r2plus1d"``); depth 18 ([2, 2, 2, 2] basic blocks) or 34.
 
@@ -83,8 +81,8 @@ class VideoResNet(nn.Module):
   def __init__(self, kind: str = "r3d", depth: int = 18, num_classes: int | None = 400, width: int = 64,
                in_channels: int = 3):
     super().__init__()
-    if depth not in BLOCKS:
-      raise ValueError(f"unsupported video ResNet depth {depth}; use one of {sorted(BLOCKS)}")
+    if depth not in VIDEO_RESNET_BLOCKS:
+      raise ValueError(f"unsupported video ResNet depth {depth}; use one of {sorted(VIDEO_RESNET_BLOCKS)}")
     if kind == "r3d":
       self.stem = nn.Sequential(nn.Conv3d(in_channels, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
                                 _bn(width), nn.ReLU(inplace=True))
@@ -99,7 +97,7 @@ class VideoResNet(nn.Module):
       raise ValueError(f"unknown video ResNet kind {kind!r}; use 'r3d' or 'r2plus1d'")
     self.kind, self.depth = kind, depth
     cin = width
-    for i, n in enumerate(BLOCKS[depth]):
+    for i, n in enumerate(VIDEO_RESNET_BLOCKS[depth]):
       planes = width * 2**i
       blocks = []
       for j in range(n):

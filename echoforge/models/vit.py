@@ -14,18 +14,17 @@ import math
 import torch
 from torch import nn
 
-#: size -> (width, depth, mlp_dim, num_heads); same table as the JAX side.
-SIZES = {"mu": (32, 1, 128, 2), "Ti": (192, 12, 768, 3), "S": (384, 12, 1536, 6), "M": (512, 12, 2048, 8),
-         "B": (768, 12, 3072, 12), "L": (1024, 24, 4096, 16), "H": (1280, 32, 5120, 16)}
-LN_EPS = 1e-6
+from echoforge.archs import VIT_LN_EPS as LN_EPS
+from echoforge.archs import VIT_SIZES
+
 
 
 def decode_variant(variant: str) -> dict[str, int]:
   """``"S/16"`` -> width, depth, mlp_dim, num_heads, patch_size (a bare size leaves patch_size out)."""
   size, _, patch = variant.partition("/")
-  if size not in SIZES:
-    raise ValueError(f"unknown transformer size {size!r}; use one of {list(SIZES)}")
-  out = dict(zip(("width", "depth", "mlp_dim", "num_heads"), SIZES[size]))
+  if size not in VIT_SIZES:
+    raise ValueError(f"unknown transformer size {size!r}; use one of {list(VIT_SIZES)}")
+  out = dict(zip(("width", "depth", "mlp_dim", "num_heads"), VIT_SIZES[size]))
   if patch:
     out["patch_size"] = int(patch)
   return out

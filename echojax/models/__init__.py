@@ -5,7 +5,8 @@ Every model is applied as ``model.apply(variables, x, train=bool, rngs=...) -> (
 
 from echojax.models.registry import get_model, list_models, register
 
-# Importing a family module registers its names.
+# The registry builds every name of the architecture table (echoforge.archs) lazily; importing the families here
+# keeps `import echojax.models` a full import, as before.
 from echojax.models import resnet  # noqa: F401,E402
 from echojax.models import video_resnet  # noqa: F401,E402
 from echojax.models import echosdnet  # noqa: F401,E402

@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 
 from echojax.errors import UserError
-from echojax.models.registry import register
-from echojax.models.resnet import STAGES, ResNet
+from echoforge.archs import RESNET_STAGES
+from echojax.models.resnet import ResNet
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -104,7 +104,7 @@ class EchoSDNet(nn.Module):
     if x.ndim != 4 or x.shape[-1] != 3:
       raise UserError(f"EchoSDNet expects RGB images (B, H, W, 3) in [0, 1] (224 x 224 as trained); "
                       f"got shape {tuple(x.shape)}")
-    if self.depth not in STAGES:
+    if self.depth not in RESNET_STAGES:
       raise UserError(f"EchoSDNet depth={self.depth} is not supported (config field model.depth); use 50")
     x = preprocess_input(x, resolve_preprocess(self.preprocess, self.layout))
     feats, _ = ResNet(depth=self.depth, num_classes=0, width=self.width, dtype=self.dtype, layout=self.layout,
@@ -119,6 +119,3 @@ class EchoSDNet(nn.Module):
     logits = nn.Dense(self.num_classes, kernel_init=glorot, dtype=self.dtype, param_dtype=jnp.float32,
                       name="head_out")(h)
     return logits.astype(jnp.float32), {"features": feats}
-
-
-register("echosdnet")(EchoSDNet)

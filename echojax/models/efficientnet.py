@@ -25,31 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from echoforge.archs import EFFICIENTNET_BASE_STAGES, EFFICIENTNET_VARIANTS
 from echojax.errors import UserError
-from echojax.models.registry import register
-
-# variant -> (width_mult, depth_mult, dropout, bn_eps, torch bn momentum)
-VARIANTS: dict[str, tuple[float, float, float, float, float]] = {
-  "b0": (1.0, 1.0, 0.2, 1e-5, 0.1),
-  "b1": (1.0, 1.1, 0.2, 1e-5, 0.1),
-  "b2": (1.1, 1.2, 0.3, 1e-5, 0.1),
-  "b3": (1.2, 1.4, 0.3, 1e-5, 0.1),
-  "b4": (1.4, 1.8, 0.4, 1e-5, 0.1),
-  "b5": (1.6, 2.2, 0.4, 1e-3, 0.01),
-  "b6": (1.8, 2.6, 0.5, 1e-3, 0.01),
-  "b7": (2.0, 3.1, 0.5, 1e-3, 0.01),
-}
-
-# Base (B0) stages: (expand_ratio, kernel, stride, in_channels, out_channels, num_layers). Table 1 of the paper.
-BASE_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
-  (1, 3, 1, 32, 16, 1),
-  (6, 3, 2, 16, 24, 2),
-  (6, 5, 2, 24, 40, 2),
-  (6, 3, 2, 40, 80, 3),
-  (6, 5, 1, 80, 112, 3),
-  (6, 5, 2, 112, 192, 4),
-  (6, 3, 1, 192, 320, 1),
-)
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -65,7 +42,7 @@ def stage_plan(width_mult: float, depth_mult: float) -> list[tuple[int, int, int
   """Scaled stages: (expand_ratio, kernel, stride, in_ch, out_ch, num_layers) after width/depth multipliers."""
   return [
     (e, k, s, make_divisible(cin * width_mult), make_divisible(cout * width_mult), int(math.ceil(n * depth_mult)))
-    for e, k, s, cin, cout, n in BASE_STAGES
+    for e, k, s, cin, cout, n in EFFICIENTNET_BASE_STAGES
   ]
 
 
@@ -175,10 +152,10 @@ class EfficientNet(nn.Module):
 
   def hparams(self) -> dict[str, float]:
     """The variant's multipliers/dropout/BN settings with overrides applied (BN momentum in flax convention)."""
-    if self.variant not in VARIANTS:
+    if self.variant not in EFFICIENTNET_VARIANTS:
       raise UserError(f"unknown EfficientNet variant {self.variant!r} (config field model.variant); "
-                      f"use one of {', '.join(VARIANTS)}.")
-    wm, dm, drop, eps, torch_mom = VARIANTS[self.variant]
+                      f"use one of {', '.join(EFFICIENTNET_VARIANTS)}.")
+    wm, dm, drop, eps, torch_mom = EFFICIENTNET_VARIANTS[self.variant]
     return dict(
       width_mult=wm if self.width_mult is None else self.width_mult,
       depth_mult=dm if self.depth_mult is None else self.depth_mult,
@@ -213,25 +190,3 @@ class EfficientNet(nn.Module):
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier",
                       kernel_init=_symmetric_uniform(1.0 / math.sqrt(self.num_classes)))(y)
     return logits.astype(jnp.float32), aux
-
-
-@register("efficientnet")
-def efficientnet(**kwargs) -> EfficientNet:
-  """``get_model("efficientnet", variant="b2", num_classes=...)``."""
-  return EfficientNet(**kwargs)
-
-
-def _register_variant(v: str) -> None:
-  def build(**kwargs) -> EfficientNet:
-    if "variant" in kwargs and kwargs["variant"] != v:
-      raise UserError(f"model.name='efficientnet_{v}' fixes the variant; drop model.variant={kwargs['variant']!r} "
-                      f"or use model.name='efficientnet'.")
-    kwargs.pop("variant", None)
-    return EfficientNet(variant=v, **kwargs)
-
-  build.__doc__ = f"EfficientNet-{v.upper()} (torchvision layout)."
-  register(f"efficientnet_{v}")(build)
-
-
-for _v in VARIANTS:
-  _register_variant(_v)

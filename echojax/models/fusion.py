@@ -35,7 +35,6 @@ import jax.numpy as jnp
 from flax.core import FrozenDict, freeze
 
 from echojax.errors import UserError
-from echojax.models.registry import register
 from echojax.models.temporal import DEFAULT_BACKBONE, _check_mask, frame_features, make_encoder
 from echojax.models.vit import masked_mean
 
@@ -115,7 +114,6 @@ class SpatioTemporalFusion(nn.Module):
     return out, aux
 
 
-@register("spatiotemporal")
 def spatiotemporal(**kwargs) -> SpatioTemporalFusion:
   """``get_model("spatiotemporal", mode="dynamic", temporal="mhsa", temporal_kwargs={...}, num_classes=...)``."""
   for k in ("temporal_kwargs", "backbone_kwargs"):

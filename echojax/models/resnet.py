@@ -55,17 +55,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from echoforge.archs import RESNET_BN_EPS, RESNET_STAGES
 from echojax.errors import UserError
-from echojax.models.registry import register
-
-# depth -> (block kind, blocks per stage), as torchvision.
-STAGES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
-  18: ("basic", (2, 2, 2, 2)),
-  34: ("basic", (3, 4, 6, 3)),
-  50: ("bottleneck", (3, 4, 6, 3)),
-  101: ("bottleneck", (3, 4, 23, 3)),
-  152: ("bottleneck", (3, 8, 36, 3)),
-}
 
 LAYOUTS = ("torchvision", "keras")
 
@@ -78,9 +69,9 @@ dense_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 def layout_options(layout: str) -> dict[str, Any]:
   """Per-layout constants: conv bias, BN epsilon / momentum, and where a bottleneck puts its stride."""
   if layout == "torchvision":
-    return dict(use_bias=False, epsilon=1e-5, momentum=0.9, stride_on="conv2")
+    return dict(use_bias=False, epsilon=RESNET_BN_EPS[layout], momentum=0.9, stride_on="conv2")
   if layout == "keras":
-    return dict(use_bias=True, epsilon=1.001e-5, momentum=0.99, stride_on="conv1")
+    return dict(use_bias=True, epsilon=RESNET_BN_EPS[layout], momentum=0.99, stride_on="conv1")
   raise UserError(f"ResNet layout={layout!r} is unknown (config field model.layout); use one of {', '.join(LAYOUTS)}")
 
 
@@ -174,12 +165,12 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
-    check_depth(self.depth, STAGES, "ResNet")
+    check_depth(self.depth, RESNET_STAGES, "ResNet")
     if x.ndim != 4:
       raise UserError(f"ResNet expects images (B, H, W, C); got shape {tuple(x.shape)} "
                       "(for videos use FrameResNet or a video model)")
     o = layout_options(self.layout)
-    kind, blocks = STAGES[self.depth]
+    kind, blocks = RESNET_STAGES[self.depth]
     block_cls = BasicBlock if kind == "basic" else Bottleneck
     x = jnp.asarray(x, self.dtype)
     stem_frozen = self.frozen_stages >= 0
@@ -207,8 +198,8 @@ class ResNet(nn.Module):
 
 def feature_dim(depth: int, width: int = 64) -> int:
   """Size of the pooled features of ``ResNet(depth, width)`` (512 x width/64, x4 for bottlenecks)."""
-  check_depth(depth, STAGES, "ResNet")
-  return width * 8 * (4 if STAGES[depth][0] == "bottleneck" else 1)
+  check_depth(depth, RESNET_STAGES, "ResNet")
+  return width * 8 * (4 if RESNET_STAGES[depth][0] == "bottleneck" else 1)
 
 
 class FrameResNet(nn.Module):
@@ -248,21 +239,3 @@ def apply_per_frame(backbone: nn.Module, x: jax.Array, train: bool) -> jax.Array
   b, t = x.shape[:2]
   out, _ = backbone(x.reshape((b * t,) + x.shape[2:]), train)
   return out.reshape((b, t) + out.shape[1:])
-
-
-def _make(depth: int):
-  def build(**kwargs) -> ResNet:
-    if "depth" in kwargs and kwargs["depth"] != depth:
-      raise UserError(f"model resnet{depth} got depth={kwargs['depth']} (config field model.depth); "
-                      f"use model.name='resnet' with depth={kwargs['depth']} or drop the depth field")
-    kwargs.pop("depth", None)
-    return ResNet(depth=depth, **kwargs)
-  build.__name__ = build.__qualname__ = f"resnet{depth}"
-  build.__doc__ = f"torchvision-exact ResNet-{depth} (see echojax.models.resnet)."
-  return build
-
-
-for _d in STAGES:
-  register(f"resnet{_d}")(_make(_d))
-register("resnet")(ResNet)
-register("frame_resnet")(FrameResNet)

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from flax.core import FrozenDict, freeze
 
 from echojax.errors import UserError
-from echojax.models.registry import get_model, register
+from echojax.models.registry import get_model
 from echojax.models.vit import Encoder, TokenPrep, masked_mean
 
 DEFAULT_BACKBONE = "efficientnet_b2"
@@ -238,20 +238,14 @@ class FrameTemporalModel(nn.Module):
 _WRAPPER_FIELDS = ("num_classes", "backbone", "backbone_kwargs", "dropout", "dtype", "name", "parent")
 
 
-def _register_wrapper(kind: str) -> None:
-  def build(**kwargs) -> FrameTemporalModel:
-    top = {k: kwargs.pop(k) for k in _WRAPPER_FIELDS if k in kwargs}
-    if "backbone_kwargs" in top:
-      top["backbone_kwargs"] = freeze(dict(top["backbone_kwargs"] or {}))
-    make_encoder(kind, kwargs, 0.0, jnp.float32)  # validate option names early, with a clear message
-    return FrameTemporalModel(kind=kind, encoder_kwargs=freeze(kwargs), **top)
-
-  build.__doc__ = f"Per-frame backbone + {kind!r} temporal encoder + head (see echojax.models.temporal)."
-  register(kind)(build)
-
-
-for _kind in TEMPORAL_ENCODERS:
-  _register_wrapper(_kind)
+def frame_temporal_model(kind: str, **kwargs) -> FrameTemporalModel:
+  """Per-frame backbone + ``kind`` temporal encoder + head (``get_model("cnn_lstm"|"tcn"|"mhsa", ...)``): the
+  wrapper's own fields go to :class:`FrameTemporalModel`, every other argument to the encoder."""
+  top = {k: kwargs.pop(k) for k in _WRAPPER_FIELDS if k in kwargs}
+  if "backbone_kwargs" in top:
+    top["backbone_kwargs"] = freeze(dict(top["backbone_kwargs"] or {}))
+  make_encoder(kind, kwargs, 0.0, jnp.float32)  # validate option names early, with a clear message
+  return FrameTemporalModel(kind=kind, encoder_kwargs=freeze(kwargs), **top)
 
 
 class Conv3DNet(nn.Module):
@@ -299,7 +293,6 @@ class Conv3DNet(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(y).astype(jnp.float32), aux
 
 
-@register("conv3d")
 def conv3d(**kwargs) -> Conv3DNet:
   """``get_model("conv3d", widths=(8, 16), temporal_strides=(1, 2), num_classes=...)``."""
   for k in ("widths", "temporal_strides"):

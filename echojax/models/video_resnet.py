@@ -44,12 +44,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from echoforge.archs import VIDEO_RESNET_BLOCKS, VIDEO_RESNET_KINDS
 from echojax.errors import UserError
-from echojax.models.registry import register
 from echojax.models.resnet import check_depth, conv_init, layout_options
 
-BLOCKS: dict[int, tuple[int, int, int, int]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-KINDS = ("r3d", "r2plus1d")
 _TORCH = layout_options("torchvision")
 # torchvision's video models initialise the classifier with N(0, 0.01) and zero bias.
 head_init = nn.initializers.normal(0.01)
@@ -109,9 +107,10 @@ class VideoResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
-    if self.kind not in KINDS:
-      raise UserError(f"VideoResNet kind={self.kind!r} is unknown (config field model.kind); use one of {KINDS}")
-    check_depth(self.depth, BLOCKS, "VideoResNet")
+    if self.kind not in VIDEO_RESNET_KINDS:
+      raise UserError(f"VideoResNet kind={self.kind!r} is unknown (config field model.kind); "
+                      f"use one of {VIDEO_RESNET_KINDS}")
+    check_depth(self.depth, VIDEO_RESNET_BLOCKS, "VideoResNet")
     if x.ndim != 5:
       raise UserError(f"{self.kind} expects videos (B, T, H, W, C); got shape {tuple(x.shape)}")
     x = jnp.asarray(x, self.dtype)
@@ -125,7 +124,7 @@ class VideoResNet(nn.Module):
       x = nn.relu(_bn("stem_bn_spatial", train, self.dtype)(x))
       x = _conv(w, (3, 1, 1), (1, 1, 1), ((1, 1), (0, 0), (0, 0)), "stem_conv_temporal", self.dtype)(x)
       x = nn.relu(_bn("stem_bn", train, self.dtype)(x))
-    for i, n in enumerate(BLOCKS[self.depth], start=1):
+    for i, n in enumerate(VIDEO_RESNET_BLOCKS[self.depth], start=1):
       for k in range(n):
         stride = 2 if (i > 1 and k == 0) else 1
         x = VideoBasicBlock(w * 2 ** (i - 1), stride=stride, kind=self.kind, dtype=self.dtype,
@@ -136,21 +135,3 @@ class VideoResNet(nn.Module):
     logits = nn.Dense(self.num_classes, kernel_init=head_init, bias_init=nn.initializers.zeros, dtype=self.dtype,
                       param_dtype=jnp.float32, name="head")(feats)
     return logits.astype(jnp.float32), {"features": feats}
-
-
-def _make(kind: str, depth: int):
-  def build(**kwargs) -> VideoResNet:
-    for key, want in (("kind", kind), ("depth", depth)):
-      if key in kwargs and kwargs[key] != want:
-        raise UserError(f"model {kind}_{depth} got {key}={kwargs[key]!r} (config field model.{key}); drop it "
-                        f"or pick the matching model name")
-      kwargs.pop(key, None)
-    return VideoResNet(kind=kind, depth=depth, **kwargs)
-  build.__name__ = build.__qualname__ = f"{kind}_{depth}"
-  build.__doc__ = f"torchvision-exact {kind} video ResNet-{depth} (see echojax.models.video_resnet)."
-  return build
-
-
-register("r3d_18")(_make("r3d", 18))
-register("r2plus1d_18")(_make("r2plus1d", 18))
-register("video_resnet")(VideoResNet)

@@ -26,7 +26,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from echojax.errors import UserError
-from echojax.models.registry import register
 from echojax.models.vit import Encoder, TokenPrep, decode_size, masked_mean
 
 ATTENTION_MODES = ("joint", "factorised")
@@ -139,7 +138,6 @@ class VideoViT(nn.Module):
     return logits.astype(jnp.float32), aux
 
 
-@register("video_vit")
 def video_vit(**kwargs) -> VideoViT:
   """``get_model("video_vit", variant="S/16x2", attention="factorised", num_classes=...)``."""
   return VideoViT(**kwargs)

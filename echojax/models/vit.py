@@ -18,29 +18,18 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from echoforge.archs import VIT_LN_EPS as LN_EPS
+from echoforge.archs import VIT_SIZES
 from echojax.errors import UserError
-from echojax.models.registry import register
 
-# size -> (width, depth, mlp_dim, num_heads); Table 2 of arXiv:2106.04560 plus a tiny "mu" for tests.
-SIZES: dict[str, tuple[int, int, int, int]] = {
-  "mu": (32, 1, 128, 2),
-  "Ti": (192, 12, 768, 3),
-  "S": (384, 12, 1536, 6),
-  "M": (512, 12, 2048, 8),
-  "B": (768, 12, 3072, 12),
-  "L": (1024, 24, 4096, 16),
-  "H": (1280, 32, 5120, 16),
-}
-
-LN_EPS = 1e-6
 
 
 def decode_size(size: str, field: str = "model.variant") -> dict[str, int]:
   """``"S"`` -> dict(width, depth, mlp_dim, num_heads); UserError naming ``field`` when the size is unknown."""
-  if size not in SIZES:
-    raise UserError(f"unknown transformer size {size!r} in {field}; use one of {', '.join(SIZES)} "
+  if size not in VIT_SIZES:
+    raise UserError(f"unknown transformer size {size!r} in {field}; use one of {', '.join(VIT_SIZES)} "
                     f"(e.g. 'S/16').")
-  width, depth, mlp_dim, num_heads = SIZES[size]
+  width, depth, mlp_dim, num_heads = VIT_SIZES[size]
   return dict(width=width, depth=depth, mlp_dim=mlp_dim, num_heads=num_heads)
 
 
@@ -206,7 +195,6 @@ class ViT(nn.Module):
     return logits.astype(jnp.float32), aux
 
 
-@register("vit")
 def vit(**kwargs) -> ViT:
   """``get_model("vit", variant="S/16", num_classes=...)``."""
   return ViT(**kwargs)

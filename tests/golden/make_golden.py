@@ -1,11 +1,13 @@
 """Regenerates tests/golden/parity_golden.json: fixed-seed JAX outputs that guard the JAX -> PyTorch conversion.
 
-    python tests/golden/make_golden.py
+    python tests/golden/make_golden.py          # regenerate every case
+    python tests/golden/make_golden.py --add    # compute only the cases not yet in the file; the others stay as stored
 
 Each case: an echojax architecture + arguments, a numpy seed for the variables (``echojax.convert.random_variables``,
 non-trivial BatchNorm statistics) and for the input (uniform [0, 1), channels-last shape), and the JAX model's eval
 output. tests/test_parity.py converts the same variables to the echoforge torch module and asserts its output equals
-the stored one (and the JAX output) within 1e-4. Only regenerate when a model change is intended.
+the stored one (and the JAX output) within 1e-4. Only regenerate when a model change is intended; a new
+architecture (every entry of echoforge.archs.ARCHS needs a case) is added with ``--add``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ CASES = [
   ("spatiotemporal_learned", "spatiotemporal", {"backbone": "resnet18", "backbone_kwargs": {"width": 8},
                                                 "mode": "learned", "temporal": "tcn", "temporal_kwargs": {"width": 8},
                                                 "combine": "probs", "num_classes": 3}, [2, 5, 24, 24, 3], 1.0),
+  # one case per remaining entry of the architecture table (added with --add; the cases above are unchanged)
+  ("resnet34_tv", "resnet34", {"width": 8, "num_classes": 5}, [2, 32, 32, 3], 1.0),
+  ("resnet101_tv", "resnet101", {"width": 8, "num_classes": 4}, [2, 32, 32, 3], 1.0),
+  ("resnet152_keras", "resnet152", {"width": 8, "num_classes": 3, "layout": "keras"}, [2, 32, 32, 3], 1.0),
+  ("resnet_depth34_keras", "resnet", {"depth": 34, "width": 8, "num_classes": 5, "layout": "keras"},
+   [2, 32, 32, 3], 1.0),
+  ("video_resnet_r3d_34", "video_resnet", {"kind": "r3d", "depth": 34, "width": 8, "num_classes": 5},
+   [2, 4, 32, 32, 3], 1.0),
+  ("efficientnet_variant_b5", "efficientnet", {"variant": "b5", "width_mult": 0.25, "depth_mult": 0.25,
+                                              "num_classes": 5}, [2, 32, 32, 3], 1.0),
+  *((f"efficientnet_b{i}", f"efficientnet_b{i}", {"width_mult": 0.25, "depth_mult": 0.25, "num_classes": 5},
+     [2, 32, 32, 3], 1.0) for i in range(1, 8)),
+  ("x3d_small", "x3d", {"width": 8, "blocks": [2, 2, 2, 1], "head_dim": 32, "num_classes": 5}, [2, 4, 32, 32, 3],
+   1.0),
 ]
 #: torch-only constructor arguments per case (echojax.export.torch_kwargs_for gives them at export time)
 TORCH_KWARGS = {"vit_mu8": {"image_size": [32, 48]},
@@ -74,9 +90,15 @@ def jax_output(arch: str, kwargs: dict, shape, input_scale: float) -> tuple[np.n
   return np.asarray(out, np.float32), variables
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+  add_only = "--add" in (sys.argv[1:] if argv is None else argv)
+  path = HERE / "parity_golden.json"
+  stored = {c["id"]: c for c in json.loads(path.read_text())["cases"]} if add_only else {}
   cases = []
   for cid, arch, kwargs, shape, scale in CASES:
+    if cid in stored:  # --add: keep the stored case as it is
+      cases.append(stored[cid])
+      continue
     out, _ = jax_output(arch, kwargs, shape, scale)
     print(f"{cid}: output {out.shape}, max |y| {np.abs(out).max():.3f}")
     cases.append({"id": cid, "arch": arch, "kwargs": kwargs, "torch_kwargs": TORCH_KWARGS.get(cid, {}),
@@ -86,7 +108,7 @@ def main() -> None:
   doc = {"about": "fixed-seed JAX eval outputs guarding the echojax -> echoforge conversion; regenerate with "
                   "python tests/golden/make_golden.py (only when a model change is intended)",
          "cases": cases}
-  (HERE / "parity_golden.json").write_text(json.dumps(doc, indent=1) + "\n")
+  path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
