@@ -195,10 +195,6 @@ def mirror_rules(variables: Mapping[str, Any]) -> list[Rule]:
   return rules
 
 
-#: every architecture with a torch mirror (the names of the table echoforge.archs.ARCHS).
-EXPORTABLE = archs.names()
-
-
 def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None,
               variables: Mapping[str, Any] | None = None) -> list[Rule]:
   """The name map of architecture ``arch`` (a name of the table ``echoforge.archs.ARCHS``): the one rule
@@ -208,7 +204,7 @@ def rules_for(arch: str, kwargs: Mapping[str, Any] | None = None,
   del kwargs
   if arch not in archs.ARCHS:
     raise UserError(f"no PyTorch mirror for architecture {arch!r} (echoforge/archs.py); exportable: "
-                    f"{', '.join(EXPORTABLE)}")
+                    f"{', '.join(archs.names())}")
   if variables is None:
     raise ValueError(f"rules_for({arch!r}) needs the variables (their structure gives the name map)")
   return mirror_rules(variables)

@@ -305,11 +305,11 @@ def export_workdir(workdir: str | Path, name: str, registry: str | Path | None =
   if "num_outputs" in kwargs:
     kwargs.setdefault("num_classes", kwargs.pop("num_outputs"))
   kwargs.setdefault("num_classes", task.num_outputs)
-  from echojax.convert import EXPORTABLE
+  from echoforge import archs
 
-  if arch not in EXPORTABLE:
+  if arch not in archs.ARCHS:
     raise UserError(f"{cfg_path}: model.name={arch!r} has no PyTorch mirror in echoforge yet; exportable: "
-                    f"{', '.join(EXPORTABLE)}")
+                    f"{', '.join(archs.names())}")
   step, which, variables = run.restore(checkpoint)  # params + batch_stats as numpy: any device count
   spec = _data_spec(config, arch, kwargs, size, frames)
   source = {"workdir": str(workdir.resolve()), "step": step, "checkpoint": which,
