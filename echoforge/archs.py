@@ -137,7 +137,7 @@ def _entries():
     yield Arch(kind, "temporal", True, "echojax.models.temporal:frame_temporal_model",
                "echoforge.models.temporal:FrameTemporalModel", MappingProxyType({"kind": kind}))
   yield Arch("conv3d", "conv3d", True, "echojax.models.temporal:conv3d", "echoforge.models.temporal:Conv3DNet")
-  yield Arch("spatiotemporal", "fusion", True, "echojax.models.fusion:spatiotemporal",
+  yield Arch("spatiotemporal", "spatiotemporal", True, "echojax.models.spatiotemporal:spatiotemporal",
              "echoforge.models.temporal:SpatioTemporalFusion")
   yield Arch("x3d", "x3d", True, "echojax.models.x3d:x3d", "echoforge.models.x3d:X3D")
 

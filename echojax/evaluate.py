@@ -92,7 +92,7 @@ class Evaluator:
     def step(variables, batch):
       out, aux = model.apply(variables, model_input(batch), train=False, **run_lib.model_kwargs(model, batch))
       out = run_lib.pool_outputs(out, batch)
-      res = dict(task.predict(out))
+      res = dict(task.decode(out))
       res.update({AUX_PREFIX + k: v for k, v in per_sample_aux(aux, out.shape[0], aux_keys).items()})
       loss, _ = task.loss(out, batch)
       n = jnp.sum(batch["valid"]) if "valid" in batch else out.shape[0]
@@ -112,7 +112,7 @@ class Evaluator:
                                               data_cfg=run_lib.eval_data_cfg(self.config, clips, data))
     return self.loaders[key]
 
-  def predict(self, state: dict, split: str, clips: Any = "one", data: dict | None = None,
+  def per_video(self, state: dict, split: str, clips: Any = "one", data: dict | None = None,
               name: str | None = None) -> tuple[dict, dict, np.ndarray, float]:
     """(per-video predictions, per-video targets, record indices, mean clip loss) over ``split``."""
     loader = self.loader(split, clips, data, name)
@@ -142,7 +142,7 @@ class Evaluator:
 
   def run(self, state: dict, split: str, clips: Any = "one", bootstrap: int = 0, data: dict | None = None,
           name: str | None = None) -> dict:
-    preds, targets, _, loss = self.predict(state, split, clips, data, name)
+    preds, targets, _, loss = self.per_video(state, split, clips, data, name)
     return {"loss": loss, **self.task.metrics(preds, targets, bootstrap=bootstrap)}
 
 
@@ -205,7 +205,7 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
 
   ev = Evaluator(config, run.model, task, run.mesh, run.shardings(x_shape))
   ev.loaders["cli"] = loader
-  preds, targets, indices, loss = ev.predict(variables, split, clips, name="cli")
+  preds, targets, indices, loss = ev.per_video(variables, split, clips, name="cli")
   metrics = {"loss": loss, **task.metrics(preds, targets, bootstrap=bootstrap)}
   out = Path(out_dir) if out_dir else workdir / "eval" / f"{split}_{checkpoint}"
   out.mkdir(parents=True, exist_ok=True)

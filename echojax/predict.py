@@ -280,7 +280,7 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
       step, which, variables = run.restore(checkpoint, x_shape)
       ev = evaluate.Evaluator(config, run.model, run.task, run.mesh, run.shardings(x_shape))
     ev.loaders["predict"] = loader
-    preds, targets, indices, _ = ev.predict(variables, "predict", "all", name="predict")
+    preds, targets, indices, _ = ev.per_video(variables, "predict", "all", name="predict")
     class_names = list(getattr(run.task, "class_names", None) or []) if "probs" in preds else []
     cols = {k: v for k, v in run.task.csv_columns(preds, targets).items() if k != "target" and k not in task_keys}
     cols.update(evaluate.aux_columns(preds))

@@ -6,7 +6,7 @@
     python -m launch.sweep NAME --slurm [--nodes N]        # one sbatch script per run (see launch/slurm.py)
 
 A sweep file defines ``get_sweep(variant) -> dict`` with keys:
-  ``config``   the base config spec, e.g. "view_video_tcn:{variant}" ({variant} is filled in),
+  ``config``   the base config spec, e.g. "view_video_spatiotemporal:{variant}" ({variant} is filled in),
   ``runs``     list of dicts {"name": str, "overrides": {"key": value, ...}, "x": value for plots},
   ``metric``   the evaluation metric to report (a key of eval_<split>/metrics.json, dotted for nested),
   ``x_label``  what the swept value means (for the table and the plot), optional ``split`` (default "test").

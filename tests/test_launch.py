@@ -45,9 +45,9 @@ def test_sweep_results_table_and_plot(tmp_path):
 
 
 def test_train_command_carries_overrides(tmp_path):
-  sw = {"config": "view_video_tcn:smoke", "split": "test"}
+  sw = {"config": "view_video_spatiotemporal:smoke", "split": "test"}
   cmd = sweep.train_command(sw, {"name": "a", "overrides": {"model.kwargs.mode": "fixed:0.25"}}, tmp_path / "a", "py")
-  assert cmd[:5] == ["py", "-m", "echojax.train", "--config", "view_video_tcn:smoke"]
+  assert cmd[:5] == ["py", "-m", "echojax.train", "--config", "view_video_spatiotemporal:smoke"]
   assert "--config.model.kwargs.mode=fixed:0.25" in cmd
 
 

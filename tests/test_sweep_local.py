@@ -23,7 +23,7 @@ NAME = "spatiotemporal_weighting"
 def test_sweep_expands_to_fixed_learned_dynamic(monkeypatch):
   monkeypatch.delenv("ECHOJAX_SWEEP_RUNS", raising=False)
   sweep = load_sweep(NAME, "demo")
-  assert sweep["config"] == "view_video_tcn:demo" and sweep["split"] == "test"
+  assert sweep["config"] == "view_video_spatiotemporal:demo" and sweep["split"] == "test"
   assert [r["name"] for r in sweep["runs"]] == ["fixed_0", "fixed_0.25", "fixed_0.5", "fixed_0.75", "fixed_1",
                                                 "learned", "dynamic"]
   assert [r["overrides"]["model.kwargs.mode"] for r in sweep["runs"]] == [

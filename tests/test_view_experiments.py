@@ -19,8 +19,8 @@ from echojax.run import build_model, enable_compilation_cache
 from echojax.train import make_train_step, state_shardings
 
 CONFIGS = ["video_vit", "view_image_effnetb2", "view_video_cnn_lstm", "view_video_r2plus1d", "view_video_r3d",
-           "view_video_3dcnn", "view_video_tcn", "view_video_mhsa", "view_video_x3d"]
-PER_FRAME = {"view_video_cnn_lstm", "view_video_tcn", "view_video_mhsa"}  # ECG phase sampling on by default
+           "view_video_3dcnn", "view_video_spatiotemporal", "view_video_mhsa", "view_video_x3d"]
+PER_FRAME = {"view_video_cnn_lstm", "view_video_spatiotemporal", "view_video_mhsa"}  # ECG phase sampling on by default
 
 
 def _input_shape(config) -> tuple[int, ...]:
@@ -60,7 +60,7 @@ def test_config_variants_load_and_build(name):
 def test_full_default_sizes_by_eval_shape():
   """The full recipes at real size: parameter counts of a few models without running them."""
   counts = {}
-  for name in ("video_vit", "view_image_effnetb2", "view_video_tcn"):
+  for name in ("video_vit", "view_image_effnetb2", "view_video_spatiotemporal"):
     c = _config(name)
     model = build_model(c, get_task(c))
     shape = (1,) + _input_shape(c)[1:]
@@ -70,7 +70,7 @@ def test_full_default_sizes_by_eval_shape():
   assert 28.5e6 < counts["video_vit"] < 29.5e6, counts
   # torchvision EfficientNet-B2 is 9.11M with its 1000-way head (1408*1000+1000); with 11 classes 7.72M
   assert abs(counts["view_image_effnetb2"] - (9_109_994 - 1_409_000 + 1408 * 11 + 11)) < 1000, counts
-  assert counts["view_video_tcn"] > 7.7e6 + 128 * 128 * 3 * 4, counts  # B2 backbone + TCN + two heads + gate
+  assert counts["view_video_spatiotemporal"] > 7.7e6 + 128 * 128 * 3 * 4, counts  # B2 backbone + TCN + two heads + gate
 
 
 def test_video_vit_attention_arg_and_bad_args():
@@ -79,16 +79,16 @@ def test_video_vit_attention_arg_and_bad_args():
   with pytest.raises(UserError, match="attention"):
     load_config("video_vit:attention=diagonal")
   with pytest.raises(UserError, match="ECG phase sampling"):
-    load_config("view_video_tcn:frames=6")
+    load_config("view_video_spatiotemporal:frames=6")
   with pytest.raises(UserError, match="fusion mode|fixed weight"):
-    load_config("view_video_tcn:fusion=fixed:2")
+    load_config("view_video_spatiotemporal:mode=fixed:2")
 
 
 def test_fusion_mode_is_one_field():
-  """The weighting mode has one config field, model.kwargs.mode (the fusion= argument sets it; the sweep overrides
+  """The weighting mode has one config field, model.kwargs.mode (the mode= argument sets it; the sweep overrides
   it); there is no second model.fusion copy to keep in step."""
-  assert load_config("view_video_tcn:fusion=fixed:0.5").model.kwargs.mode == "fixed:0.5"
-  c = load_config("view_video_tcn:smoke", {"model.kwargs.mode": "learned"})
+  assert load_config("view_video_spatiotemporal:mode=fixed:0.5").model.kwargs.mode == "fixed:0.5"
+  c = load_config("view_video_spatiotemporal:smoke", {"model.kwargs.mode": "learned"})
   assert c.model.kwargs.mode == "learned" and "fusion" not in c.model
   from echojax.config import to_json
   import json
@@ -139,7 +139,7 @@ def test_ecg_sampler_reaches_the_pipeline_through_the_config_loader():
   from echojax.run import make_loader
   from echojax.train import resolve_data
 
-  config = load_config("view_video_tcn:smoke")
+  config = load_config("view_video_spatiotemporal:smoke")
   resolve_data(config)  # synthetic phantoms (made once into the cache)
   loader = make_loader(config, "train", train=True)
   batch = next(iter(loader))

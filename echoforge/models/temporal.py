@@ -207,7 +207,7 @@ class Conv3DNet(nn.Module):
 
 
 class SpatioTemporalFusion(nn.Module):
-  """Gated fusion of a spatial (time-pooled) and a temporal stream, mirroring ``echojax.models.fusion``.
+  """Gated fusion of a spatial (time-pooled) and a temporal stream, mirroring ``echojax.models.spatiotemporal``.
 
   ``forward`` returns the fused output only (the JAX aux ``gate`` etc. is not returned). Module names:
   ``backbone.net``, ``spatial_head``, ``temporal``, ``temporal_head``, ``gate`` (mode "dynamic") or the scalar

@@ -14,6 +14,6 @@ from echojax.models import efficientnet  # noqa: F401,E402
 from echojax.models import vit  # noqa: F401,E402
 from echojax.models import video_vit  # noqa: F401,E402
 from echojax.models import temporal  # noqa: F401,E402
-from echojax.models import fusion  # noqa: F401,E402
+from echojax.models import spatiotemporal  # noqa: F401,E402
 
 __all__ = ["get_model", "list_models", "register"]

@@ -21,7 +21,7 @@ The per-frame backbone is chosen by ``backbone`` (any registered image model tha
 (e.g. ``{"width_mult": 0.25, "depth_mult": 0.25}`` for a tiny EfficientNet). All T frames of all clips go through
 the backbone as one (B*T, H, W, C) batch. Passing already-computed features (B, T, D) instead of a video skips the
 backbone. Every temporal encoder (``TEMPORAL_ENCODERS``) maps (B, T, D) + mask to a pooled (B, D') vector, which
-``echojax.models.fusion`` reuses for its temporal stream. aux always holds ``features`` (the pooled vector); the
+``echojax.models.spatiotemporal`` reuses for its temporal stream. aux always holds ``features`` (the pooled vector); the
 wrappers add ``frame_features`` (B, T, D).
 
 Extra keyword arguments to ``get_model("cnn_lstm"|"tcn"|"mhsa", ...)`` go to the encoder (e.g. ``hidden_size=``,

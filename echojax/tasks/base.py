@@ -44,7 +44,7 @@ class Task:
   def loss(self, outputs: jax.Array, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
     raise NotImplementedError
 
-  def predict(self, outputs: jax.Array) -> dict[str, jax.Array]:
+  def decode(self, outputs: jax.Array) -> dict[str, jax.Array]:
     """Per-clip predictions (inside jit); evaluate averages them over the clips of each video."""
     raise NotImplementedError
 

@@ -69,7 +69,7 @@ class ClassificationTask(Task):
                                         label_smoothing=float(self.cfg.get("label_smoothing", 0.0)))
     return loss, {"accuracy": losses.accuracy(outputs, labels, weight=weight)}
 
-  def predict(self, outputs):
+  def decode(self, outputs):
     return {"probs": jax.nn.softmax(outputs.astype(jnp.float32), axis=-1)}
 
   def host_labels(self, targets: dict[str, np.ndarray]) -> np.ndarray:

@@ -73,7 +73,7 @@ class EFRegressionTask(Task):
     return losses.mean_squared_error(pred, batch[self.key], weight=w), {
         "mae": losses.mean_absolute_error(pred, batch[self.key], weight=w)}
 
-  def predict(self, outputs):
+  def decode(self, outputs):
     return {self.key: outputs.reshape(outputs.shape[0]).astype(jnp.float32)}
 
   def metrics(self, preds, targets, *, bootstrap: int = 0):

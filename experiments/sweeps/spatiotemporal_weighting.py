@@ -1,4 +1,4 @@
-"""Sweep: spatial vs temporal weighting of the fusion model (view_video_tcn) on echo view classification.
+"""Sweep: spatial vs temporal weighting of the fusion model (view_video_spatiotemporal) on echo view classification.
 
     python -m launch.sweep spatiotemporal_weighting --local --variant smoke    # seconds per run (tests)
     python -m launch.sweep spatiotemporal_weighting --local --variant demo     # learns; a few CPU minutes per run
@@ -32,5 +32,5 @@ def get_sweep(variant: str) -> dict:
     if unknown:
       raise UserError(f"ECHOJAX_SWEEP_RUNS names unknown run(s) {unknown}; runs: {', '.join(r['name'] for r in runs)}")
     runs = [r for r in runs if r["name"] in keep]
-  return {"config": "view_video_tcn:{variant}", "runs": runs, "metric": "metrics.micro_f1",
+  return {"config": "view_video_spatiotemporal:{variant}", "runs": runs, "metric": "metrics.micro_f1",
           "x_label": "spatial weight w (fixed) / mode", "split": "test"}

@@ -15,7 +15,7 @@ import pytest
 
 from echojax.errors import UserError
 from echojax.models import get_model
-from echojax.models.fusion import parse_mode
+from echojax.models.spatiotemporal import parse_mode
 
 B, T, D, C = 3, 4, 16, 5
 KEY = jax.random.PRNGKey(0)
