@@ -2,7 +2,7 @@
 
     python -m echojax.predict --workdir workdirs/echosdnet_demo --images FOLDER_OR_FILE [--images MORE ...]
         [--out predictions.csv] [--checkpoint best|latest|auto] [--batch-size 16]
-    python -m echojax.predict --workdir workdirs/view_video_r3d_demo --videos FOLDER_OR_FILE [...]
+    python -m echojax.predict --workdir workdirs/view_video_resnet3d_demo --videos FOLDER_OR_FILE [...]
 
 One path for both (:func:`predict_files`): the run's ``config.json`` and chosen checkpoint (``Run.load`` +
 ``run.restore``), then every readable file becomes an in-memory record as the run's prepared data would hold it,

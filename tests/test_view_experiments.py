@@ -18,9 +18,17 @@ from echojax.models.summary import host_init
 from echojax.run import build_model, enable_compilation_cache
 from echojax.train import make_train_step, state_shardings
 
-CONFIGS = ["video_vit", "view_image_effnetb2", "view_video_cnn_lstm", "view_video_r2plus1d", "view_video_r3d",
-           "view_video_3dcnn", "view_video_spatiotemporal", "view_video_mhsa", "view_video_x3d"]
+CONFIGS = ["video_vit", "view_image_effnetb2", "view_video_cnn_lstm", "view_video_resnet3d",
+           "view_video_resnet3d:model=r2plus1d_18", "view_video_3dcnn", "view_video_spatiotemporal", "view_video_mhsa",
+           "view_video_x3d"]
 PER_FRAME = {"view_video_cnn_lstm", "view_video_spatiotemporal", "view_video_mhsa"}  # ECG phase sampling on by default
+
+
+def _spec(name: str, variant: str | None = None) -> str:
+  """``name[:args]`` with the variant added to its arguments: ("x:model=m", "smoke") -> "x:model=m,smoke"."""
+  if variant is None:
+    return name
+  return f"{name},{variant}" if ":" in name else f"{name}:{variant}"
 
 
 def _input_shape(config) -> tuple[int, ...]:
@@ -41,7 +49,7 @@ def _config(spec):
 def test_config_variants_load_and_build(name):
   from experiments._views_common import CLASS_NAMES
 
-  for spec in (f"{name}:smoke", f"{name}:demo", name):
+  for spec in (_spec(name, "smoke"), _spec(name, "demo"), name):
     c = load_config(spec)
     assert c.task.kind == "classification" and c.task.num_classes == 11
     assert tuple(c.task.class_names) == CLASS_NAMES
@@ -50,7 +58,7 @@ def test_config_variants_load_and_build(name):
     assert c.data.frame_sampler == (f"ecg_phases_{c.data.frames}" if name in PER_FRAME else None), spec
     model = build_model(c, get_task(c))
     assert model.num_classes == 11
-  smoke, demo, full = (load_config(s) for s in (f"{name}:smoke", f"{name}:demo", name))
+  smoke, demo, full = (load_config(_spec(name, v)) for v in ("smoke", "demo", None))
   assert smoke.train.num_steps <= 2 and demo.train.num_steps >= 100 and full.train.num_epochs >= 10
   # the full recipe is at real size, the demo learns on small phantoms
   assert full.data.builder_config in ("videos", "images_224") and full.data.size is None
@@ -99,7 +107,7 @@ def test_fusion_mode_is_one_field():
 def test_smoke_train_step_data_parallel_8_devices(name):
   enable_compilation_cache()  # the trainer's persistent XLA cache: reruns of these steps skip most compiling
   assert len(jax.devices()) == 8
-  config = load_config(f"{name}:smoke")
+  config = load_config(_spec(name, "smoke"))
   task = get_task(config)
   model = build_model(config, task)
   tx, sched = make_optimizer(config.optim, 4, 10)
