@@ -38,8 +38,8 @@ from echojax import sharding, tasks
 from echojax.checkpoint import WEIGHTS, Checkpointer, PreemptionFlag, abstract_like, restore_init_from
 from echojax.errors import UserError, cli_main
 from echojax.optim import make_optimizer
-from echojax.run import (build_model, enable_compilation_cache, input_key, make_loader, make_model_input,
-                         model_kwargs, numeric, pool_outputs, setup_logging, variable_shardings)
+from echojax.run import (build_model, enable_compilation_cache, eval_data_cfg, input_key, make_loader,
+                         make_model_input, model_kwargs, numeric, pool_outputs, setup_logging, variable_shardings)
 
 log = logging.getLogger("echojax.train")
 
@@ -302,6 +302,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
                     out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
   periodic = periodic_evals(config, spe)  # [(name, entry, every)]: the evaluations that run during training
+  for e in config.evals.values():  # a bad data override fails now, not at the first evaluation
+    eval_data_cfg(config, e.clips, e.data.to_dict())
   evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if periodic else None
   writer = MetricsWriter(workdir, start if meta else None)
   preempt = PreemptionFlag()
