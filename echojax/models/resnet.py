@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -220,10 +221,8 @@ class FrameResNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
     if x.ndim != 5:
       raise UserError(f"FrameResNet expects videos (B, T, H, W, C); got shape {tuple(x.shape)}")
-    b, t = x.shape[:2]
-    feats, _ = ResNet(depth=self.depth, num_classes=0, width=self.width, dtype=self.dtype, layout=self.layout,
-                      frozen_stages=self.frozen_stages, name="backbone")(x.reshape((b * t,) + x.shape[2:]), train)
-    feats = feats.reshape(b, t, -1)
+    feats = apply_per_frame(ResNet(depth=self.depth, num_classes=0, width=self.width, dtype=self.dtype,
+                                   layout=self.layout, frozen_stages=self.frozen_stages, name="backbone"), x, train)
     if not self.num_classes:
       return feats, {"features": feats}
     out = nn.Dense(self.num_classes, kernel_init=dense_init, dtype=self.dtype, param_dtype=jnp.float32,
@@ -236,6 +235,5 @@ def apply_per_frame(backbone: nn.Module, x: jax.Array, train: bool) -> jax.Array
 
   For use inside another module's ``@nn.compact`` body (pass a bound submodule).
   """
-  b, t = x.shape[:2]
-  out, _ = backbone(x.reshape((b * t,) + x.shape[2:]), train)
-  return out.reshape((b, t) + out.shape[1:])
+  out, _ = backbone(einops.rearrange(x, "b t h w c -> (b t) h w c"), train)
+  return einops.rearrange(out, "(b t) ... -> b t ...", b=x.shape[0])

@@ -34,6 +34,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import einops
 import flax.linen as nn
 import jax.numpy as jnp
 from flax.core import FrozenDict, freeze
@@ -78,12 +79,11 @@ class FrameBackbone(nn.Module):
     kw.setdefault("dtype", self.dtype)
     # Built detached (parent=None) and adopted under a fixed name, since get_model's first argument is "name".
     net = get_model(self.model_name, num_classes=0, parent=None, **kw).clone(parent=self, name="net")
-    b, t = x.shape[:2]
-    feats, _ = net(x.reshape((b * t,) + x.shape[2:]), train=train)
+    feats, _ = net(einops.rearrange(x, "b t h w c -> (b t) h w c"), train=train)
     if feats.ndim != 2:
       raise UserError(f"backbone {self.model_name!r} returned features of shape {feats.shape}; a per-frame backbone "
                       f"must return pooled (N, D) features with num_classes=0 (config field model.backbone).")
-    return feats.reshape(b, t, -1)
+    return einops.rearrange(feats, "(b t) d -> b t d", b=x.shape[0])
 
 
 class LSTMEncoder(nn.Module):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import einops
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -111,7 +112,7 @@ class VideoViT(nn.Module):
     cls_mask = jnp.ones((b, int(use_cls)), bool)
 
     if self.attention == "joint":
-      x = x.reshape(b, nt * nh * nw, d)
+      x = einops.rearrange(x, "b t h w d -> b (t h w) d")
       tok_mask = None if tube_mask is None else jnp.repeat(tube_mask, nh * nw, axis=1)
       x = TokenPrep(use_cls, self.dtype, name="embed")(x)
       if tok_mask is not None:
@@ -120,11 +121,11 @@ class VideoViT(nn.Module):
       x = self._encoder(hp, hp["depth"], "encoder")(x, train, tok_mask)
       feats = self._pool(x, tok_mask)
     else:
-      x = x.reshape(b * nt, nh * nw, d)
+      x = einops.rearrange(x, "b t h w d -> (b t) (h w) d")
       x = TokenPrep(use_cls, self.dtype, name="spatial_embed")(x)
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
       x = self._encoder(hp, hp["depth"], "spatial_encoder")(x, train)
-      x = self._pool(x, None).reshape(b, nt, d)
+      x = einops.rearrange(self._pool(x, None), "(b t) d -> b t d", b=b)
       x = TokenPrep(use_cls, self.dtype, name="temporal_embed")(x)
       t_mask = None if tube_mask is None else jnp.concatenate([cls_mask, tube_mask], axis=1)
       x = nn.Dropout(self.dropout, deterministic=not train)(x)

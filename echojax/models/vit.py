@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import einops
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -181,8 +182,7 @@ class ViT(nn.Module):
       raise UserError(f"model.pool must be 'tok' or 'gap', got {self.pool!r}.")
     x = x.astype(self.dtype)
     x = nn.Conv(hp["width"], (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, name="conv_proj")(x)
-    b, h, w, d = x.shape
-    x = x.reshape(b, h * w, d)
+    x = einops.rearrange(x, "b h w d -> b (h w) d")
     x = TokenPrep(use_cls=self.pool == "tok", dtype=self.dtype, name="embed")(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = Encoder(hp["depth"], hp["num_heads"], hp["mlp_dim"], self.dropout, self.attention_dropout, self.dtype,
