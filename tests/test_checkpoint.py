@@ -216,3 +216,21 @@ def test_killed_or_preempted_then_rerun_matches_uninterrupted_run(tmp_path, sig)
     assert recs_a == recs_b  # the rerun dropped lines after its checkpoint, so the whole log matches
   else:  # the preempted run logged a partial window at its stop step, so logging windows differ from there on
     assert [r for r in recs_b if r["step"] < before] == [r for r in recs_a if r["step"] < before]
+
+
+def test_checkpoints_from_before_the_data_item_resume_their_iterator(tmp_path):
+  """Checkpoints written before the iterator became grain's own item kept it as latin-1 text in meta['data_state']
+  ({"__bytes__": ...}); they still put a loader back where it was."""
+  _, state = _fsdp_state()
+  ck = Checkpointer(tmp_path, keep=2)
+  ck.save(5, state, {"step": 5, "data_state": {"__bytes__": json.dumps({"pos": 7})}})  # the old layout
+  ck.wait()
+  assert not (tmp_path / "checkpoints" / "5" / "data").exists()
+  it = _Iterator(0)
+  ck.restore_data(it)
+  assert it.pos == 7
+  ck.save(6, state, {"step": 6})  # neither layout: a named error, not a silent restart of the data stream
+  ck.wait()
+  with pytest.raises(UserError, match="holds no data-iterator state"):
+    ck.restore_data(_Iterator(0))
+  ck.close()
