@@ -85,13 +85,11 @@ class Evaluator:
     var_sh = {"params": shardings["params"], "batch_stats": shardings["batch_stats"]}
     batch_sh = sharding.batch_sharding(mesh)
     self.batch_sh = batch_sh
-    model_input = run_lib.make_model_input(config)
-
+    forward = run_lib.eval_forward(model, config)
     aux_keys = config.eval.get("aux_keys", None)
 
     def step(variables, batch):
-      out, aux = model.apply(variables, model_input(batch), train=False, **run_lib.model_kwargs(model, batch))
-      out = run_lib.pool_outputs(out, batch)
+      out, aux = forward(variables, batch)
       res = dict(task.decode(out))
       res.update({AUX_PREFIX + k: v for k, v in per_sample_aux(aux, out.shape[0], aux_keys).items()})
       loss, _ = task.loss(out, batch)

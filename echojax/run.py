@@ -3,11 +3,11 @@
     run = Run.load("workdirs/echonet_ef_demo")        # config.json, task, model, a mesh over this machine
     step, which, variables = run.restore("best", x_shape=(8, 32, 112, 112, 3))  # sharded on run.mesh
     step, which, variables = run.restore("auto")                                  # numpy, any device count
-    out, aux = run.apply(variables, batch)             # the model on a batch, as the trainer's eval step sees it
+    out, aux = eval_forward(run.model, run.config)(variables, batch)  # as evaluate's jitted step applies it
 
 The trainer (``echojax.train``) keeps the loop and the optimizer; everything else about a run lives here: its
 config file, the model built from it, the model's input (device-side normalisation, ``mask=``, per-frame pooling),
-the data loader for a split, and the one restore path (``echojax.checkpoint.restore_tree``). evaluate, predict and
+the model applied in eval mode (``eval_forward``), the data loader for a split, and the one restore path (``echojax.checkpoint.restore_tree``). evaluate, predict and
 export import this module, never ``train``.
 """
 
@@ -139,6 +139,18 @@ def numeric(batch: dict) -> dict:
   return {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}
 
 
+def eval_forward(model, config) -> Callable[[dict, dict], tuple[jax.Array, Any]]:
+  """``forward(variables, batch) -> (per-clip outputs, aux)``: the model in eval mode on a batch as the loaders
+  give it (model input, ``mask=``, per-frame outputs pooled). evaluate's jitted step is built on it."""
+  model_input = make_model_input(config)
+
+  def forward(variables: dict, batch: dict) -> tuple[jax.Array, Any]:
+    out, aux = model.apply(variables, model_input(batch), train=False, **model_kwargs(model, batch))
+    return pool_outputs(out, batch), aux
+
+  return forward
+
+
 def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, data_cfg=None):
   """The loader of ``split``: the dataset's registered loader (``echojax.data.datasets.register_loader``, e.g.
   an in-memory dataset), else the prepared-data pipeline."""
@@ -237,9 +249,3 @@ class Run:
   def loader(self, split: str, clips: Any = "all", data: dict | None = None):
     """The evaluation loader of ``split`` (eval batch size, ``clips``, ``data`` overrides of config.data)."""
     return make_loader(self.config, split, train=False, data_cfg=eval_data_cfg(self.config, clips, data))
-
-  def apply(self, variables: dict, batch: dict) -> tuple[jax.Array, Any]:
-    """The model in eval mode on ``batch`` (a dict as the loaders give): per-clip outputs and the model's aux."""
-    out, aux = self.model.apply(variables, make_model_input(self.config)(batch), train=False,
-                                **model_kwargs(self.model, batch))
-    return pool_outputs(out, batch), aux
