@@ -198,7 +198,6 @@ def ensure_synthetic(name: str = "echonet_dynamic", config: str | None = None, n
   import importlib
   import shutil
   import sys
-  from pathlib import Path
 
   from echojax import paths
   from echojax.errors import UserError

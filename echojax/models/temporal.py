@@ -41,7 +41,7 @@ from flax.core import FrozenDict, freeze
 
 from echojax.errors import UserError
 from echojax.models.registry import get_model
-from echojax.models.vit import Encoder, TokenPrep, masked_mean
+from echojax.models.vit import Encoder, masked_mean
 
 DEFAULT_BACKBONE = "efficientnet_b2"
 
