@@ -7,7 +7,7 @@ experiment file parses its arguments the same way (big_vision style).
 
 A config file states only what differs from the schema's defaults (``echojax.schema``); ``load_config`` completes it,
 so an unknown key in a file is an error naming the nearest known key. Overrides ``optim.lr=3e-4`` are typed by the
-type of the field they replace (any schema field, including optional ones such as ``data.val_split``); a key that
+type of the field they replace (any schema field, including optional ones such as ``data.size``); a key that
 does not exist is an error that names the nearest valid key, except inside open blocks (``model.kwargs``,
 ``data.augment``, ``task``), where an override may add a key.
 """

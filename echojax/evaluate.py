@@ -86,7 +86,7 @@ class Evaluator:
     batch_sh = sharding.batch_sharding(mesh)
     self.batch_sh = batch_sh
     forward = run_lib.eval_forward(model, config)
-    aux_keys = config.eval.get("aux_keys", None)
+    aux_keys = config.eval.aux_keys
 
     def step(variables, batch):
       out, aux = forward(variables, batch)

@@ -299,7 +299,7 @@ def export_workdir(workdir: str | Path, name: str, registry: str | Path | None =
   run = run_lib.Run.load(workdir)
   config, task = run_lib.read_config(workdir), run.task
   arch = str(config.model.name)
-  kwargs = dict(config.model.get("kwargs", {}) or {})
+  kwargs = dict(config.model.kwargs)
   kwargs = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in kwargs.items()}
   # The trainer gives the model the task's output size; every exportable family names it ``num_classes``.
   if "num_outputs" in kwargs:

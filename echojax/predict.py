@@ -120,12 +120,12 @@ def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
 def stored_image_size(config) -> int:
   """The side the run's dataset builder stored still images at (the plain resize done by ``prepare``)."""
   data = config.data
-  stored = STORED_SIZE.get(data.get("name", None))
-  bc = data.get("builder_config", None) or data.get("config", None)
+  stored = STORED_SIZE.get(data.name)
+  bc = data.builder_config or data.config
   if stored is None and bc is not None and str(bc).isdigit():
     stored = int(bc)
   if stored is None:
-    raise UserError(f"cannot tell the stored image size of dataset {data.get('name', None)!r} (its builder config "
+    raise UserError(f"cannot tell the stored image size of dataset {data.name!r} (its builder config "
                     f"{bc!r} names none); add it to echojax.predict.STORED_SIZE")
   return int(stored)
 
@@ -135,7 +135,7 @@ def _prepared(config) -> tuple[Any, Path] | None:
   from echojax.data import pipeline
 
   try:
-    source, version_dir = pipeline.open_source(config.data, config.data.get("train_split", "train"))
+    source, version_dir = pipeline.open_source(config.data, config.data.train_split)
   except UserError:
     return None
   return source[0], version_dir
@@ -146,11 +146,11 @@ def input_stats(config, feature: str, prepared) -> tuple[np.ndarray, np.ndarray]
   else the prepared data's ``echojax_stats.json`` (which must then be reachable under ``data.data_dir``)."""
   from echojax.data import options, pipeline
 
-  if options.check_value_range(config.data.get("value_range", None)) == "unit":
+  if options.check_value_range(config.data.value_range) == "unit":
     return options.unit_stats()
   if prepared is None:
     raise UserError(f"the run normalises with the prepared data's {pipeline.STATS_FILE}, which could not be opened "
-                    f"under config.data.data_dir={config.data.get('data_dir', '')!r}; predict needs the prepared "
+                    f"under config.data.data_dir={config.data.data_dir!r}; predict needs the prepared "
                     "data folder the run used")
   return pipeline.load_stats(prepared[1] / pipeline.STATS_FILE, feature)
 
@@ -229,7 +229,7 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
     raise UserError(f"--batch-size must be >= 1, got {batch_size}")
   run = run_lib.Run.load(workdir)
   config = run.config
-  video = config.data.get("preset", "video_clip") != "image"
+  video = config.data.preset != "image"
   if kind == "image" and video:
     raise UserError(f"{workdir / run_lib.CONFIG_FILE}: the run trained on video clips; predict its inputs with "
                     "--videos (--images is for image runs, e.g. echosdnet)")
@@ -237,14 +237,14 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
     raise UserError(f"{workdir / run_lib.CONFIG_FILE}: the run trained on still images (config.data.preset="
                     "'image'); predict its inputs with --images")
   files = list_videos(paths) if video else list_images(paths)
-  prepared = _prepared(config) if video or config.data.get("value_range", None) != "unit" else None
+  prepared = _prepared(config) if video or config.data.value_range != "unit" else None
   if video and prepared is None:
-    raise UserError(f"the prepared data of the run (config.data.data_dir={config.data.get('data_dir', '')!r}) "
+    raise UserError(f"the prepared data of the run (config.data.data_dir={config.data.data_dir!r}) "
                     "could not be opened; predict reads the stored frame size and statistics from it")
   feature = "video" if video else "image"
   stats = input_stats(config, feature, prepared)
   stored = int(prepared[0]["video"].shape[1]) if video else stored_image_size(config)
-  task_keys = list(config.data.get("targets", None) or ["label"])
+  task_keys = list(config.data.targets or ["label"])
   first = prepared[0] if prepared is not None else {}
   dummies = {k: np.zeros_like(np.asarray(first[k])) if k in first else np.int32(0) for k in task_keys}
   data_cfg = run_lib.eval_data_cfg(config, "all")

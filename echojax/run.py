@@ -87,7 +87,7 @@ def build_model(config: ml_collections.ConfigDict, task: tasks.Task):
   """The registered model ``config.model.name`` with ``config.model.kwargs`` and the task's output size."""
   from echojax import models
 
-  kwargs = dict(config.model.get("kwargs", {}) or {})
+  kwargs = dict(config.model.kwargs)
   name = config.model.name
   ctor = models.registry._MODELS.get(name)
   params = set(inspect.signature(ctor).parameters) if ctor is not None else set()
@@ -97,7 +97,7 @@ def build_model(config: ml_collections.ConfigDict, task: tasks.Task):
 
 
 def input_key(config) -> str:
-  return config.data.get("input_key", "video")
+  return config.data.input_key
 
 
 def make_model_input(config) -> Callable[[dict], jax.Array]:

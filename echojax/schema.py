@@ -3,7 +3,7 @@
 An experiment file (``experiments/NAME.py``, ``get_config(arg)``) states only what makes that experiment itself;
 ``echojax.config.load_config`` lays it over :data:`DEFAULTS` with :func:`complete`. A key the schema does not know,
 in a config file or an override, is an error naming the nearest known key; every field the schema knows can be
-overridden (``--config.data.val_split=test``). A few blocks are open (:class:`Open`): their keys depend on
+overridden (``--config.evals.val.split=test``, ``--config.data.size=64``). A few blocks are open (:class:`Open`): their keys depend on
 something else (``task`` on ``task.kind``, ``model.kwargs`` on the model, ``data.augment`` checked by
 ``echojax.data.augment``), so any key goes there. ``evals`` is a named set of evaluations (:data:`EVAL_DEFAULTS`
 per entry), as big_vision configures its evaluators: validation, an end-of-training test and an external dataset

@@ -56,11 +56,11 @@ def resolve_data(config: ml_collections.ConfigDict) -> None:
   from echojax.data import datasets
   from echojax.data.prepare import ensure_synthetic
 
-  name = config.data.get("name", None)
-  builder_config = config.data.get("builder_config", None) or config.data.get("config", None)
-  if not config.data.get("data_dir", None):
-    data_dir = ensure_synthetic(name, builder_config, num=config.data.get("synthetic_num", None),
-                                         seed=int(config.data.get("synthetic_seed", 0)))
+  name = config.data.name
+  builder_config = config.data.builder_config or config.data.config
+  if not config.data.data_dir:
+    data_dir = ensure_synthetic(name, builder_config, num=config.data.synthetic_num,
+                                         seed=int(config.data.synthetic_seed))
     log.info("config.data.data_dir is empty: training on the synthetic %s phantom set in %s", name, data_dir)
     with config.unlocked():
       config.data.data_dir = str(data_dir)
@@ -77,7 +77,7 @@ def resolve_data(config: ml_collections.ConfigDict) -> None:
 
 def trainable_regex(config) -> str | None:
   """``config.optim.trainable``: regex over parameter paths for partial fine-tuning; empty/None = all train."""
-  return config.optim.get("trainable", None) or None
+  return config.optim.trainable or None
 
 
 def print_param_summary(config, state: State) -> None:
@@ -102,7 +102,7 @@ def with_frozen(tx, config):
 
 
 def steps_per_epoch(config, loader) -> int:
-  if config.train.get("steps_per_epoch", 0):
+  if config.train.steps_per_epoch:
     return int(config.train.steps_per_epoch)
   for attr in ("steps_per_epoch", "num_batches"):
     if hasattr(loader, attr):
@@ -115,7 +115,7 @@ def steps_per_epoch(config, loader) -> int:
 
 
 def total_steps(config, spe: int) -> int:
-  if config.train.get("num_steps", 0):
+  if config.train.num_steps:
     return int(config.train.num_steps)
   return int(math.ceil(config.train.num_epochs * spe))
 
@@ -192,7 +192,7 @@ def setup_state(config, model, tx, task, mesh, sample_x, ckpt: Checkpointer | No
     log.info("resumed from %s/checkpoints step %d", ckpt.workdir, restored.step)
     return restored.tree, shardings, restored.meta
   state = jax.jit(init, out_shardings=shardings)()
-  imagenet = (config.get("init", None) or {}).get("imagenet", None)
+  imagenet = config.init.imagenet
   if imagenet:  # config.init.imagenet: local ResNet ImageNet weights into the backbone (scratch runs only)
     from echojax.pretrained import load_imagenet_resnet
     keys = ("params", "batch_stats")
@@ -269,7 +269,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   if any(e.every_steps or e.every_epochs for e in config.evals.values()):
     sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   task = tasks.get_task(config)
-  loader = make_loader(config, config.data.get("train_split", "train"), train=True)
+  loader = make_loader(config, config.data.train_split, train=True)
   if task.needs_train_targets():
     task.prepare(train_targets(config, loader, task.target_keys))
     with config.unlocked():  # recorded in config.json, so evaluate and resumes use the same constants
@@ -284,7 +284,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   tx, schedule = make_optimizer(config.optim, spe, num_steps)
   tx = with_frozen(tx, config)
 
-  ckpt = Checkpointer(workdir, keep=int(config.train.get("keep_checkpoints", 2)))
+  ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
   if ckpt.latest_step() is not None:
     ckpt.restore_data(loader)
   batches = iter(loader)
@@ -293,7 +293,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   if sample_x.shape[0] * jax.process_count() != config.data.batch_size:
     raise UserError(f"the loader gave a per-process batch of {sample_x.shape[0]} but config.data.batch_size="
                     f"{config.data.batch_size} for {jax.process_count()} process(es)")
-  state, shardings, meta = setup_state(config, model, tx, task, mesh, sample_x, ckpt, config.get("init_from"))
+  state, shardings, meta = setup_state(config, model, tx, task, mesh, sample_x, ckpt, config.init_from)
   start = int(jax.device_get(state["step"]))
   print_param_summary(config, state)
   early = (meta or {}).get("early_stopping", {"best": None, "best_step": None, "bad_evals": 0})
@@ -309,9 +309,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   preempt = PreemptionFlag()
   log_every = int(config.train.log_every)
   ckpt_every = _every(config.train, spe, "checkpoint_every", "checkpoint_every_epochs") or num_steps
-  patience = int(config.train.get("early_stopping_patience", 0))
-  best_metric = config.eval.get("best_metric", None) or task.best_metric
-  best_mode = config.eval.get("best_mode", None) or task.best_mode
+  patience = int(config.train.early_stopping_patience)
+  best_metric = config.eval.best_metric or task.best_metric
+  best_mode = config.eval.best_mode or task.best_mode
   last = {"train": None, **{name: None for name, _, _ in periodic}}
 
   def make_meta(step: int) -> dict:

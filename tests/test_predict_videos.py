@@ -43,8 +43,8 @@ def _read(path):
 
 def test_videos_predict_as_evaluate_does(video_run, tmp_path, monkeypatch):
   workdir, raw, rows = video_run
-  monkeypatch.setattr(predict, "VIDEO_CHUNK", 4)  # several chunks: one restore, rows in file order across them
-  assert len(rows) > 2 * predict.VIDEO_CHUNK
+  monkeypatch.setattr(predict, "CHUNK", 4)  # several chunks: one restore, rows in file order across them
+  assert len(rows) > 2 * predict.CHUNK
   folder = tmp_path / "cines"
   for r in rows:
     dst = folder / r["file_name"]

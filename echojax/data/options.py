@@ -33,7 +33,7 @@ Data config fields (ml_collections.ConfigDict or dict; defaults in ``DEFAULTS``)
 Fields the pipeline itself does not read (echojax.train and echojax.predict do):
 
 - ``input_key``: the batch key fed to the model ("video"; image configs say "image").
-- ``train_split``, ``val_split``: the splits trained on and validated on ("train", "val").
+- ``train_split``: the split trained on ("train"; the validation split is ``config.evals.val.split``).
 - ``synthetic_num``, ``synthetic_seed``: size (None = the generator's default) and seed of the synthetic phantom
   set made when ``data_dir`` is empty.
 - ``loader``: "module:function" building the loaders (None = ``echojax.data.pipeline:make_loader``).
@@ -85,7 +85,6 @@ DEFAULTS: dict[str, Any] = {
     # read by echojax.run / train / predict, not by the pipeline
     "input_key": "video",
     "train_split": "train",
-    "val_split": "val",
     "synthetic_num": None,
     "synthetic_seed": 0,
 }
