@@ -6,14 +6,10 @@ the flax module names as attribute paths) and the transform follows from the kin
 that each flax leaf and each torch key is used exactly once and that shapes agree (against the torch module's state
 dict at export), so a renamed or added layer fails loudly instead of being dropped.
 
-One exception, kept so that the golden outputs (tests/golden/parity_golden.json, drawn in the sorted order of the
-flax paths by :func:`random_variables`) stay valid: the ResNet families (2D ResNet, also as the backbone of
-EchoSDNet / FrameResNet / temporal models, and R3D / R(2+1)D) keep their flax names while their torch mirrors keep
-torchvision's; :func:`torch_module_name` translates inside a ResNet subtree (found by its ``stem*`` +
-``stage1_block0`` children): ``stem_conv``/``stem_bn`` -> ``conv1``/``bn1`` (video: ``stem.0``/``stem.1``, R(2+1)D
-``stem.0``/``.1``/``.3``/``.4``), ``stage{i}_block{k}`` -> ``layer{i}.{k}``, ``downsample_conv|bn`` ->
-``downsample.0|1``, ``head`` -> ``fc``, and in video blocks ``conv{j}`` -> ``conv{j}.0``, ``bn{j}`` -> ``conv{j}.1``,
-``conv{j}_spatial|_mid_bn|_temporal`` -> ``conv{j}.0.0|.0.1|.0.3``.
+The one rule holds for the ResNet families too (2D ResNet, also as the backbone of EchoSDNet / FrameResNet / temporal
+models, and R3D / R(2+1)D): their mirrors are named by the flax module paths. torchvision's names appear only at
+the ImageNet-import boundary and for registry entries exported before manifest format 2
+(:mod:`echoforge.torchvision_names`).
 
 Transforms (flax -> torch; the inverse is applied for torch -> flax), chosen by the tensor:
 
@@ -32,7 +28,6 @@ Flax paths start with the collection: ``("params", "stem_conv", "kernel")``, ``(
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -105,72 +100,20 @@ def bn(flax: tuple[str, ...], torch: str) -> list[Rule]:
           Rule(None, f"{torch}.num_batches_tracked", "counter")]
 
 
-_STAGE_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")
-_RESNET_TOP = {"2d": {"stem_conv": "conv1", "stem_bn": "bn1", "head": "fc"},
-               "r3d": {"stem_conv": "stem.0", "stem_bn": "stem.1", "head": "fc"},
-               "r2plus1d": {"stem_conv_spatial": "stem.0", "stem_bn_spatial": "stem.1", "stem_conv_temporal": "stem.3",
-                            "stem_bn": "stem.4", "head": "fc"}}
-_VIDEO_BLOCK = re.compile(r"^(conv|bn)(\d)(_spatial|_mid_bn|_temporal)?$")
-_VIDEO_SUFFIX = {None: ".0", "_spatial": ".0.0", "_mid_bn": ".0.1", "_temporal": ".0.3"}
-
-
 def _shape(v: Any) -> tuple[int, ...]:
   return tuple(getattr(v, "shape", None) or np.shape(v))
 
 
-def resnet_subtrees(params: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str]:
-  """Module paths of the ResNet subtrees in ``params`` (the ones named after torchvision on the torch side) ->
-  "2d", "r3d" or "r2plus1d"."""
-  if not isinstance(params, Mapping):
-    return {}
-  if "stage1_block0" in params and "stem_conv_spatial" in params:
-    return {prefix: "r2plus1d"}
-  if "stage1_block0" in params and "stem_conv" in params:
-    return {prefix: "r3d" if len(_shape(params["stem_conv"]["kernel"])) == 5 else "2d"}
-  out: dict[tuple[str, ...], str] = {}
-  for k, v in params.items():
-    out.update(resnet_subtrees(v, (*prefix, str(k))))
-  return out
-
-
-def _resnet_name(rest: tuple[str, ...], kind: str, where: str) -> str:
-  top = _RESNET_TOP[kind]
-  if len(rest) == 1 and rest[0] in top:
-    return top[rest[0]]
-  m = _STAGE_BLOCK.match(rest[0])
-  if m and len(rest) == 2:
-    block, name = f"layer{m[1]}.{m[2]}", rest[1]
-    if name in ("downsample_conv", "downsample_bn"):
-      return f"{block}.downsample.{0 if name.endswith('conv') else 1}"
-    if kind == "2d" and re.match(r"^(conv|bn)\d$", name):
-      return f"{block}.{name}"
-    v = _VIDEO_BLOCK.match(name)
-    if kind != "2d" and v and (v[3] is None or (v[1] == "conv" and kind == "r2plus1d")):
-      return f"{block}.conv{v[2]}" + (".1" if v[1] == "bn" and v[3] is None else _VIDEO_SUFFIX[v[3]])
-  raise UserError(f"no PyTorch name for the ResNet module {'/'.join(rest)} under {where or 'the root'} "
-                  "(echojax/convert.py)")
-
-
-def torch_module_name(mod: tuple[str, ...], subtrees: Mapping[tuple[str, ...], str]) -> str:
-  """Torch attribute path of the flax module ``mod``: the flax path joined by ".", translated to torchvision
-  names inside a ResNet subtree (``subtrees`` from :func:`resnet_subtrees`)."""
-  for n in range(len(mod) - 1, -1, -1):
-    if mod[:n] in subtrees:
-      return ".".join([*mod[:n], _resnet_name(mod[n:], subtrees[mod[:n]], "/".join(mod[:n]))])
-  return ".".join(mod)
-
-
 def mirror_rules(variables: Mapping[str, Any]) -> list[Rule]:
-  """The name map of ``variables`` (arrays or ShapeDtypeStructs): one rule per tensor, the torch key from
-  :func:`torch_module_name`, the transform from the kind of tensor (see the module docstring)."""
+  """The name map of ``variables`` (arrays or ShapeDtypeStructs): one rule per tensor, the torch key the flax
+  module path joined by ".", the transform from the kind of tensor (see the module docstring)."""
   flat = flatten(variables)
-  subtrees = resnet_subtrees(variables.get("params", {}))
   stats_modules = {k[1:-1] for k in flat if k[0] == "batch_stats"}
   rules: list[Rule] = []
   done_bn: set[tuple[str, ...]] = set()
   for path in sorted(k for k in flat if k[0] == "params"):
     mod, leaf = path[1:-1], path[-1]
-    t = torch_module_name(mod, subtrees)
+    t = ".".join(mod)
     shape = _shape(flat[path])
     if mod in stats_modules:
       if mod not in done_bn:

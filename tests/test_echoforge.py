@@ -83,8 +83,8 @@ def test_versions_env_root_and_untrained(reg, monkeypatch):
     echoforge.load_model("Tiny", version="v9")
   # pretrained=False: the exported architecture (width 8, 3 classes) freshly initialised.
   fresh = echoforge.load_model("Tiny", pretrained=False)
-  assert not fresh.training and fresh.fc.out_features == 3 and fresh.conv1.out_channels == 8
-  assert not torch.equal(fresh.conv1.weight, latest.conv1.weight)
+  assert not fresh.training and fresh.head.out_features == 3 and fresh.stem_conv.out_channels == 8
+  assert not torch.equal(fresh.stem_conv.weight, latest.stem_conv.weight)
   # ... and an architecture that was never exported: its defaults (torchvision resnet50, 1000 classes).
   r50 = echoforge.load_model("ResNet50", pretrained=False)
   assert sum(p.numel() for p in r50.parameters()) == 25_557_032

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from echoforge import archs
+from echoforge.models import build
 from echojax.convert import (flatten, flax_to_torch, random_variables, rules_for, torch_to_flax)
 from echojax.errors import UserError
 from echojax.export import to_module
@@ -146,23 +147,26 @@ def test_kernel_transforms_match_torch_layout():
     np.testing.assert_array_equal(to_flax_array(to_torch_array(arr, kind), kind), arr)
 
 
-def test_resnet_subtrees_keep_torchvision_names():
-  """Inside ResNet subtrees (also as a backbone) the torch keys are torchvision's; elsewhere the flax path; an
-  unknown module inside a ResNet subtree has no torch name and fails loudly."""
-  cases = {c["id"]: c for c in ALL_CASES}
-  want = {"resnet18_tv": ["conv1.weight", "bn1.running_var", "layer2.0.downsample.1.weight", "fc.weight"],
-          "r2plus1d_18": ["stem.3.weight", "stem.4.running_mean", "layer1.1.conv2.0.3.weight", "layer3.0.conv1.1.bias"],
-          "mhsa_resnet18": ["backbone.net.layer4.1.bn2.weight", "temporal.encoder.layer_0.attention.query.weight"],
-          "echosdnet_tv": ["backbone.layer1.0.conv3.weight", "head_out.weight"]}
-  for cid, keys in want.items():
-    case = cases[cid]
-    model = get_model(case["arch"], **case["kwargs"])
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), _input(case["input_shape"], 0), train=False))
-    torch_keys = {r.torch for r in rules_for(case["arch"], case["kwargs"], abstract)}
-    assert set(keys) <= torch_keys, set(keys) - torch_keys
-  params = {"stem_conv": {"kernel": np.zeros((7, 7, 3, 8))}, "stage1_block0": {"mystery": {"kernel": np.zeros((2, 2))}}}
-  with pytest.raises(UserError, match="stage1_block0/mystery"):
-    rules_for("resnet18", {}, {"params": params})
+TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+
+
+@pytest.mark.parametrize("cid", ["resnet18_tv", "r2plus1d_18", "mhsa_resnet18", "echosdnet_tv"])
+def test_torch_keys_are_the_flax_paths(cid):
+  """ResNets too (also as a backbone): every torch state-dict key is the flax module path joined by "." plus the
+  tensor name, and the mirror's state dict has exactly those keys (plus BatchNorm's num_batches_tracked)."""
+  case = next(c for c in ALL_CASES if c["id"] == cid)
+  model = get_model(case["arch"], **case["kwargs"])
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), _input(case["input_shape"], 0), train=False))
+  want = {".".join([*k[1:-1], TORCH_LEAF.get(k[-1], k[-1])]) for k in flatten(abstract)
+          if k[0] in ("params", "batch_stats")}
+  want |= {k.rsplit(".", 1)[0] + ".num_batches_tracked" for k in want if k.endswith(".running_mean")}
+  rules = rules_for(case["arch"], case["kwargs"], abstract)
+  assert {r.torch for r in rules} == want
+  for r in rules:
+    if r.flax is not None:
+      assert r.torch.rsplit(".", 1)[0] == ".".join(r.flax[1:-1])
+  module = build(case["arch"], **case["kwargs"], **case.get("torch_kwargs", {}))
+  assert set(module.state_dict()) == want
 
 
 def test_unmapped_or_missing_weights_fail_loudly():
@@ -177,5 +181,5 @@ def test_unmapped_or_missing_weights_fail_loudly():
   with pytest.raises(UserError, match="head/kernel"):
     flax_to_torch(fewer, rules)
   # The torch side checks shapes too: a head built for 7 classes does not take 5-class weights.
-  with pytest.raises(UserError, match="fc.weight"):
+  with pytest.raises(UserError, match="head.weight"):
     to_module(variables, case["arch"], {**case["kwargs"], "num_classes": 7})

@@ -4,11 +4,16 @@ Inputs are PyTorch layout: ``(N, C, H, W)`` float32 (the JAX model takes ``(B, H
 logits ``(N, num_classes)``, or the pooled features ``(N, D)`` when ``num_classes`` is 0/None. Unlike the JAX model,
 which returns ``(output, aux_dict)``, ``forward`` returns only the output tensor.
 
+Attribute paths are the flax module paths (``stem_conv``, ``stem_bn``, ``stage{i}_block{k}.conv{j}|bn{j}``,
+``stage{i}_block{k}.downsample_conv|downsample_bn``, ``head``; ``i`` 1..4, ``k`` 0-based), so the state-dict key of
+every tensor is its flax path joined by ".". torchvision's names (``conv1``, ``layer1.0.conv1``, ``fc``, ...) are
+mapped by :mod:`echoforge.torchvision_names` (a torchvision state dict loads into ``ResNet(depth=50)`` after
+renaming its keys with ``torchvision_names.from_torchvision``).
+
 Layouts (the same constructor argument as the JAX side):
 
 * ``layout="torchvision"``: torchvision's ResNet v1.5 exactly (convolutions without bias, stride on the 3x3 conv of a
-  bottleneck, BatchNorm eps 1e-5). State-dict keys are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
-  ``layer1.0.downsample.0/1``, ``fc``), so a torchvision ImageNet state dict loads into ``ResNet(depth=50)``.
+  bottleneck, BatchNorm eps 1e-5); the same parameters as torchvision's, under the names above.
 * ``layout="keras"``: keras.applications ResNet50 (convolutions WITH bias, stride on the first 1x1 conv of a
   bottleneck, BatchNorm eps 1.001e-5). Same state-dict key names as above; only shapes/biases differ.
 
@@ -32,7 +37,7 @@ def check_layout(layout: str) -> None:
 
 
 class BasicBlock(nn.Module):
-  """Two 3x3 convs; stride on the first. ``downsample`` (1x1 conv + BN) when shape changes."""
+  """Two 3x3 convs; stride on the first. ``downsample_conv`` (1x1) + ``downsample_bn`` when the shape changes."""
 
   expansion = 1
 
@@ -44,14 +49,15 @@ class BasicBlock(nn.Module):
     self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=bias)
     self.bn2 = nn.BatchNorm2d(planes, eps=eps)
     self.relu = nn.ReLU(inplace=True)
-    self.downsample = None
+    self.downsample_conv = self.downsample_bn = None
     if stride != 1 or cin != planes:
-      self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, 0, bias=bias), nn.BatchNorm2d(planes, eps=eps))
+      self.downsample_conv = nn.Conv2d(cin, planes, 1, stride, 0, bias=bias)
+      self.downsample_bn = nn.BatchNorm2d(planes, eps=eps)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     y = self.relu(self.bn1(self.conv1(x)))
     y = self.bn2(self.conv2(y))
-    sc = x if self.downsample is None else self.downsample(x)
+    sc = x if self.downsample_conv is None else self.downsample_bn(self.downsample_conv(x))
     return self.relu(y + sc)
 
 
@@ -72,24 +78,25 @@ class Bottleneck(nn.Module):
     self.conv3 = nn.Conv2d(planes, out, 1, 1, 0, bias=bias)
     self.bn3 = nn.BatchNorm2d(out, eps=eps)
     self.relu = nn.ReLU(inplace=True)
-    self.downsample = None
+    self.downsample_conv = self.downsample_bn = None
     if stride != 1 or cin != out:
-      self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, 0, bias=bias), nn.BatchNorm2d(out, eps=eps))
+      self.downsample_conv = nn.Conv2d(cin, out, 1, stride, 0, bias=bias)
+      self.downsample_bn = nn.BatchNorm2d(out, eps=eps)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     y = self.relu(self.bn1(self.conv1(x)))
     y = self.relu(self.bn2(self.conv2(y)))
     y = self.bn3(self.conv3(y))
-    sc = x if self.downsample is None else self.downsample(x)
+    sc = x if self.downsample_conv is None else self.downsample_bn(self.downsample_conv(x))
     return self.relu(y + sc)
 
 
 class ResNet(nn.Module):
-  """2D ResNet; ``ResNet(depth=50, num_classes=1000)`` has torchvision's resnet50 parameters and key names.
+  """2D ResNet; ``ResNet(depth=50, num_classes=1000)`` has torchvision's resnet50 parameters (under the flax names).
 
   Args:
     depth: 18, 34, 50, 101 or 152.
-    num_classes: size of the final ``fc`` layer; 0/None = no head (returns pooled features).
+    num_classes: size of the final ``head`` layer; 0/None = no head (returns pooled features).
     width: channels of the stem / first stage (64 = standard).
     layout: "torchvision" or "keras" (see module docstring).
     in_channels: input channels (3 for RGB).
@@ -108,32 +115,34 @@ class ResNet(nn.Module):
     block = BasicBlock if kind == "basic" else Bottleneck
     bias, eps = layout == "keras", BN_EPS[layout]
     self.depth, self.layout, self.width = depth, layout, width
-    self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=bias)
-    self.bn1 = nn.BatchNorm2d(width, eps=eps)
+    self.stem_conv = nn.Conv2d(in_channels, width, 7, 2, 3, bias=bias)
+    self.stem_bn = nn.BatchNorm2d(width, eps=eps)
     self.relu = nn.ReLU(inplace=True)
     # Max-pool pads with -inf, keras zero-pads: identical after a ReLU (inputs >= 0).
     self.maxpool = nn.MaxPool2d(3, 2, 1)
     cin = width
-    for i, n in enumerate(counts):
-      planes = width * 2**i
-      blocks = []
-      for j in range(n):
-        blocks.append(block(cin, planes, (1 if i == 0 else 2) if j == 0 else 1, layout))
+    self.block_names = []
+    for i, n in enumerate(counts, start=1):
+      planes = width * 2 ** (i - 1)
+      for k in range(n):
+        name = f"stage{i}_block{k}"
+        setattr(self, name, block(cin, planes, 2 if (i > 1 and k == 0) else 1, layout))
+        self.block_names.append(name)
         cin = planes * block.expansion
-      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
     self.num_features = cin
     self.avgpool = nn.AdaptiveAvgPool2d(1)
-    self.fc = nn.Linear(cin, num_classes) if num_classes else None
+    self.head = nn.Linear(cin, num_classes) if num_classes else None
 
   def forward_features(self, x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> pooled features (N, num_features)."""
-    x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    x = self.maxpool(self.relu(self.stem_bn(self.stem_conv(x))))
+    for name in self.block_names:
+      x = getattr(self, name)(x)
     return torch.flatten(self.avgpool(x), 1)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     x = self.forward_features(x)
-    return x if self.fc is None else self.fc(x)
+    return x if self.head is None else self.head(x)
 
 
 class FrameResNet(nn.Module):

@@ -3,8 +3,11 @@
 Inputs are PyTorch video layout ``(N, C, T, H, W)`` float32 (the JAX model takes ``(B, T, H, W, C)``). ``forward``
 returns logits ``(N, num_classes)``, or pooled features when ``num_classes`` is 0/None.
 
-The architecture and state-dict keys are torchvision's ``torchvision.models.video.r3d_18`` / ``r2plus1d_18``
-(``stem.0/1/3/4``, ``layer1.0.conv1.0.0``, ``layer1.0.downsample.0/1``, ``fc``), so torchvision weights load as is.
+The architecture is torchvision's ``torchvision.models.video.r3d_18`` / ``r2plus1d_18``; attribute paths are the flax
+module paths (``stem_conv``/``stem_bn`` (r3d) or ``stem_conv_spatial``, ``stem_bn_spatial``, ``stem_conv_temporal``,
+``stem_bn`` (r2plus1d); ``stage{i}_block{k}.conv{j}|bn{j}`` (r3d) or ``.conv{j}_spatial|conv{j}_mid_bn|
+conv{j}_temporal|bn{j}`` (r2plus1d); ``.downsample_conv|downsample_bn``; ``head``); torchvision's names
+(``stem.0``, ``layer1.0.conv1.0.0``, ``fc``, ...) are mapped by :mod:`echoforge.torchvision_names`.
 BatchNorm eps is 1e-5 (:data:`BN_EPS`). Width scales every stage ``width * (1, 2, 4, 8)``; the R(2+1)D stem's middle
 width is 45 at width 64 (torchvision's constant), scaled as ``stem_mid(width)`` for other widths; both (2+1)D convs
 of a block use ``midplanes(in, out)`` of that block (torchvision).
@@ -34,36 +37,40 @@ def _bn(c: int) -> nn.BatchNorm3d:
   return nn.BatchNorm3d(c, eps=BN_EPS)
 
 
-def conv3d_simple(cin: int, cout: int, stride: int, mid: int) -> nn.Module:
-  """Full 3x3x3 conv (R3D)."""
-  return nn.Conv3d(cin, cout, 3, stride, 1, bias=False)
-
-
-def conv2plus1d(cin: int, cout: int, stride: int, mid: int) -> nn.Module:
-  """(1x3x3 spatial conv -> BN -> ReLU -> 3x1x1 temporal conv); keys ``0`` (conv), ``1`` (BN), ``3`` (conv)."""
-  return nn.Sequential(
-    nn.Conv3d(cin, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False), _bn(mid), nn.ReLU(inplace=True),
-    nn.Conv3d(mid, cout, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False))
-
-
 class VideoBasicBlock(nn.Module):
-  """conv1 = Sequential(conv, BN, ReLU); conv2 = Sequential(conv, BN); ``downsample`` = 1x1x1 conv (all-dims
-  stride) + BN when the shape changes. As torchvision, both (2+1)D convs of a block use the middle width computed
-  from the block's (in, out) channels."""
+  """conv1 -> bn1 -> ReLU -> conv2 -> bn2 (+ shortcut), each conv a full 3x3x3 ``conv{j}`` (r3d) or
+  ``conv{j}_spatial`` (1x3x3) -> ``conv{j}_mid_bn`` -> ReLU -> ``conv{j}_temporal`` (3x1x1) (r2plus1d);
+  ``downsample_conv`` (1x1x1, all-dims stride) + ``downsample_bn`` when the shape changes. As torchvision, both
+  (2+1)D convs of a block use the middle width computed from the block's (in, out) channels."""
 
-  def __init__(self, cin: int, planes: int, stride: int, conv_builder):
+  def __init__(self, cin: int, planes: int, stride: int, kind: str):
     super().__init__()
     mid = midplanes(cin, planes)
-    self.conv1 = nn.Sequential(conv_builder(cin, planes, stride, mid), _bn(planes), nn.ReLU(inplace=True))
-    self.conv2 = nn.Sequential(conv_builder(planes, planes, 1, mid), _bn(planes))
+    self.kind = kind
+    for j, (c_in, s) in enumerate(((cin, stride), (planes, 1)), start=1):
+      if kind == "r3d":
+        setattr(self, f"conv{j}", nn.Conv3d(c_in, planes, 3, s, 1, bias=False))
+      else:
+        setattr(self, f"conv{j}_spatial", nn.Conv3d(c_in, mid, (1, 3, 3), (1, s, s), (0, 1, 1), bias=False))
+        setattr(self, f"conv{j}_mid_bn", _bn(mid))
+        setattr(self, f"conv{j}_temporal", nn.Conv3d(mid, planes, (3, 1, 1), (s, 1, 1), (1, 0, 0), bias=False))
+      setattr(self, f"bn{j}", _bn(planes))
     self.relu = nn.ReLU(inplace=True)
-    self.downsample = None
+    self.downsample_conv = self.downsample_bn = None
     if stride != 1 or cin != planes:
-      self.downsample = nn.Sequential(nn.Conv3d(cin, planes, 1, stride, 0, bias=False), _bn(planes))
+      self.downsample_conv = nn.Conv3d(cin, planes, 1, stride, 0, bias=False)
+      self.downsample_bn = _bn(planes)
+
+  def _conv(self, x: torch.Tensor, j: int) -> torch.Tensor:
+    if self.kind == "r3d":
+      return getattr(self, f"conv{j}")(x)
+    x = self.relu(getattr(self, f"conv{j}_mid_bn")(getattr(self, f"conv{j}_spatial")(x)))
+    return getattr(self, f"conv{j}_temporal")(x)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
-    y = self.conv2(self.conv1(x))
-    sc = x if self.downsample is None else self.downsample(x)
+    y = self.relu(self.bn1(self._conv(x, 1)))
+    y = self.bn2(self._conv(y, 2))
+    sc = x if self.downsample_conv is None else self.downsample_bn(self.downsample_conv(x))
     return self.relu(y + sc)
 
 
@@ -73,7 +80,7 @@ class VideoResNet(nn.Module):
   Args:
     kind: "r3d" or "r2plus1d".
     depth: 18 or 34.
-    num_classes: size of ``fc``; 0/None = no head (pooled features).
+    num_classes: size of ``head``; 0/None = no head (pooled features).
     width: stem / first-stage channels (64 = standard).
     in_channels: input channels.
   """
@@ -84,36 +91,41 @@ class VideoResNet(nn.Module):
     if depth not in VIDEO_RESNET_BLOCKS:
       raise ValueError(f"unsupported video ResNet depth {depth}; use one of {sorted(VIDEO_RESNET_BLOCKS)}")
     if kind == "r3d":
-      self.stem = nn.Sequential(nn.Conv3d(in_channels, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
-                                _bn(width), nn.ReLU(inplace=True))
-      builder = conv3d_simple
+      self.stem_conv = nn.Conv3d(in_channels, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
     elif kind == "r2plus1d":
       mid = stem_mid(width)
-      self.stem = nn.Sequential(
-        nn.Conv3d(in_channels, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False), _bn(mid), nn.ReLU(inplace=True),
-        nn.Conv3d(mid, width, (3, 1, 1), (1, 1, 1), (1, 0, 0), bias=False), _bn(width), nn.ReLU(inplace=True))
-      builder = conv2plus1d
+      self.stem_conv_spatial = nn.Conv3d(in_channels, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False)
+      self.stem_bn_spatial = _bn(mid)
+      self.stem_conv_temporal = nn.Conv3d(mid, width, (3, 1, 1), (1, 1, 1), (1, 0, 0), bias=False)
     else:
       raise ValueError(f"unknown video ResNet kind {kind!r}; use 'r3d' or 'r2plus1d'")
+    self.stem_bn = _bn(width)
+    self.relu = nn.ReLU(inplace=True)
     self.kind, self.depth = kind, depth
     cin = width
-    for i, n in enumerate(VIDEO_RESNET_BLOCKS[depth]):
-      planes = width * 2**i
-      blocks = []
-      for j in range(n):
-        blocks.append(VideoBasicBlock(cin, planes, (1 if i == 0 else 2) if j == 0 else 1, builder))
+    self.block_names = []
+    for i, n in enumerate(VIDEO_RESNET_BLOCKS[depth], start=1):
+      planes = width * 2 ** (i - 1)
+      for k in range(n):
+        name = f"stage{i}_block{k}"
+        setattr(self, name, VideoBasicBlock(cin, planes, 2 if (i > 1 and k == 0) else 1, kind))
+        self.block_names.append(name)
         cin = planes
-      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
     self.num_features = cin
     self.avgpool = nn.AdaptiveAvgPool3d(1)
-    self.fc = nn.Linear(cin, num_classes) if num_classes else None
+    self.head = nn.Linear(cin, num_classes) if num_classes else None
 
   def forward_features(self, x: torch.Tensor) -> torch.Tensor:
     """(N, C, T, H, W) -> pooled features (N, num_features)."""
-    x = self.stem(x)
-    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    if self.kind == "r3d":
+      x = self.stem_conv(x)
+    else:
+      x = self.stem_conv_temporal(self.relu(self.stem_bn_spatial(self.stem_conv_spatial(x))))
+    x = self.relu(self.stem_bn(x))
+    for name in self.block_names:
+      x = getattr(self, name)(x)
     return torch.flatten(self.avgpool(x), 1)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     x = self.forward_features(x)
-    return x if self.fc is None else self.fc(x)
+    return x if self.head is None else self.head(x)
