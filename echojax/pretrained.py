@@ -36,6 +36,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from echoforge import torchvision_names
 from echoforge.archs import RESNET_STAGES
 from echojax.convert import flatten, mirror_rules, to_flax_array, unflatten
 from echojax.errors import UserError
@@ -201,12 +202,11 @@ def _subtree(tree: Mapping[str, Any], prefix: tuple[str, ...]) -> Mapping[str, A
 
 def _from_torchvision(sd: Mapping[str, np.ndarray], variables: Mapping[str, Any], prefix: tuple[str, ...]
                       ) -> tuple[dict[tuple[str, ...], np.ndarray], list[str], list[str]]:
-  # The echoforge ResNet mirror is named as torchvision, so the export's name map of the backbone alone (without the
-  # model's head) is the torchvision map; flax paths get the backbone's prefix back.
+  # The backbone's tensors (without the model's head) and their transforms come from the export's generic rule; the
+  # torchvision key of each from the one torchvision <-> echoforge map; flax paths get the backbone's prefix back.
   backbone = {c: _subtree(variables.get(c, {}), prefix) for c in ("params", "batch_stats")}
-  rules = [r for r in mirror_rules(backbone) if not r.torch.startswith("fc.")]
-  by_torch = {r.torch: r if r.flax is None else dataclasses.replace(r, flax=(r.flax[0], *prefix, *r.flax[1:]))
-              for r in rules}
+  by_torch = {torchvision_names.key(r.torch, "2d"): dataclasses.replace(r, flax=(r.flax[0], *prefix, *r.flax[1:]))
+              for r in mirror_rules(backbone) if r.flax is not None and not r.torch.startswith("head.")}
   flat, head, unmatched = {}, [], []
   for key, arr in sd.items():
     if key.endswith("num_batches_tracked"):
@@ -215,7 +215,7 @@ def _from_torchvision(sd: Mapping[str, np.ndarray], variables: Mapping[str, Any]
       head.append(key)
       continue
     r = by_torch.get(key)
-    if r is None or r.flax is None:
+    if r is None:
       unmatched.append(key)
       continue
     flat[r.flax] = (key, np.ascontiguousarray(to_flax_array(np.asarray(arr, np.float32), r.kind)))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from echoforge import torchvision_names
 from echoforge.models import ResNet as TorchResNet
 from echojax.convert import flatten, random_variables
 from echojax.errors import UserError
@@ -23,9 +24,18 @@ def _abstract_vars(name: str, seed: int = 0, **kw):
   return model, random_variables(abstract, seed)
 
 
+def _torchvision_state_dict(module) -> dict[str, torch.Tensor]:
+  """The state dict of an echoforge ResNet under torchvision's names, as a torchvision file holds it."""
+  sd = module.state_dict()
+  names = torchvision_names.to_torchvision({k: tuple(v.shape) for k, v in sd.items()})
+  out = {names[k]: v for k, v in sd.items()}
+  assert {"conv1.weight", "bn1.running_var", "layer2.0.downsample.1.weight", "fc.bias"} <= set(out)
+  return out
+
+
 @pytest.fixture(scope="module")
 def torch_resnet50():
-  """An echoforge (torchvision-layout) ResNet50 at width 8 with a 10-class fc and non-trivial BN statistics."""
+  """An echoforge (torchvision-layout) ResNet50 at width 8 with a 10-class head and non-trivial BN statistics."""
   torch.manual_seed(0)
   m = TorchResNet(depth=50, width=8, num_classes=10)
   with torch.no_grad():
@@ -40,7 +50,7 @@ def torch_resnet50():
 
 def test_torchvision_pth_into_resnet50_outputs_match(tmp_path, torch_resnet50):
   path = tmp_path / "resnet50.pth"
-  torch.save(torch_resnet50.state_dict(), path)
+  torch.save(_torchvision_state_dict(torch_resnet50), path)
   model, init = _abstract_vars("resnet50", width=8, num_classes=0)  # headless: pooled features
   variables, report = load_imagenet_resnet(path, init)
   n_backbone = len(flatten({k: init[k] for k in ("params", "batch_stats")}))
@@ -60,11 +70,11 @@ def test_safetensors_into_echosdnet_backbone_keeps_head(tmp_path, torch_resnet50
   from safetensors.torch import save_file
 
   path = tmp_path / "resnet50.safetensors"
-  save_file({f"module.{k}": v.contiguous() for k, v in torch_resnet50.state_dict().items()}, str(path))
+  save_file({f"module.{k}": v.contiguous() for k, v in _torchvision_state_dict(torch_resnet50).items()}, str(path))
   _, init = _abstract_vars("echosdnet", width=8, layout="torchvision")
   variables, report = load_imagenet_resnet(path, init)
   assert report.missing == [] and report.unmatched == [] and len(report.loaded) == 265
-  sd = torch_resnet50.state_dict()
+  sd = _torchvision_state_dict(torch_resnet50)
   np.testing.assert_array_equal(variables["params"]["backbone"]["stem_conv"]["kernel"],
                                 sd["conv1.weight"].numpy().transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(variables["batch_stats"]["backbone"]["stage4_block2"]["bn3"]["var"],
@@ -78,7 +88,7 @@ def test_temporal_model_resnet_frame_backbone(tmp_path):
   torch.manual_seed(1)
   src = TorchResNet(depth=18, width=8, num_classes=10)
   path = tmp_path / "resnet18.pth"
-  torch.save(src.state_dict(), path)
+  torch.save(_torchvision_state_dict(src), path)
   model = get_model("mhsa", backbone="resnet18", backbone_kwargs={"width": 8}, width=8, max_len=4, num_heads=2,
                     mlp_dim=8, depth=1)
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 2, 32, 32, 3)), train=False))
@@ -86,13 +96,13 @@ def test_temporal_model_resnet_frame_backbone(tmp_path):
   variables, report = load_imagenet_resnet(path, init)
   assert report.missing == [] and report.unmatched == [] and len(report.loaded) == 20 + 20 * 4
   np.testing.assert_array_equal(variables["params"]["backbone"]["net"]["stage4_block1"]["conv2"]["kernel"],
-                                src.state_dict()["layer4.1.conv2.weight"].numpy().transpose(2, 3, 1, 0))
+                                _torchvision_state_dict(src)["layer4.1.conv2.weight"].numpy().transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(variables["params"]["temporal"]["proj"]["kernel"],
                                 init["params"]["temporal"]["proj"]["kernel"])
 
 
 def test_unmatched_and_missing_keys_are_reported(tmp_path, torch_resnet50):
-  sd = dict(torch_resnet50.state_dict())
+  sd = dict(_torchvision_state_dict(torch_resnet50))
   sd["mystery.weight"] = torch.zeros(3)
   del sd["layer4.2.bn3.running_var"]
   path = tmp_path / "partial.pth"
@@ -177,7 +187,7 @@ def test_shape_mismatch_and_wrong_layout_name_the_problem(tmp_path, torch_resnet
   with pytest.raises(UserError, match=r"conv1_conv/(kernel|bias) has shape"):
     load_imagenet_resnet(path, wide)
   pth = tmp_path / "tv.pth"
-  torch.save(torch_resnet50.state_dict(), pth)
+  torch.save(_torchvision_state_dict(torch_resnet50), pth)
   _, keras_model = _abstract_vars("echosdnet", width=8)
   with pytest.raises(UserError, match="model.layout"):
     load_imagenet_resnet(pth, keras_model)
