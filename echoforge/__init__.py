@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from echoforge.registry import (EXPORT_HINT, EchoforgeError, IntegrityError, ModelNotFoundError, find_entry,
-                                read_manifest, registry_root)
+                                read_manifest, registry_root, rename_legacy_keys)
 from echoforge.registry import list_models as _list_models
 
 __version__ = "0.1.0"
@@ -105,7 +105,8 @@ def load_model(name: str, pretrained: bool = True, registry: str | os.PathLike |
 
 
 def _load_weights(model, entry, manifest: dict[str, Any]) -> None:
-  """Checks the sha256 of the weight bytes, then parses them with safetensors (no pickle) and loads strictly."""
+  """Checks the sha256 of the weight bytes, then parses them with safetensors (no pickle) and loads strictly (an
+  entry exported before manifest format 2 has its torchvision-named ResNet keys renamed first)."""
   import hashlib
 
   from safetensors.torch import load as st_load
@@ -121,7 +122,7 @@ def _load_weights(model, entry, manifest: dict[str, Any]) -> None:
     raise IntegrityError(f"{path}: sha256 {digest} does not match the manifest's {manifest['weights']['sha256']} "
                          f"(the file is corrupt or was replaced); re-export with "
                          f"{EXPORT_HINT.format(name=manifest['name'])}")
-  state = st_load(data)
+  state = rename_legacy_keys(st_load(data), manifest, {k: tuple(v.shape) for k, v in model.state_dict().items()})
   try:
     model.load_state_dict(state, strict=True)
   except RuntimeError as e:

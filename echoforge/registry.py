@@ -6,10 +6,14 @@ Root: the ``registry`` argument, else ``$ECHOFORGE_HOME``, else ``~/.cache/echof
 Loading never unpickles anything: the manifest is JSON, the weights are safetensors, and the weight file's sha256 is
 checked against the manifest before the bytes are parsed.
 
-Manifest fields (written by ``python -m echojax.export``): ``format``, ``name``, ``version``, ``architecture``
-(``{"name": <echoforge/echojax architecture>, "kwargs": {...}}``), ``input`` (shape, layout, channels, value range,
-normalisation), ``class_names``, ``weights`` (``file``, ``sha256``, ``num_params``), ``source`` (workdir, config,
-git commit, step), ``metrics``, ``parity`` (max |torch - jax| measured at export time), ``created``.
+Manifest fields (written by ``python -m echojax.export``): ``format`` (:data:`FORMAT`), ``name``, ``version``,
+``architecture`` (``{"name": <echoforge/echojax architecture>, "kwargs": {...}}``), ``input`` (shape, layout, channels,
+value range, normalisation), ``class_names``, ``weights`` (``file``, ``sha256``, ``num_params``), ``source`` (workdir,
+config, git commit, step), ``metrics``, ``parity`` (max |torch - jax| measured at export time), ``created``.
+
+Format 2 stores every tensor under its echoforge (= flax module path) name. Format 1 entries, exported when the
+ResNet mirrors had torchvision's attribute names, hold their ResNet tensors (also those of ResNet backbones) under
+torchvision's names; :func:`rename_legacy_keys` renames them (:mod:`echoforge.torchvision_names`) before loading.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+from echoforge import torchvision_names
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
-FORMAT = "echoforge-manifest/1"
+FORMAT = "echoforge-manifest/2"
+#: manifest formats whose ResNet tensors are stored under torchvision's names
+TORCHVISION_NAMED_FORMATS = frozenset({"echoforge-manifest/1"})
 EXPORT_HINT = "python -m echojax.export --workdir DIR --name {name}"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION_RE = re.compile(r"^v(\d+)$")
@@ -103,6 +111,17 @@ def read_manifest(entry: Path) -> dict[str, Any]:
   if not isinstance(w, dict) or w.get("file") != WEIGHTS or not re.fullmatch(r"[0-9a-f]{64}", str(w.get("sha256"))):
     raise IntegrityError(f"{path}: field 'weights' must name {WEIGHTS!r} and its sha256 (64 hex digits)")
   return m
+
+
+def rename_legacy_keys(state: Mapping[str, Any], manifest: Mapping[str, Any],
+                       shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+  """The weights of an entry keyed as the module expects: for a format-1 entry (no ``format`` counts as 1) the
+  torchvision-named ResNet keys renamed to echoforge's; ``shapes`` are the module's state-dict keys -> shapes.
+  Other keys, and every key of a newer entry, stay as they are (the strict load checks them)."""
+  if manifest.get("format", "echoforge-manifest/1") not in TORCHVISION_NAMED_FORMATS:
+    return dict(state)
+  names = torchvision_names.from_torchvision(shapes)
+  return {names.get(k, k): v for k, v in state.items()}
 
 
 def find_entry(name: str, version: str | None = None, registry: str | os.PathLike | None = None) -> Path | None:

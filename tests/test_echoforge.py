@@ -135,6 +135,67 @@ def test_export_refuses_broken_conversion(reg, monkeypatch):
     export_variables(_variables(), "bad/name", ARCH, KW, registry=reg, check_parity=False)
 
 
+# Entries exported before manifest format 2 hold ResNet tensors under torchvision's names (the mirrors' names then);
+# a few of those names, written out, per architecture: 2D ResNet, R(2+1)D, a ResNet frame backbone (backbone.net).
+LEGACY = [("resnet18", KW, (1, 32, 32, 3), ["conv1.weight", "bn1.running_var", "layer2.0.downsample.1.weight",
+                                           "layer4.1.bn2.num_batches_tracked", "fc.weight"]),
+          ("r2plus1d_18", {"width": 4, "num_classes": 2}, (1, 4, 16, 16, 3),
+           ["stem.0.weight", "stem.3.weight", "stem.4.running_mean", "layer1.1.conv2.0.3.weight",
+            "layer3.0.conv1.0.1.running_var", "layer3.0.conv1.1.bias", "fc.bias"]),
+          ("mhsa", {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "width": 16, "max_len": 8, "num_heads": 2,
+                    "mlp_dim": 32, "depth": 1, "num_classes": 2}, (1, 3, 16, 16, 3),
+           ["backbone.net.conv1.weight", "backbone.net.layer4.1.bn2.weight", "head.weight",
+            "temporal.encoder.layer_0.attention.query.weight"])]
+
+
+@pytest.mark.parametrize("arch,kw,shape,old_keys", LEGACY, ids=[a[0] for a in LEGACY])
+def test_entries_exported_before_format_2_still_load(reg, arch, kw, shape, old_keys):
+  """An entry written the old way (torchvision-named ResNet keys, manifest format 1) loads; the same weights under a
+  format-2 manifest do not (the format, not a guess, decides)."""
+  from safetensors.torch import save_file
+
+  from echoforge import torchvision_names
+
+  ref = to_module(_variables(arch, kw, shape, seed=3), arch, kw)
+  sd = ref.state_dict()
+  old_names = torchvision_names.to_torchvision({k: tuple(v.shape) for k, v in sd.items()})
+  old = {old_names[k]: v.contiguous() for k, v in sd.items()}
+  assert set(old_keys) <= set(old), sorted(set(old_keys) - set(old))
+  entry = reg / "Old" / "v1"
+  entry.mkdir(parents=True)
+  save_file(old, str(entry / "model.safetensors"), metadata={"format": "pt", "name": "Old", "version": "v1"})
+  manifest = {"format": "echoforge-manifest/1", "name": "Old", "version": "v1",
+              "architecture": {"name": arch, "kwargs": kw, "torch_kwargs": {}},
+              "weights": {"file": "model.safetensors", "sha256": sha256_file(entry / "model.safetensors")}}
+  (entry / "manifest.json").write_text(json.dumps(manifest))
+  model = echoforge.load_model("Old", registry=reg)
+  x = torch.from_numpy(np.random.default_rng(5).random((2, shape[-1], *shape[1:-1]), dtype=np.float32))
+  with torch.no_grad():
+    np.testing.assert_array_equal(model(x).numpy(), ref.eval()(x).numpy())
+
+  (entry / "manifest.json").write_text(json.dumps({**manifest, "format": echoforge.registry.FORMAT}))
+  with pytest.raises(echoforge.IntegrityError, match="do not fit"):
+    echoforge.load_model("Old", registry=reg)
+  # the sha256 is still checked first
+  data = bytearray((entry / "model.safetensors").read_bytes())
+  data[-5] ^= 0xFF
+  (entry / "model.safetensors").write_bytes(bytes(data))
+  (entry / "manifest.json").write_text(json.dumps(manifest))
+  with pytest.raises(echoforge.IntegrityError, match="sha256"):
+    echoforge.load_model("Old", registry=reg)
+
+
+def test_new_entries_are_format_2_with_echoforge_names(reg):
+  out = export_variables(_variables(), "Tiny", ARCH, KW, registry=reg, check_parity=False)
+  assert json.loads((out / "manifest.json").read_text())["format"] == "echoforge-manifest/2"
+  from safetensors import safe_open
+
+  with safe_open(str(out / "model.safetensors"), "pt") as f:
+    keys = set(f.keys())
+  assert {"stem_conv.weight", "stage2_block0.downsample_bn.running_var", "head.weight"} <= keys
+  assert not any(k.startswith(("conv1.", "layer", "fc.")) for k in keys)
+
+
 def test_echoforge_sources_have_no_jax_torchvision_or_pickle():
   import re
 
@@ -259,6 +320,7 @@ def test_every_table_entry_builds_on_both_sides():
 
 
 def test_architecture_table_imports_neither_torch_nor_jax():
-  code = "import sys, echoforge.archs; assert not {'torch', 'jax', 'flax'} & set(sys.modules), sorted(sys.modules)"
+  code = ("import sys, echoforge.archs, echoforge.torchvision_names; assert not"
+          " {'torch', 'jax', 'flax'} & set(sys.modules), sorted(sys.modules)")
   r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
   assert r.returncode == 0, r.stderr[-2000:]
