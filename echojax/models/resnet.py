@@ -20,7 +20,8 @@ torch with the unbiased one (a factor n/(n-1) on the update; eval-mode outputs a
 BN epsilon 1.001e-5, flax momentum 0.99, and the bottleneck stride on the FIRST 1x1 conv (not the 3x3).
 Parameter names are the same in both layouts.
 
-Parameter / module naming (for the PyTorch name map, ``echoforge`` mirror and converters)::
+Parameter / module naming (the echoforge mirror uses the flax paths; torchvision and keras names matter only when
+ImageNet weights are imported, echoforge/torchvision_names.py and echojax/pretrained.py)::
 
   flax path                                  torchvision name            keras name
   stem_conv/{kernel,bias}                    conv1.weight                conv1_conv

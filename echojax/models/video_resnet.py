@@ -17,7 +17,8 @@ Architecture (as torchvision):
 ``width`` scales every channel count by ``width / 64`` (the R(2+1)D stem's 45 becomes ``round(45 * width/64)``);
 width 64 is torchvision. BN epsilon 1e-5, flax momentum 0.9 (== torch 0.1); convs have no bias.
 
-Parameter / module naming (torch names for the converter)::
+Parameter / module naming (the echoforge mirror uses the flax paths; the torchvision names are those of
+echoforge/torchvision_names.py, used for registry entries exported before manifest format 2)::
 
   flax path                               torchvision name
   stem_conv, stem_bn                      stem.0, stem.1                 (r3d)
