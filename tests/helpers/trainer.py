@@ -24,7 +24,7 @@ from echojax.models import registry
 class TinyVideoNet(nn.Module):
   """Conv3D -> BatchNorm -> ReLU -> Dropout -> global mean -> Dense "head" (BN + dropout exercise state/RNG)."""
 
-  num_outputs: int = 1
+  num_classes: int = 1
   width: int = 4
 
   @nn.compact
@@ -35,7 +35,7 @@ class TinyVideoNet(nn.Module):
     x = nn.Dropout(0.1, deterministic=not train)(x)
     x = jnp.mean(x, axis=(1, 2, 3))
     x = nn.Dense(self.width * 2)(x)
-    return nn.Dense(self.num_outputs, name="head")(nn.relu(x)), {"features": x}
+    return nn.Dense(self.num_classes, name="head")(nn.relu(x)), {"features": x}
 
 
 if "tiny_video_net" not in registry._MODELS:
