@@ -166,6 +166,7 @@ def _final_state(workdir):
                                                         "state").absolute())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
 def test_killed_or_preempted_then_rerun_matches_uninterrupted_run(tmp_path, sig):
   """SIGKILL: the rerun resumes from the last periodic checkpoint. SIGTERM (preemption, scancel): the run saves a

@@ -178,6 +178,7 @@ def _write_run(workdir: Path) -> None:
   np.save(workdir / "expected_output.npy", np.asarray(out))
 
 
+@pytest.mark.slow
 def test_cli_exports_a_run_and_echoforge_loads_it_without_jax_or_pickle(tmp_path, capsys):
   from echojax.export import main
 

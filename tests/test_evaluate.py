@@ -58,6 +58,7 @@ def test_ef_regression_eval_averages_all_clips_and_writes_outputs(tmp_path):
       np.mean([abs(float(r["prediction"]) - float(r["target"])) for r in rows]), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_ef_classification_eval_writes_probs_and_curves(tmp_path):
   train(load_config(f"{HELPER}:task=ef_classification", {"train.num_steps": "2", "evals.val.every_steps": "2"}),
         tmp_path)
@@ -82,6 +83,7 @@ def test_cli_errors_are_clean(capsys, tmp_path):
   assert "config.json not found" in err and "python -m echojax.train" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_ef_classification_smoke_train_then_evaluate_test_split(tmp_path):
   """The real ef_classification smoke config on the synthetic phantoms: train, then evaluate the test split with
   all clips; file names come from the prepared records."""

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 WORKER = REPO / "tests" / "helpers" / "workers" / "checkpoint_worker.py"
 
@@ -20,6 +22,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_training_then_single_process_evaluation(tmp_path):
   from echojax.config import load_config
   from echojax.train import resolve_data

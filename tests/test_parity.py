@@ -19,13 +19,13 @@ from echojax.convert import flatten, flax_to_torch, rules_for, torch_to_flax
 from echojax.errors import UserError
 from echojax.export import to_module
 from echojax.models import get_model
-from tests.helpers.parity import (ALL_CASES, TOL, check_case, is_zoo, jax_output, make_input, make_variables,
-                                  torch_output)
+from tests.helpers.parity import (ALL_CASES, TOL, case_params, check_case, is_zoo, jax_output, make_input,
+                                  make_variables, torch_output)
 
 CASES = [c for c in ALL_CASES if not is_zoo(c)]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_parity_and_golden(case):
   check_case(case)
 
@@ -40,8 +40,9 @@ def test_golden_file_covers_every_architecture():
   assert len({c["id"] for c in ALL_CASES}) == len(ALL_CASES)
 
 
-@pytest.mark.parametrize("arch,kwargs,scale", [("resnet18", {"num_classes": 1000}, 1.0),
-                                               ("echosdnet", {}, 128.0)], ids=["resnet18", "echosdnet"])
+@pytest.mark.parametrize("arch,kwargs,scale", [pytest.param("resnet18", {"num_classes": 1000}, 1.0, id="resnet18"),
+                                               pytest.param("echosdnet", {}, 128.0, id="echosdnet",
+                                                            marks=pytest.mark.slow)])
 def test_full_size_parity(arch, kwargs, scale):
   """Full-width models at 224 x 224: torchvision's resnet18 (1000 classes) and the keras-layout EchoSDNet."""
   model = get_model(arch, **kwargs)

@@ -11,12 +11,12 @@ import torch
 
 from echojax.export import to_module
 from echojax.models import get_model
-from tests.helpers.parity import ALL_CASES, TOL, check_case, is_zoo, make_input, make_variables
+from tests.helpers.parity import ALL_CASES, TOL, case_params, check_case, is_zoo, make_input, make_variables
 
 ZOO_CASES = [c for c in ALL_CASES if is_zoo(c)]
 
 
-@pytest.mark.parametrize("case", ZOO_CASES, ids=[c["id"] for c in ZOO_CASES])
+@pytest.mark.parametrize("case", case_params(ZOO_CASES))
 def test_zoo_parity_and_golden(case):
   check_case(case)
 

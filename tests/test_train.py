@@ -73,6 +73,7 @@ def test_early_stopping_after_patience_evals(tmp_path):
   assert meta is None or meta["early_stopping"]["bad_evals"] == 2
 
 
+@pytest.mark.slow
 def test_init_from_loads_another_runs_weights(tmp_path):
   train(load_config(HELPER, {"train.num_steps": "2", "evals.val.every_steps": "0"}), tmp_path / "a")
   # lr 0: run b's params stay exactly what it was initialised with.
@@ -116,6 +117,7 @@ def test_task_losses_and_prepared_constants():
   assert float(reg.init_params(params)["head"]["bias"][0]) == 50.0
 
 
+@pytest.mark.slow
 def test_echonet_ef_smoke_end_to_end_on_synthetic_phantoms(tmp_path, capsys):
   """The real recipe's smoke variant: phantoms generated + prepared into the (per-session) cache, R(2+1)D-18 at
   width 8, output bias initialised to the train-split EF mean, validation and checkpoints."""
