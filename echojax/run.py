@@ -88,12 +88,8 @@ def build_model(config: ml_collections.ConfigDict, task: tasks.Task):
   from echojax import models
 
   kwargs = dict(config.model.kwargs)
-  name = config.model.name
-  ctor = models.registry._MODELS.get(name)
-  params = set(inspect.signature(ctor).parameters) if ctor is not None else set()
-  out_kw = "num_outputs" if "num_outputs" in params else "num_classes"  # the registered models use num_classes
-  kwargs.setdefault(out_kw, task.num_outputs)
-  return models.get_model(name, **kwargs)
+  kwargs.setdefault("num_classes", task.num_outputs)  # every registered model names its output size num_classes
+  return models.get_model(config.model.name, **kwargs)
 
 
 def input_key(config) -> str:

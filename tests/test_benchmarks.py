@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_data_pipeline_benchmark_prints_its_table(tmp_path):
   cmd = [sys.executable, str(REPO / "benchmarks" / "data_pipeline.py"), "--num-videos", "10", "--clips", "32",
          "--batch-size", "4", "--frames", "8", "--period", "1", "--workdir", str(tmp_path)]

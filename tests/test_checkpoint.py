@@ -25,7 +25,7 @@ from echojax.run import build_model, numeric
 from echojax.train import make_train_step, setup_state
 
 REPO = Path(__file__).resolve().parent.parent
-HELPER = "tests/trainer_helpers.py:smoke"
+HELPER = "tests/helpers/trainer.py:smoke"
 
 
 def _records(workdir):
@@ -40,7 +40,7 @@ def _fsdp_state(rules=((".*", "fsdp"),)):
   model = build_model(config, task)
   tx, sched = make_optimizer(config.optim, 4, 10)
   mesh = sharding.make_mesh(config.mesh)
-  from tests.trainer_helpers import FakeLoader
+  from tests.helpers.trainer import FakeLoader
   batch = next(iter(FakeLoader(config.data, "train", train=True, seed=0)))
   state, shardings, _ = setup_state(config, model, tx, task, mesh,
                                     jax.ShapeDtypeStruct(batch["video"].shape, np.float32), None)
@@ -119,7 +119,7 @@ RESTORE_ON_ONE = textwrap.dedent("""
     from echojax.run import build_model
     from echojax.train import make_init_fn, state_shardings
     assert len(jax.devices()) == 1, jax.devices()
-    config = load_config("tests/trainer_helpers.py:smoke")
+    config = load_config("tests/helpers/trainer.py:smoke")
     task = get_task(config)
     task.prepare({"ef": np.asarray([45.0])})
     model = build_model(config, task)
@@ -166,6 +166,7 @@ def _final_state(workdir):
                                                         "state").absolute())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
 def test_killed_or_preempted_then_rerun_matches_uninterrupted_run(tmp_path, sig):
   """SIGKILL: the rerun resumes from the last periodic checkpoint. SIGTERM (preemption, scancel): the run saves a

@@ -11,7 +11,7 @@ from echojax import train
 from echojax.run import build_model
 from echojax.errors import UserError
 
-HELPER = "tests/trainer_helpers.py:smoke"
+HELPER = "tests/helpers/trainer.py:smoke"
 
 
 def test_parse_arg_flags_and_typed_values():
@@ -32,7 +32,7 @@ def test_overrides_are_typed_by_the_existing_field():
   assert c.train.num_steps == 7 and isinstance(c.train.num_steps, int)
   assert c.optim.name == "adam" and c.init_from == "/tmp/run"
   assert [tuple(m) for m in c.mesh] == [("data", -1), ("fsdp", 2)]
-  assert c.is_locked and c.config_name == "trainer_helpers"
+  assert c.is_locked and c.config_name == "trainer"
   with pytest.raises(UserError, match="expected a float"):
     config_lib.load_config(HELPER, ["optim.lr=fast"])
 

@@ -215,7 +215,7 @@ def _write_run(workdir: Path) -> None:
 
   from echojax import config as config_lib
   from echojax.checkpoint import Checkpointer
-  from tests.trainer_helpers import get_config
+  from tests.helpers.trainer import get_config
 
   c = get_config("task=classification")
   c.model.name = "r3d_18"
@@ -239,6 +239,7 @@ def _write_run(workdir: Path) -> None:
   np.save(workdir / "expected_output.npy", np.asarray(out))
 
 
+@pytest.mark.slow
 def test_cli_exports_a_run_and_echoforge_loads_it_without_jax_or_pickle(tmp_path, capsys):
   from echojax.export import main
 
@@ -300,7 +301,7 @@ def test_cli_errors_are_clean(tmp_path):
 
 def test_every_table_entry_builds_on_both_sides():
   """The architecture table is the one list of names: every entry is a JAX model and a torch mirror, and every
-  library model of the JAX registry is an entry (test-only models, e.g. tests.trainer_helpers' tiny_video_net,
+  library model of the JAX registry is an entry (test-only models, e.g. tests.helpers.trainer's tiny_video_net,
   are not part of the library)."""
   import inspect
 

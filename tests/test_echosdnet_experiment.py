@@ -104,6 +104,7 @@ def smoke_run(tmp_path_factory):
   return workdir, written, out.getvalue(), variables
 
 
+@pytest.mark.slow
 def test_hooks_freeze_and_imagenet_init(smoke_run):
   from echojax.run import Run
 
@@ -130,6 +131,7 @@ def test_hooks_freeze_and_imagenet_init(smoke_run):
   assert max(float(np.max(np.abs(flat[k] - written[k]))) for k in trained) < 1e-3  # 2 steps at lr 1e-5
 
 
+@pytest.mark.slow
 def test_resume_does_not_reload_imagenet(smoke_run, capsys):
   """A rerun resumes the checkpoint; config.init.imagenet applies to runs that start from scratch only (a missing
   file would raise UserError if the hook ran)."""
@@ -145,6 +147,7 @@ def test_resume_does_not_reload_imagenet(smoke_run, capsys):
   jax.tree.map(np.testing.assert_array_equal, before, after)
 
 
+@pytest.mark.slow
 def test_evaluate_reports_classification_metrics_and_plots(smoke_run):
   from echojax import evaluate
 
@@ -186,6 +189,7 @@ def checked_frame(smoke_run, tmp_path_factory):
   return workdir, files[0]
 
 
+@pytest.mark.slow
 def test_predict_real_frames_with_the_trained_run(checked_frame, fixtures_dir, tmp_path):
   """The real UNITY frames plus one phantom in a single call: 7 rows, probabilities summing to 1."""
   from echojax import predict

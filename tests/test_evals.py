@@ -11,7 +11,7 @@ from echojax.config import load_config
 from echojax.errors import UserError
 from echojax.train import at_end_reports, train
 
-HELPER = "tests/trainer_helpers.py:smoke"
+HELPER = "tests/helpers/trainer.py:smoke"
 
 
 def _records(workdir):

@@ -16,7 +16,7 @@ from echojax.tasks import get_task
 from echojax.run import build_model
 from echojax.train import at_end_reports, train
 
-HELPER = "tests/trainer_helpers.py"
+HELPER = "tests/helpers/trainer.py"
 
 
 def _rows(path):
@@ -48,8 +48,8 @@ def test_ef_regression_eval_averages_all_clips_and_writes_outputs(tmp_path):
   model = build_model(config, get_task(config))
   step = summary["step"]
   state = ocp.StandardCheckpointer().restore((tmp_path / "best" / str(step) / "state").absolute())
-  from tests.trainer_helpers import _record
-  video, ef = _record(10_000 + 3, config.data.frames, config.data.size)
+  from tests.helpers.trainer import record
+  video, ef = record(10_000 + 3, config.data.frames, config.data.size)
   clips = np.stack([video, video[::-1]])
   out_clips, _ = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, clips, train=False)
   assert float(rows[3]["prediction"]) == pytest.approx(float(np.mean(out_clips)), rel=1e-4, abs=1e-3)
@@ -58,6 +58,7 @@ def test_ef_regression_eval_averages_all_clips_and_writes_outputs(tmp_path):
       np.mean([abs(float(r["prediction"]) - float(r["target"])) for r in rows]), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_ef_classification_eval_writes_probs_and_curves(tmp_path):
   train(load_config(f"{HELPER}:task=ef_classification", {"train.num_steps": "2", "evals.val.every_steps": "2"}),
         tmp_path)
@@ -82,6 +83,7 @@ def test_cli_errors_are_clean(capsys, tmp_path):
   assert "config.json not found" in err and "python -m echojax.train" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_ef_classification_smoke_train_then_evaluate_test_split(tmp_path):
   """The real ef_classification smoke config on the synthetic phantoms: train, then evaluate the test split with
   all clips; file names come from the prepared records."""

@@ -63,6 +63,7 @@ def test_features_output_and_errors():
     get_model("x3d", **SMALL, stem_kernel_t=4).init(jax.random.key(0), jnp.zeros((1, 4, 32, 32, 3)))
 
 
+@pytest.mark.slow
 def test_trains_one_step_with_batch_stats():
   model = get_model("x3d", **SMALL)
   x = jnp.asarray(_clip((2, 4, 32, 32, 3)))
@@ -74,6 +75,7 @@ def test_trains_one_step_with_batch_stats():
   assert any(not np.allclose(a, b) for a, b in zip(before, after))
 
 
+@pytest.mark.slow
 def test_padded_frames_do_not_change_the_output():
   """Eval mode: a clip padded at the end (garbage in the padding) gives its valid frames' output, on both sides."""
   model = get_model("x3d", **SMALL)

@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
+WORKER = REPO / "tests" / "helpers" / "workers" / "checkpoint_worker.py"
 
 
 def _free_port() -> int:
@@ -19,6 +22,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_training_then_single_process_evaluation(tmp_path):
   from echojax.config import load_config
   from echojax.train import resolve_data
@@ -64,7 +68,7 @@ def test_latest_and_best_saves_of_one_step_do_not_deadlock(tmp_path):
   temporary folder, the same in both; without per-manager barrier prefixes this hung at the first step every time."""
   port = _free_port()
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  procs = [subprocess.Popen([sys.executable, str(REPO / "tests" / "checkpoint_worker.py"), str(p), str(port),
+  procs = [subprocess.Popen([sys.executable, str(WORKER), str(p), str(port),
                              str(tmp_path / "run"), "4"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True) for p in range(2)]
   try:

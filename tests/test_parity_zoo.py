@@ -1,6 +1,6 @@
 """Parity for the model zoo: EfficientNet, ViT, VideoViT, temporal models (cnn_lstm, tcn, mhsa, conv3d) and the
 spatio-temporal fusion model: torch == JAX == golden within 1e-4 (eval, float32), plus padded-frame masks.
-(The ResNet families are in test_parity.py; the helpers live there.)"""
+(The ResNet families are in test_parity.py; the shared helpers in tests/helpers/parity.py.)"""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import torch
 
 from echojax.export import to_module
 from echojax.models import get_model
-from tests.test_parity import ALL_CASES, TOL, _input, _variables, check_case, is_zoo
+from tests.helpers.parity import ALL_CASES, TOL, case_params, check_case, is_zoo, make_input, make_variables
 
 ZOO_CASES = [c for c in ALL_CASES if is_zoo(c)]
 
 
-@pytest.mark.parametrize("case", ZOO_CASES, ids=[c["id"] for c in ZOO_CASES])
+@pytest.mark.parametrize("case", case_params(ZOO_CASES))
 def test_zoo_parity_and_golden(case):
   check_case(case)
 
@@ -36,10 +36,10 @@ def test_frame_mask_parity(arch):
   """Padded frames (mask False, garbage content) are handled the same way on both sides."""
   kw = MASK_CASES[arch]
   model = get_model(arch, **kw)
-  x = _input((2, 4, 16, 16, 3), 4)
+  x = make_input((2, 4, 16, 16, 3), 4)
   x[1, 2:] = np.nan  # padded frames may hold garbage; it must not leak into valid outputs
   mask = np.array([[True] * 4, [True, True, False, False]])
-  variables = _variables(model, x, 5, 1.0)
+  variables = make_variables(model, x, 5, 1.0)
   tkw = {"image_size": [16, 16], "num_frames": 4} if arch == "video_vit" else {}
   module = to_module(variables, arch, kw, tkw)
   y_jax, _ = jax.jit(lambda v, x, m: model.apply(v, x, train=False, mask=m))(variables, x, mask)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-WORKER = REPO / "tests" / "pipeline_worker.py"
+WORKER = REPO / "tests" / "helpers" / "workers" / "pipeline_worker.py"
 
 
 @pytest.fixture(scope="module")

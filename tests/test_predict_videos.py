@@ -41,6 +41,7 @@ def _read(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_videos_predict_as_evaluate_does(video_run, tmp_path, monkeypatch):
   workdir, raw, rows = video_run
   monkeypatch.setattr(predict, "CHUNK", 4)  # several chunks: one restore, rows in file order across them
@@ -70,6 +71,7 @@ def test_videos_predict_as_evaluate_does(video_run, tmp_path, monkeypatch):
   assert result.summary().startswith(f"predicted {len(rows)} video(s) with the best checkpoint (step ")
 
 
+@pytest.mark.slow
 def test_dicom_gif_and_broken_files(video_run, tmp_path, capsys):
   workdir, raw, rows = video_run
   folder = tmp_path / "mixed"
@@ -96,6 +98,7 @@ def test_dicom_gif_and_broken_files(video_run, tmp_path, capsys):
   assert {Path(s["file"]).name for s in skipped} == {"broken.avi", "empty.mp4"}
 
 
+@pytest.mark.slow
 def test_wrong_kind_of_input_and_bad_paths(video_run, tmp_path):
   workdir, _, _ = video_run
   with pytest.raises(UserError, match="predict its inputs with --videos"):

@@ -15,7 +15,7 @@ from echojax.tasks import get_task
 from echojax.run import build_model, numeric
 from echojax.train import make_train_step, setup_state
 
-HELPER = "tests/trainer_helpers.py:smoke"
+HELPER = "tests/helpers/trainer.py:smoke"
 
 
 def test_make_mesh_fills_minus_one_and_rejects_bad_sizes():
@@ -53,7 +53,7 @@ def _one_step(mesh_spec, rules, devices):
   model = build_model(config, task)
   tx, sched = make_optimizer(config.optim, 4, 10)
   mesh = sharding.make_mesh(mesh_spec, devices)
-  from tests.trainer_helpers import FakeLoader
+  from tests.helpers.trainer import FakeLoader
   batch = next(iter(FakeLoader(config.data, "train", train=True, seed=0)))
   sample_x = jax.ShapeDtypeStruct(batch["video"].shape, np.float32)
   state, shardings, _ = setup_state(config, model, tx, task, mesh, sample_x, None)

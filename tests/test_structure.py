@@ -1,6 +1,6 @@
 """The package's structure: the import graph of echojax/ has no cycle (module-level and function-level imports
 alike), and the commands that read a finished run (evaluate, predict, export) go through the run layer, never
-through the trainer."""
+through the trainer. In tests/, no test file imports another: shared code lives in tests/helpers/."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "echojax"
+TESTS = Path(__file__).resolve().parent
 
 
 def _module_name(path: Path) -> str:
@@ -98,3 +99,36 @@ def test_commands_that_read_a_run_do_not_import_the_trainer():
 
   for cmd in ("echojax.evaluate", "echojax.predict", "echojax.export", "echojax.run"):
     assert not reaches(cmd, "echojax.train"), f"{cmd} imports echojax.train (directly or through another module)"
+
+
+def imported_modules(path: Path) -> set[str]:
+  """Every absolute module name ``path`` imports anywhere in its body (``from a.b import c`` -> a.b and a.b.c)."""
+  names: set[str] = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      names.add(node.module)
+      names.update(f"{node.module}.{a.name}" for a in node.names)
+  return names
+
+
+def imported_test_modules(path: Path, stems: set[str]) -> set[str]:
+  """The test modules (``tests.test_x``, or ``test_x``: tests/ is on sys.path under pytest) ``path`` imports."""
+  return imported_modules(path) & (stems | {f"tests.{s}" for s in stems})
+
+
+def test_no_test_file_imports_another():
+  test_files = sorted(TESTS.glob("test_*.py"))
+  stems = {p.stem for p in test_files}
+  assert "test_structure" in stems and len(stems) > 10
+  offenders = {p.name: sorted(imported_test_modules(p, stems)) for p in test_files}
+  offenders = {k: v for k, v in offenders.items() if v}
+  assert not offenders, f"test files import test files (shared code belongs in tests/helpers/): {offenders}"
+
+
+def test_planted_test_imports_are_found(tmp_path):
+  f = tmp_path / "test_a.py"
+  f.write_text("import os\nfrom tests.helpers.parity import TOL\ndef f():\n  from tests.test_parity import TOL\n"
+               "  import test_config\n")
+  assert imported_test_modules(f, {"test_parity", "test_config", "test_a"}) == {"tests.test_parity", "test_config"}

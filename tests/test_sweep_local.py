@@ -38,6 +38,7 @@ def test_sweep_expands_to_fixed_learned_dynamic(monkeypatch):
     load_sweep(NAME, "smoke")
 
 
+@pytest.mark.slow
 def test_local_smoke_sweep_writes_table_plot_and_gate_weights(tmp_path):
   runs = ["fixed_1", "dynamic"]
   env = {**os.environ, "ECHOJAX_SWEEP_RUNS": ",".join(runs)}

@@ -19,7 +19,7 @@ from echojax.tasks.base import find_head_bias
 from echojax.tasks.classification import balanced_class_weights
 from echojax.train import train
 
-HELPER = "tests/trainer_helpers.py:smoke"
+HELPER = "tests/helpers/trainer.py:smoke"
 
 
 def _records(workdir):
@@ -46,7 +46,7 @@ def test_smoke_run_logs_checkpoints_and_learns_bias(tmp_path, caplog):
   assert [p.name for p in (tmp_path / "best").iterdir() if p.name.isdigit()]
   saved = json.loads((tmp_path / "config.json").read_text())
   # The train-split EF mean was computed and recorded (output bias init), so evaluate/resume reuse it.
-  from tests.trainer_helpers import FakeLoader
+  from tests.helpers.trainer import FakeLoader
   want = FakeLoader(config.data, "train", train=True, seed=0).targets(["ef"])["ef"].mean()
   assert saved["task"]["output_bias"] == pytest.approx(float(want), rel=1e-5)
 
@@ -73,6 +73,7 @@ def test_early_stopping_after_patience_evals(tmp_path):
   assert meta is None or meta["early_stopping"]["bad_evals"] == 2
 
 
+@pytest.mark.slow
 def test_init_from_loads_another_runs_weights(tmp_path):
   train(load_config(HELPER, {"train.num_steps": "2", "evals.val.every_steps": "0"}), tmp_path / "a")
   # lr 0: run b's params stay exactly what it was initialised with.
@@ -102,7 +103,7 @@ def test_task_losses_and_prepared_constants():
                                         weight=jnp.array([1, 1, 1, 0]))
   assert float(padded) == pytest.approx(float(losses.softmax_cross_entropy(logits, labels)), rel=1e-6)
 
-  cfg = load_config("tests/trainer_helpers.py:task=ef_classification")
+  cfg = load_config("tests/helpers/trainer.py:task=ef_classification")
   task = get_task(cfg)
   assert task.num_outputs == 2 and task.needs_train_targets()
   task.prepare({"ef": np.array([30.0, 55.0, 60.0, 65.0])})  # 1 reduced (class 1), 3 at/above 50 (class 0)
@@ -116,6 +117,7 @@ def test_task_losses_and_prepared_constants():
   assert float(reg.init_params(params)["head"]["bias"][0]) == 50.0
 
 
+@pytest.mark.slow
 def test_echonet_ef_smoke_end_to_end_on_synthetic_phantoms(tmp_path, capsys):
   """The real recipe's smoke variant: phantoms generated + prepared into the (per-session) cache, R(2+1)D-18 at
   width 8, output bias initialised to the train-split EF mean, validation and checkpoints."""

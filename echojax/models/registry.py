@@ -20,7 +20,7 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 def register(name: str):
   """Decorator: ``@register("my_model")`` on a function or class returning a flax Module (models outside the
-  architecture table, which cannot be exported)."""
+  architecture table, which cannot be exported). Runs pass it the task's output size as ``num_classes``."""
 
   def deco(fn):
     if name in _MODELS:

@@ -1,5 +1,5 @@
 """Test-only pieces for the trainer tests: a tiny video model, an in-memory loader that follows the pipeline
-contract (docs/ARCHITECTURE.md), and a config (``--config tests/trainer_helpers.py:smoke``).
+contract (docs/ARCHITECTURE.md), and a config (``--config tests/helpers/trainer.py:smoke``).
 
 The loader's videos are a deterministic function of the record index; EF is a function of the video's
 brightness, so the tiny model can learn it. Train iteration is an endless, per-epoch shuffled stream whose
@@ -24,7 +24,7 @@ from echojax.models import registry
 class TinyVideoNet(nn.Module):
   """Conv3D -> BatchNorm -> ReLU -> Dropout -> global mean -> Dense "head" (BN + dropout exercise state/RNG)."""
 
-  num_outputs: int = 1
+  num_classes: int = 1
   width: int = 4
 
   @nn.compact
@@ -35,14 +35,14 @@ class TinyVideoNet(nn.Module):
     x = nn.Dropout(0.1, deterministic=not train)(x)
     x = jnp.mean(x, axis=(1, 2, 3))
     x = nn.Dense(self.width * 2)(x)
-    return nn.Dense(self.num_outputs, name="head")(nn.relu(x)), {"features": x}
+    return nn.Dense(self.num_classes, name="head")(nn.relu(x)), {"features": x}
 
 
 if "tiny_video_net" not in registry._MODELS:
   registry.register("tiny_video_net")(TinyVideoNet)
 
 
-def _record(i: int, frames: int, size: int) -> tuple[np.ndarray, float]:
+def record(i: int, frames: int, size: int) -> tuple[np.ndarray, float]:
   rng = np.random.default_rng(1000 + i)
   level = (i * 37 % 100) / 100.0
   video = rng.normal(level, 0.3, (frames, size, size, 3)).astype(np.float32)
@@ -64,7 +64,7 @@ class FakeLoader:
     self.file_names = [f"{split}_{i:04d}" for i in range(self.num)]
 
   def _batch(self, ids, clip_ids=None, valid=None) -> dict:
-    vids, efs = zip(*[_record(self.offset + int(i), self.cfg.frames, self.cfg.size) for i in ids])
+    vids, efs = zip(*[record(self.offset + int(i), self.cfg.frames, self.cfg.size) for i in ids])
     video = np.stack(vids)
     if clip_ids is not None:  # a second "clip" is the video reversed in time
       video = np.stack([v[::-1] if c else v for v, c in zip(video, clip_ids)])
@@ -116,7 +116,7 @@ class FakeLoader:
     self.pos = json.loads(state)
 
   def targets(self, keys):
-    efs = np.asarray([_record(self.offset + i, 1, 2)[1] for i in range(self.num)], np.float32)
+    efs = np.asarray([record(self.offset + i, 1, 2)[1] for i in range(self.num)], np.float32)
     return {k: efs for k in keys}
 
 

@@ -1,7 +1,7 @@
-"""Helper for tests/test_pipeline_multiprocess.py: ONE process of a multi-process data-loading job.
+"""Worker for tests/test_pipeline_multiprocess.py: ONE process of a multi-process data-loading job.
 
-    python tests/pipeline_worker.py '{"data": {...}, "split": "train", "train": false, "process_index": 0,
-                                      "process_count": 2, "steps": null, "out": "indices0.json"}'
+    python tests/helpers/workers/pipeline_worker.py '{"data": {...}, "split": "train", "train": false,
+        "process_index": 0, "process_count": 2, "steps": null, "out": "indices0.json"}'
 
 Builds ``make_loader`` exactly as a host of a multi-host job would (its own process index/count) and writes the
 ``index`` of every valid row it yields, per batch, plus batch shapes, as JSON.

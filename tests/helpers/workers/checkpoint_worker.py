@@ -1,7 +1,7 @@
-"""Helper for tests/test_multihost.py: ONE process of a two-process job that saves the latest and the best
+"""Worker for tests/test_multihost.py: ONE process of a two-process job that saves the latest and the best
 checkpoint of the same step back to back, as the trainer does when a validation improves.
 
-    python tests/checkpoint_worker.py PROCESS_ID PORT WORKDIR STEPS
+    python tests/helpers/workers/checkpoint_worker.py PROCESS_ID PORT WORKDIR STEPS
 
 Prints ``done`` when every save has committed. Each process has 2 fake CPU devices; collectives go over gloo.
 """
