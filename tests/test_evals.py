@@ -18,6 +18,7 @@ def _records(workdir):
   return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_an_external_evaluation_runs_beside_validation_and_at_the_end(tmp_path):
   # "ext": the fake dataset with another size (a data override), every 2 steps and after training
   config = load_config(HELPER, ["train.num_steps=4", "evals.val.every_steps=4", "evals.ext.split=test",

@@ -475,8 +475,7 @@ def test_pad_crop_fused_in_the_frame_store_read_matches_the_tfds_path(echonet_da
 
 def test_device_normalisation_equals_host(echonet_data):
   """normalize='device' ships uint8 clips; the trainer's model input normalises them to the host-mode batch."""
-  import ml_collections
-
+  from echojax import schema
   from echojax.run import make_model_input
 
   base = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4)
@@ -485,10 +484,10 @@ def test_device_normalisation_equals_host(echonet_data):
   dev = next(pipeline.make_loader(dev_cfg, "val", train=False, seed=0, process_index=0, process_count=1))
   assert dev["video"].dtype == np.uint8 and host["video"].dtype == np.float32
   np.testing.assert_array_equal(dev["index"], host["index"])
-  config = ml_collections.ConfigDict({"data": dev_cfg})
+  config = schema.fill_defaults({"data": dev_cfg})  # a run config, completed as load_config / read_config do
   x = np.asarray(make_model_input(config)({"video": dev["video"]}))
   np.testing.assert_allclose(x, host["video"], rtol=1e-5, atol=1e-4)
-  assert make_model_input(ml_collections.ConfigDict({"data": base}))({"video": host["video"]}) is host["video"]
+  assert make_model_input(schema.fill_defaults({"data": base}))({"video": host["video"]}) is host["video"]
   with pytest.raises(UserError, match="brightness"):
     pipeline.make_loader(dict(dev_cfg, augment=dict(brightness=0.1)), "train", train=True, seed=0,
                          process_index=0, process_count=1)
@@ -498,9 +497,8 @@ def test_value_range_unit_scales_to_0_1(echonet_data):
   """data.value_range='unit': batches are the stored pixels / 255, exactly what EchoSDNet's custom loader gave
   (the pipeline with mean 0 and std 255 on 3 channels), for clips and still images, normalised on the host or on
   the device (input_normalization); 'dataset' is the default's name; other values are a named UserError."""
-  import ml_collections
-
-  from echojax.train import make_model_input
+  from echojax import schema
+  from echojax.run import make_model_input
 
   base = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4)
   src, _ = pipeline.open_source(base, "val")
@@ -522,7 +520,7 @@ def test_value_range_unit_scales_to_0_1(echonet_data):
     np.testing.assert_array_equal(std, 255.0)
     dev = next(pipeline.make_loader(dev_cfg, "val", train=False, seed=0, process_index=0, process_count=1))
     host = next(pipeline.make_loader(unit, "val", train=False, seed=0, process_index=0, process_count=1))
-    x = np.asarray(make_model_input(ml_collections.ConfigDict({"data": dev_cfg}))({key: dev[key]}))
+    x = np.asarray(make_model_input(schema.fill_defaults({"data": dev_cfg}))({key: dev[key]}))
     np.testing.assert_allclose(x, host[key], rtol=1e-6, atol=1e-7)
   default = next(pipeline.make_loader(base, "val", train=False, seed=0, process_index=0, process_count=1))
   named = next(pipeline.make_loader(dict(base, value_range="dataset"), "val", train=False, seed=0, process_index=0,
