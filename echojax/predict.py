@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -89,26 +88,33 @@ class PredictResult:
 
 
 def _list_files(paths: str | Path | Sequence[str | Path], flag: str, keep: Callable[[Path], bool],
-                looked_for: str) -> list[Path]:
-  """Files named by ``paths``: a file as given (whatever its suffix), a folder recursively (the files ``keep``
-  accepts), in sorted order. Missing paths and folders with none of them raise ``UserError`` naming ``flag``."""
+                looked_for: str) -> tuple[list[Path], list[tuple[str, str]]]:
+  """(files, problems) named by ``paths``: a file as given (whatever its suffix), a folder recursively (the files
+  ``keep`` accepts), in sorted order. A missing path or a folder with none of them is a problem (path, reason),
+  reported with the skipped files while the other paths are still predicted; when no path gives any file it is a
+  ``UserError`` naming ``flag``."""
   if isinstance(paths, (str, Path)):
     paths = [paths]
   out: list[Path] = []
+  problems: list[tuple[str, str]] = []
   for p in map(Path, paths):
     if p.is_dir():
       found = sorted(f for f in p.rglob("*") if keep(f))
-      if not found:
-        raise UserError(f"{flag} {p}: the folder has no {looked_for}")
       out += found
+      if not found:
+        problems.append((str(p), f"the folder has no {looked_for}"))
     elif p.is_file():
       out.append(p)
     else:
-      raise UserError(f"{flag} {p}: no such file or folder")
-  return out
+      problems.append((str(p), "no such file or folder"))
+  if not out:
+    raise UserError("; ".join(f"{flag} {p}: {why}" for p, why in problems))
+  for p, why in problems:
+    log.warning("%s %s: %s", flag, p, why)
+  return out, problems
 
 
-def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+def list_images(paths: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
   """Image files named by ``paths`` (folders searched recursively for image suffixes); see ``_list_files``."""
   from echojax.data.images import IMAGE_SUFFIXES
 
@@ -180,7 +186,7 @@ def write_csv(rows: list[dict[str, Any]], skipped: list[tuple[str, str]], cols: 
   return csv_path
 
 
-def list_videos(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+def list_videos(paths: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
   """Cine files named by ``paths``: folders are searched recursively for video / DICOM / GIF suffixes and
   suffix-less files with a DICOM preamble, as ``echojax.data.ingest`` looks for them; see ``_list_files``."""
   from echojax.data.ingest import DICOM_SUFFIXES, GIF_SUFFIXES, VIDEO_SUFFIXES, is_candidate
@@ -236,7 +242,7 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
   if kind == "video" and not video:
     raise UserError(f"{workdir / run_lib.CONFIG_FILE}: the run trained on still images (config.data.preset="
                     "'image'); predict its inputs with --images")
-  files = list_videos(paths) if video else list_images(paths)
+  files, problems = list_videos(paths) if video else list_images(paths)
   prepared = _prepared(config) if video or config.data.value_range != "unit" else None
   if video and prepared is None:
     raise UserError(f"the prepared data of the run (config.data.data_dir={config.data.data_dir!r}) "
@@ -252,7 +258,7 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
     data_cfg.batch_size = -(-int(batch_size) // run.mesh.size) * run.mesh.size
 
   rows: list[dict[str, Any]] = []
-  skipped: list[tuple[str, str]] = []
+  skipped: list[tuple[str, str]] = list(problems)  # paths that gave no file come first
   class_names: list[str] = []
   step, which = -1, checkpoint
   ev = variables = None
@@ -352,14 +358,16 @@ def parse_args(argv: Iterable[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
   logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
   logging.getLogger("echojax").setLevel(logging.INFO)
+  logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's read-only-manager notices are not the user's concern
   a = parse_args(sys.argv[1:] if argv is None else argv)
   if a.videos:
     result = predict_videos(a.workdir, a.videos, a.out, a.checkpoint)
   else:
     result = predict_images(a.workdir, a.images, a.out, a.checkpoint, a.batch_size)
-  print(result.summary())
-  for r in result.rows:
-    print(json.dumps(r))
+  print(result.summary())  # the rows are in the CSV it names
+  if not result.rows:
+    raise UserError(f"none of the {len(result.skipped)} input(s) could be read (reasons above"
+                    + (f" and in {skipped_csv(result.csv_path)}" if result.csv_path else "") + ")")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ need no dataset and no training; tests/test_echosdnet_experiment.py predicts wit
 from __future__ import annotations
 
 import csv
-import json
 
 import cv2
 import jax
@@ -128,11 +127,27 @@ def test_single_file_and_cli(fake_run, image_dir, tmp_path, capsys):
   out = tmp_path / "one.csv"
   predict.main(["--workdir", str(workdir), "--images", str(image_dir / "d_rgba.png"), str(image_dir / "c_grey.bmp"),
                 "--out", str(out), "--checkpoint", "latest"])
-  printed = capsys.readouterr().out
-  assert "predicted 2 image(s)" in printed
-  lines = [json.loads(ln) for ln in printed.splitlines() if ln.startswith("{")]
-  assert [ln["file"].split("/")[-1] for ln in lines] == ["d_rgba.png", "c_grey.bmp"]
-  assert len(out.read_text().strip().splitlines()) == 3
+  captured = capsys.readouterr()
+  assert "predicted 2 image(s)" in captured.out and f"wrote {out}" in captured.out
+  assert not any(ln.startswith("{") for ln in captured.out.splitlines())  # the rows are in the CSV, not the screen
+  assert "CheckpointManagerOptions" not in captured.err  # no orbax notices for the user
+  with out.open() as f:
+    assert [r["file"].split("/")[-1] for r in csv.DictReader(f)] == ["d_rgba.png", "c_grey.bmp"]
+
+
+def test_a_missing_path_among_several_is_a_named_skip_and_nothing_readable_exits_2(fake_run, image_dir, tmp_path,
+                                                                                    capsys):
+  workdir, _, _ = fake_run
+  res = predict.predict_images(workdir, [image_dir / "c_grey.bmp", tmp_path / "gone.png"], tmp_path / "a.csv")
+  assert [r["file"] for r in res.rows] == [str(image_dir / "c_grey.bmp")]
+  assert res.skipped == [(str(tmp_path / "gone.png"), "no such file or folder")]
+  with pytest.raises(SystemExit) as e:
+    predict.main(["--workdir", str(workdir), "--images", str(image_dir / "f_corrupt.png"), "--out",
+                  str(tmp_path / "b.csv")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "error: none of the 1 input(s) could be read" in err and "Traceback" not in err
+  assert "f_corrupt.png" in (tmp_path / "b.skipped.csv").read_text()
 
 
 def test_user_errors(fake_run, tmp_path, capsys):
