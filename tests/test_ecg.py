@@ -282,3 +282,14 @@ def test_multilead_voting(ludb, fixtures_dir):
   assert np.max(np.abs(noisy.indices - clean.indices)) <= 0.01 * ptb.fs
   np.testing.assert_array_equal(E.detect_r_peaks_multilead(x[:, 1], ptb.fs).indices,
                                 E.detect_r_peaks(x[:, 1], ptb.fs).indices)
+
+
+def test_csv_sampling_rate_survives_a_rounded_time_column(tmp_path):
+  """360 Hz written with 6-decimal times (as our own writer did, and spreadsheets do) reads back as 360 Hz, not
+  359.97; our writer now keeps 9 decimals."""
+  n, fs = 3600, 360.0
+  p = tmp_path / "rounded.csv"
+  p.write_text("time_s,ecg_mv\n" + "".join(f"{i / fs:.6f},0.0\n" for i in range(n)))
+  assert abs(E.read_ecg_file(p).fs - fs) < 1e-3
+  E.write_ecg_csv(tmp_path / "ours.csv", np.zeros(n), fs)
+  assert abs(E.read_ecg_file(tmp_path / "ours.csv").fs - fs) < 1e-6

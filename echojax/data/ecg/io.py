@@ -47,7 +47,7 @@ def write_ecg_csv(path: str | Path, ecg: np.ndarray, fs: float, start_s: float =
   with open(path, "w") as f:
     f.write(ECG_CSV_HEADER + "\n")
     for ti, vi in zip(t, ecg):
-      f.write(f"{ti:.6f},{vi:.5f}\n")
+      f.write(f"{ti:.9f},{vi:.5f}\n")
 
 
 def _read_ecg_csv(path: Path) -> EcgTrace:
@@ -82,7 +82,10 @@ def _read_ecg_csv(path: Path) -> EcgTrace:
   step = float(np.median(dt))
   if np.max(np.abs(dt - step)) > 0.05 * step + 2e-6:
     raise EcgReadError("ECG CSV time_s is not uniformly spaced (resample to a fixed rate)")
-  return EcgTrace(vals[:, 1].astype(np.float32), 1.0 / step, float(vals[0, 0]))
+  # the rate from the whole span, not the median step: a rounded time column (6 decimals at 360 Hz) gives
+  # 359.97 Hz from single steps and 360.0000 Hz over the record
+  fs = (len(vals) - 1) / float(vals[-1, 0] - vals[0, 0])
+  return EcgTrace(vals[:, 1].astype(np.float32), fs, float(vals[0, 0]))
 
 
 def _read_ecg_wfdb(path: Path) -> EcgTrace:
