@@ -157,6 +157,11 @@ def export_variables(variables: Mapping[str, Any], model_name: str, arch: str, a
   model are run on the same random input and the export fails when max |diff| > ``parity_tol`` * max(1, max |y|).
   """
   _, _, reg, _ = _import_torch_side()
+  bad = [k for k, v in _flat_leaves(variables) if not np.all(np.isfinite(np.asarray(v, np.float64)))]
+  if bad:
+    raise UserError(f"export of {model_name!r} refused: {len(bad)} weight tensor(s) hold NaN or inf (first: "
+                    f"{bad[0]}), so the model's own output is not finite; the checkpoint is broken (a diverged run?), "
+                    "not the conversion. Export an earlier checkpoint (--checkpoint) or retrain")
   try:
     reg.check_name(model_name)
   except reg.EchoforgeError as e:
@@ -198,6 +203,13 @@ def export_variables(variables: Mapping[str, Any], model_name: str, arch: str, a
   out = reg.write_entry(model_name, module.state_dict(), manifest, registry)
   log.info("exported %s (%s, %d parameters) to %s", model_name, arch, num_params, out)
   return out
+
+
+def _flat_leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+  """("collection/a/b", array) for every leaf of a nested mapping."""
+  if isinstance(tree, Mapping):
+    return [kv for k, v in tree.items() for kv in _flat_leaves(v, f"{prefix}/{k}" if prefix else str(k))]
+  return [(prefix, tree)]
 
 
 def _to_numpy(tree: Any) -> Any:

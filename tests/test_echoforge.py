@@ -135,6 +135,16 @@ def test_export_refuses_broken_conversion(reg, monkeypatch):
     export_variables(_variables(), "bad/name", ARCH, KW, registry=reg, check_parity=False)
 
 
+def test_export_of_non_finite_weights_blames_the_checkpoint_not_the_conversion(reg):
+  """A diverged run's NaN weights make both outputs NaN: the refusal says the checkpoint is broken (naming a
+  tensor), not that the conversion is, and nothing is written."""
+  v = _variables()
+  v["params"]["head"]["bias"] = np.full_like(np.asarray(v["params"]["head"]["bias"]), np.nan)
+  with pytest.raises(UserError, match=r"hold NaN or inf \(first: params/head/bias\).*not the conversion"):
+    export_variables(v, "Tiny", ARCH, KW, registry=reg)
+  assert echoforge.list_models(reg) == []
+
+
 # Entries exported before manifest format 2 hold ResNet tensors under torchvision's names (the mirrors' names then);
 # a few of those names, written out, per architecture: 2D ResNet, R(2+1)D, a ResNet frame backbone (backbone.net).
 LEGACY = [("resnet18", KW, (1, 32, 32, 3), ["conv1.weight", "bn1.running_var", "layer2.0.downsample.1.weight",
