@@ -500,7 +500,7 @@ def test_value_range_unit_scales_to_0_1(echonet_data):
   from echojax import schema
   from echojax.run import make_model_input
 
-  base = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4)
+  base = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=2)  # the val split of 12 phantoms is small
   src, _ = pipeline.open_source(base, "val")
   old_stats = (np.zeros(3, np.float32), np.full(3, 255.0, np.float32))  # experiments/echosdnet.py's make_loader
   for c, key in ((base, "video"), (dict(base, preset="image", size=16, augment=dict(rotation=10)), "image")):
@@ -555,3 +555,12 @@ def test_worker_processes_give_the_same_eval_clips(echonet_data):
   assert sorted(batches[0]) == sorted(batches[1]) == list(range(loader.num_examples))
   for i, v in batches[0].items():
     np.testing.assert_array_equal(v, batches[1][i])
+
+
+def test_a_train_batch_larger_than_the_split_is_a_named_error():
+  with pytest.raises(UserError, match=r"data.batch_size=8 is larger than the 5 examples of the 'train' split"):
+    build_loader(FakeVideos([20] * 5), STATS, cfg(batch_size=8), "train", train=True, seed=0, process_index=0,
+                 process_count=1)
+  evl = build_loader(FakeVideos([20] * 5), STATS, cfg(batch_size=8), "val", train=False, seed=0, process_index=0,
+                     process_count=1)  # evaluation pads its one batch instead
+  assert int(next(iter(evl))["valid"].sum()) == 5

@@ -169,6 +169,10 @@ def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: An
                      np.ones(num_examples)], axis=1)
     if num_examples < n:
       raise UserError(f"split {split!r} has {num_examples} examples, fewer than the {n} processes")
+    if num_examples < global_b:  # drop_remainder would give no whole batch of distinct examples
+      raise UserError(f"config field data.batch_size={global_b} is larger than the {num_examples} examples of the "
+                      f"{split!r} split of {opts['name']}; lower data.batch_size (to {num_examples} or less) or "
+                      "prepare more data")
   else:
     if opts["clips"] == "all" and opts["preset"] == "video_clip" and frame_sampler is None:
       stride = int(opts["clip_stride"] or int(opts["frames"]) * int(opts["period"]))
