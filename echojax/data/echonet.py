@@ -75,6 +75,8 @@ def check_raw_dir(raw_dir: str | Path) -> Path:
   if raw_dir is None:
     raise UserError(f"no manual dir given: pass --manual-dir RAW where {LAYOUT_HELP}")
   raw = Path(raw_dir).expanduser()
+  if raw.exists() and not raw.is_dir():
+    raise UserError(f"manual dir {raw} is a file, not a folder: {LAYOUT_HELP}")
   if not raw.is_dir():
     raise UserError(f"manual dir {raw} does not exist: {LAYOUT_HELP}")
   if not (raw / "FileList.csv").is_file():

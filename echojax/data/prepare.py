@@ -103,6 +103,16 @@ def _stats_feature(builder) -> str:
   raise UserError(f"dataset {builder.name} has neither a 'video' nor an 'image' feature to compute statistics on")
 
 
+def _check_manual_outside_version(manual: Path, version_dir: Path) -> None:
+  """UserError when the raw folder is the prepared version folder or inside it: preparing (re)creates that
+  folder from scratch, which would delete the raw data."""
+  m, v = manual.resolve(), version_dir.resolve()
+  if m == v or v in m.parents:
+    raise UserError(f"--manual-dir {manual} lies inside the folder that preparation writes ({version_dir}), which is "
+                    f"removed and rebuilt: nothing was touched. Move the raw folder elsewhere or pass another "
+                    f"--data-dir (the prepared data goes to <data-dir>/<name>/<config>/<version>)")
+
+
 def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str | None = None,
             strict: bool = False, overwrite: bool = False, verbose: bool = True, frame_store: bool = True) -> Path:
   """Build ``name`` from ``manual_dir`` into ``data_dir``; write report + stats; return the version folder.
@@ -114,6 +124,11 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
 
   builder = make_builder(name, data_dir, config, strict)
   manual = Path(manual_dir).expanduser()
+  version_dir = Path(builder.data_dir)
+  _check_manual_outside_version(manual, version_dir)  # before anything is written or removed
+  if manual.exists() and not manual.is_dir():
+    raise UserError(f"--manual-dir {manual} is a file, not a folder: pass the folder that holds it "
+                    f"(e.g. --manual-dir {manual.parent})")
   if not manual.is_dir():
     what = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or ""
     raise UserError(f"--manual-dir {manual} does not exist. {what}".strip())
@@ -123,7 +138,6 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
   elif not any(manual.iterdir()):
     what = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or ""
     raise UserError(f"--manual-dir {manual} is empty. {what}".strip())
-  version_dir = Path(builder.data_dir)
   done = (version_dir / "dataset_info.json").exists() and (version_dir / STATS_FILE).exists()
   if done and not overwrite:
     if verbose:
