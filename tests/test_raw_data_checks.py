@@ -65,3 +65,36 @@ def test_manual_dir_that_is_a_file(tmp_path):
   with pytest.raises(UserError) as e:
     prepare("echonet_dynamic", f, tmp_path / "out", "28", verbose=False)
   assert "is a file" in str(e.value) and "does not exist" not in str(e.value)
+
+
+# -- item 2: thousands of skips print a grouped summary; left-out splits are named --------------------------------
+
+def test_skip_flood_is_grouped_and_names_left_out_splits(small_raw, tmp_path, capsys):
+  raw = tmp_path / "raw"
+  shutil.copytree(small_raw, raw)
+  rows = _read_csv(raw / "FileList.csv")
+  header = list(rows[0])
+  for r in rows:
+    r["Split"] = "TRAIN"
+  ghosts = [{**rows[0], "FileName": f"ghost{i:05d}", "Split": "VAL"} for i in range(3000)]
+  _write_csv(raw / "FileList.csv", rows + ghosts, header)
+  version = prepare("echonet_dynamic", raw, tmp_path / "out", "28", frame_store=False)
+  out = capsys.readouterr().out
+  assert len(out.splitlines()) < 40, out[:3000]
+  assert "video missing: 3000" in out
+  assert out.count("ghost") == 3 and "... and 2997 more" in out and "echojax_report.json" in out
+  summary = out[out.index("examples per split"):]
+  assert "VAL" in summary and "TEST" in summary  # the left-out splits are named
+  report = json.loads((version / REPORT_FILE).read_text())
+  assert len(report["skipped"]) == 3000
+
+
+def test_summary_groups_by_reason_with_examples():
+  rep = SkipReport()
+  for i in range(10):
+    rep.skip(f"Videos/m{i}.avi", "video missing: file not found", row=i + 1)
+  rep.skip("Videos/e.avi", "EF missing or not a number ('n/a') in FileList.csv", row=20)
+  rep.skip("Videos/f.avi", "EF missing or not a number ('NaN') in FileList.csv", row=21)
+  s = rep.summary().splitlines()
+  assert "  - video missing: 10" in s and "  - EF missing or not a number in FileList.csv: 2" in s
+  assert sum("Videos/m" in line for line in s) == 3 and "      ... and 7 more" in s

@@ -4,7 +4,7 @@
 
 NAME is any dataset in ``echojax.data.datasets.DATASETS`` (e.g. ``echonet_dynamic``). The command runs the
 dataset's TFDS builder (``manual_dir`` = the raw folder) with a progress bar, then prints a summary (examples per
-split, every skipped row with its file and reason, notes on rows that were fixed up) and writes two files into
+split, skipped rows and notes grouped by reason with a count and a few examples each) and writes two files into
 the prepared version folder ``OUT/<name>/<config>/<version>/``:
 
 - ``echojax_report.json``: the builder's SkipReport (counts, skipped rows, notes);
@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from echojax.data.datasets import PRETTY_NAMES, DATASETS, SYNTHETIC_DEFAULT_NUM
-from echojax.data.report import SkipReport
+from echojax.data.report import REPORT_NAME, SkipReport
 from echojax.data.tfds_compat import tfds_spill_without_tensorflow
 from echojax.errors import UserError, cli_main
 
-REPORT_FILE = "echojax_report.json"
+REPORT_FILE = REPORT_NAME  # echojax_report.json
 STATS_FILE = "echojax_stats.json"
 
 
