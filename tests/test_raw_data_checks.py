@@ -98,3 +98,31 @@ def test_summary_groups_by_reason_with_examples():
   s = rep.summary().splitlines()
   assert "  - video missing: 10" in s and "  - EF missing or not a number in FileList.csv: 2" in s
   assert sum("Videos/m" in line for line in s) == 3 and "      ... and 7 more" in s
+
+
+# -- item 3: a UTF-8 BOM is accepted; a FileList that is not UTF-8 is a named UserError -----------------------------
+
+def test_utf8_bom_is_accepted(small_raw, tmp_path):
+  raw = tmp_path / "raw"
+  shutil.copytree(small_raw, raw)
+  want_rows = echonet.read_filelist(small_raw, SkipReport(strict=True))
+  want_tr = echonet.read_tracings(small_raw)
+  for name in ("FileList.csv", "VolumeTracings.csv"):
+    (raw / name).write_bytes(b"\xef\xbb\xbf" + (raw / name).read_bytes())
+  assert echonet.read_filelist(raw, SkipReport(strict=True)) == want_rows
+  tr = echonet.read_tracings(raw, SkipReport(strict=True))
+  assert tr.keys() == want_tr.keys()
+  version = prepare("echonet_dynamic", raw, tmp_path / "out", "28", strict=True, verbose=False, frame_store=False)
+  assert json.loads((version / REPORT_FILE).read_text())["skipped"] == []
+
+
+@pytest.mark.parametrize("name", ["FileList.csv", "VolumeTracings.csv"])
+def test_csv_not_utf8_is_a_named_user_error(small_raw, tmp_path, name):
+  raw = tmp_path / "raw"
+  shutil.copytree(small_raw, raw)
+  text = (raw / name).read_text()
+  first = text.split("\n")[1].split(",")[0]
+  (raw / name).write_bytes(text.replace(first, first + "\u00e9\u00e8", 1).encode("cp1252"))
+  with pytest.raises(UserError) as e:
+    echonet.read_filelist(raw, SkipReport()) if name == "FileList.csv" else echonet.read_tracings(raw, SkipReport())
+  assert name in str(e.value) and "UTF-8" in str(e.value)

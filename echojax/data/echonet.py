@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 from pathlib import Path
 
@@ -84,11 +85,25 @@ def check_raw_dir(raw_dir: str | Path) -> Path:
   return raw
 
 
+def _open_csv(path: Path) -> io.StringIO:
+  """The CSV's text as a file for ``csv``: UTF-8 with or without a BOM (Excel writes one); anything else is a
+  UserError naming the file, the offending byte and the fix."""
+  data = path.read_bytes()
+  try:
+    text = data.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b"\n") + 1
+    raise UserError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}): save it as UTF-8, e.g. "
+                    f"'CSV UTF-8' in Excel, or convert it with: iconv -f cp1252 -t utf-8 {path.name} > "
+                    f"{path.stem}-utf8{path.suffix}") from None
+  return io.StringIO(text, newline="")
+
+
 def read_filelist(raw_dir: str | Path, report: SkipReport) -> list[FileListRow]:
   """Parse FileList.csv. Rows with a missing/non-numeric EF, an unknown split or a duplicate name are skipped
   (``report.skip``, which raises in strict mode). Split is case-insensitive; FileName may carry ``.avi``."""
   path = check_raw_dir(raw_dir) / "FileList.csv"
-  with open(path, newline="") as f:
+  with _open_csv(path) as f:
     reader = csv.DictReader(f)
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
@@ -136,7 +151,7 @@ def read_tracings(raw_dir: str | Path, report: SkipReport | None = None) -> dict
       report.note(str(path), "VolumeTracings.csv missing: no tracings for any video")
     return {}
   out: dict[str, dict[int, list]] = {}
-  with open(path, newline="") as f:
+  with _open_csv(path) as f:
     reader = csv.reader(f)
     header = [h.strip() for h in next(reader, [])]
     if header[:6] != list(TRACING_COLUMNS):
