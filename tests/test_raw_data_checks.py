@@ -126,3 +126,41 @@ def test_csv_not_utf8_is_a_named_user_error(small_raw, tmp_path, name):
   with pytest.raises(UserError) as e:
     echonet.read_filelist(raw, SkipReport()) if name == "FileList.csv" else echonet.read_tracings(raw, SkipReport())
   assert name in str(e.value) and "UTF-8" in str(e.value)
+
+
+# -- item 4: a PNG renamed .avi and a truncated AVI are named skips (failures under --strict) -----------------------
+
+def _bad_videos_raw(small_raw, tmp_path):
+  import cv2
+
+  from echojax.data.video import read_video
+
+  raw = tmp_path / "raw"
+  shutil.copytree(small_raw, raw)
+  rows = _read_csv(raw / "FileList.csv")
+  png, half = rows[0]["FileName"], rows[1]["FileName"]
+  frames, _ = read_video(raw / "Videos" / f"{png}.avi")
+  ok, buf = cv2.imencode(".png", frames[0])
+  (raw / "Videos" / f"{png}.avi").write_bytes(buf.tobytes())
+  data = (raw / "Videos" / f"{half}.avi").read_bytes()
+  (raw / "Videos" / f"{half}.avi").write_bytes(data[:len(data) // 2])
+  return raw, png, half
+
+
+def test_png_renamed_avi_and_truncated_avi_are_skipped(small_raw, tmp_path):
+  raw, png, half = _bad_videos_raw(small_raw, tmp_path)
+  version = prepare("echonet_dynamic", raw, tmp_path / "out", "28", verbose=False, frame_store=False)
+  skipped = {Path(i["file"]).stem: i["reason"] for i in json.loads((version / REPORT_FILE).read_text())["skipped"]}
+  assert set(skipped) == {png, half}
+  assert "PNG" in skipped[png] and "not a video" in skipped[png]
+  assert skipped[half].startswith("video truncated") and "frames" in skipped[half]
+
+
+@pytest.mark.parametrize("which", ["png", "half"])
+def test_bad_videos_fail_strict(small_raw, tmp_path, which):
+  raw, png, half = _bad_videos_raw(small_raw, tmp_path)
+  keep = png if which == "png" else half
+  rows = [r for r in _read_csv(raw / "FileList.csv") if r["FileName"] == keep]
+  _write_csv(raw / "FileList.csv", rows, list(rows[0]))
+  with pytest.raises(UserError, match=keep):
+    prepare("echonet_dynamic", raw, tmp_path / "out", "28", strict=True, verbose=False, frame_store=False)

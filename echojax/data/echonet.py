@@ -240,7 +240,9 @@ def usable_rows(raw_dir: str | Path, rows: list[FileListRow], report: SkipReport
 
 
 def _skip_video(report: SkipReport, row: FileListRow, e: VideoReadError) -> None:
-  reason = "video missing" if "not found" in str(e) else "video unreadable"
+  msg = str(e)
+  reason = ("video missing" if "not found" in msg else "video truncated" if msg.startswith("truncated")
+            else "video unreadable")
   report.skip(f"Videos/{row.file_name}.avi", f"{reason}: {e}", row=row.row)
 
 
