@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from echojax.data import echonet
@@ -164,3 +165,119 @@ def test_bad_videos_fail_strict(small_raw, tmp_path, which):
   _write_csv(raw / "FileList.csv", rows, list(rows[0]))
   with pytest.raises(UserError, match=keep):
     prepare("echonet_dynamic", raw, tmp_path / "out", "28", strict=True, verbose=False, frame_store=False)
+
+
+# -- item 5: bad rows are skipped or noted by name, never stored silently -----------------------------------------
+
+@pytest.fixture(scope="module")
+def bad_rows(tmp_path_factory):
+  """Raw folder (inside a parent that also holds a video outside it) with one bad row or tracing per video."""
+  parent = tmp_path_factory.mktemp("echonet_bad_rows")
+  raw = gen.generate(parent / "raw", 12, seed=11, progress=False)
+  rows = _read_csv(raw / "FileList.csv")
+  header = list(rows[0])
+  order = ["escape", "neg_vol", "fps_inf", "fps_zero", "nf_abc", "nf_neg", "nf_zero", "nan_trace", "equal_vol",
+           "bad_long_axis", "short_row", "clean"]
+  by = {q: r["FileName"] for q, r in zip(order, rows)}
+  r = {q: rows[order.index(q)] for q in order}
+  shutil.move(raw / "Videos" / f"{by['escape']}.avi", parent / "outside.avi")
+  r["escape"]["FileName"] = "../../outside"
+  r["neg_vol"].update(ESV="-12.5", EDV="inf")
+  r["fps_inf"]["FPS"] = "inf"
+  r["fps_zero"]["FPS"] = "0"
+  r["nf_abc"]["NumberOfFrames"] = "abc"
+  r["nf_neg"]["NumberOfFrames"] = "-7"
+  r["nf_zero"]["NumberOfFrames"] = "0"
+  _write_csv(raw / "FileList.csv", rows, header)
+  tr = _read_csv(raw / "VolumeTracings.csv")
+  tr_header = list(tr[0])
+  mine = lambda q: [t for t in tr if t["FileName"] == f"{by[q]}.avi"]  # noqa: E731
+  mine("nan_trace")[3]["X1"] = "nan"
+  eq = mine("equal_vol")
+  frames = list(dict.fromkeys(t["Frame"] for t in eq))
+  first = [t for t in eq if t["Frame"] == frames[0]]
+  second = [t for t in eq if t["Frame"] == frames[1]]
+  for a, b in zip(first, second):  # the second traced frame: same coordinates as the first
+    b.update({k: a[k] for k in ("X1", "Y1", "X2", "Y2")})
+  with open(raw / "VolumeTracings.csv", "w", newline="") as f:
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(tr_header)
+    for t in tr:
+      vals = [t[k] for k in tr_header]
+      if t is mine("bad_long_axis")[0]:
+        vals[1] = "12,5"  # a decimal comma: the row gets a column too many
+        vals = vals[:1] + vals[1].split(",") + vals[2:]
+      elif t is mine("short_row")[0]:
+        vals = vals[:3] + vals[5:]  # long-axis row without X2,Y2
+      w.writerow(vals)
+  version = prepare("echonet_dynamic", raw, parent / "out", "28", verbose=False, frame_store=False)
+  return raw, by, version
+
+
+def _records(version):
+  import tensorflow_datasets as tfds
+
+  b = tfds.builder_from_directory(str(version))
+  out = {}
+  for split in b.info.splits:
+    src = b.as_data_source(split=split)
+    for i in range(len(src)):
+      ex = src[i]
+      name = ex["file_name"].decode() if isinstance(ex["file_name"], bytes) else ex["file_name"]
+      out[name] = ex
+  return out
+
+
+def _issues(version):
+  report = json.loads((version / REPORT_FILE).read_text())
+  notes: dict = {}
+  for i in report["notes"]:
+    notes.setdefault(Path(i["file"]).stem, []).append(i["reason"])
+  return report["skipped"], notes
+
+
+def test_filename_with_a_path_is_skipped_naming_the_row(bad_rows):
+  raw, by, version = bad_rows
+  skipped, _ = _issues(version)
+  assert [(s["row"], "../../outside" in s["reason"] and "plain file name" in s["reason"]) for s in skipped] == [
+      (1, True)]
+  assert "../../outside" not in _records(version) and by["escape"] not in _records(version)
+  with pytest.raises(UserError, match=r"row 1.*plain file name"):
+    echonet.read_filelist(raw, SkipReport(strict=True))
+
+
+def test_bad_volumes_fps_and_frame_counts_are_noted(bad_rows):
+  raw, by, version = bad_rows
+  _, notes = _issues(version)
+  recs = _records(version)
+  assert any("ESV not a volume >= 0 ('-12.5')" in n for n in notes[by["neg_vol"]])
+  assert any("EDV not a volume >= 0 ('inf')" in n for n in notes[by["neg_vol"]])
+  assert np.isnan(recs[by["neg_vol"]]["esv"]) and np.isnan(recs[by["neg_vol"]]["edv"])
+  for q, shown in (("fps_inf", "inf"), ("fps_zero", "0")):
+    assert any(n.startswith(f"FPS not a rate > 0 ({shown}) in FileList (AVI header used)") for n in notes[by[q]]), q
+    assert np.isfinite(recs[by[q]]["fps"]) and recs[by[q]]["fps"] > 0
+  for q, cell in (("nf_abc", "abc"), ("nf_neg", "-7"), ("nf_zero", "0")):
+    assert any(f"NumberOfFrames not a whole number >= 1 ('{cell}')" in n for n in notes[by[q]]), q
+    assert recs[by[q]]["num_frames"] == len(recs[by[q]]["video"]) > 0
+  assert by["clean"] not in notes
+
+
+@pytest.mark.parametrize("q, why", [("nan_trace", "non-finite coordinate"), ("equal_vol", "same volume")])
+def test_unusable_tracings_are_dropped_with_a_note(bad_rows, q, why):
+  raw, by, version = bad_rows
+  _, notes = _issues(version)
+  ex = _records(version)[by[q]]
+  assert ex["ed_frame"] == ex["es_frame"] == -1 and ex["ed_trace"].shape == (0, 4)
+  assert any(n.startswith("tracings unusable (dropped, video kept") and why in n for n in notes[by[q]])
+
+
+@pytest.mark.parametrize("q", ["bad_long_axis", "short_row"])
+def test_malformed_tracing_row_drops_that_videos_tracings(bad_rows, q):
+  raw, by, version = bad_rows
+  _, notes = _issues(version)
+  assert any(f"all tracings of {by[q]}.avi dropped" in n for n in notes["VolumeTracings"])
+  ex = _records(version)[by[q]]
+  assert ex["ed_frame"] == -1 and ex["ed_trace"].shape == (0, 4)  # not a volume from shifted chord rows
+  assert by[q] not in echonet.read_tracings(raw)
+  clean = _records(version)[by["clean"]]
+  assert clean["ed_frame"] >= 0 and clean["ed_trace"].shape == (21, 4)
