@@ -144,7 +144,7 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
       print(f"{name} ({builder.builder_config.name if builder.builder_config else 'default'}) is already prepared "
             f"at {version_dir}; pass --overwrite to rebuild it")
       if (version_dir / REPORT_FILE).exists():
-        print(_summary_from_json(json.loads((version_dir / REPORT_FILE).read_text())))
+        print(_summary_from_json(json.loads((version_dir / REPORT_FILE).read_text()), version_dir / REPORT_FILE))
     return version_dir
   if version_dir.exists():  # half-finished (no stats) or --overwrite: start clean
     shutil.rmtree(version_dir)
@@ -179,14 +179,14 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
   (version_dir / STATS_FILE).write_text(json.dumps(stats, indent=2))  # last: marks the preparation complete
   if verbose:
     print(f"\nprepared {name} at {version_dir}")
-    print(report.summary())
+    print(report.summary(saved_as=version_dir / REPORT_FILE))
     print(f"train statistics ({stats['frames']} frames of {stats['records']} records): mean {stats['mean']}, "
           f"std {stats['std']}")
     print(f"wrote {version_dir / REPORT_FILE} and {version_dir / STATS_FILE}")
   return version_dir
 
 
-def _summary_from_json(d: dict) -> str:
+def _summary_from_json(d: dict, saved_as: Path | None = None) -> str:
   """Rebuild a SkipReport from echojax_report.json and summarise it."""
   r = SkipReport()
   for k, v in d.get("counts", {}).items():
@@ -195,7 +195,7 @@ def _summary_from_json(d: dict) -> str:
     r.skip(item["file"], item["reason"], item.get("row"))
   for item in d.get("notes", []):
     r.note(item["file"], item["reason"], item.get("row"))
-  return r.summary()
+  return r.summary(saved_as=saved_as)
 
 
 def ensure_synthetic(name: str = "echonet_dynamic", config: str | None = None, num: int | None = None,

@@ -86,17 +86,18 @@ class SkipReport:
   def notes(self) -> list[Issue]:
     return [i for i in self.issues if i.kind == "note"]
 
-  def summary(self, examples: int = EXAMPLES_PER_REASON) -> str:
-    """Counts per split, then skips and notes grouped by reason: a count and up to ``examples`` of each (the
-    full list is in the saved JSON report), so thousands of skips print a few lines, not one line each."""
+  def summary(self, examples: int = EXAMPLES_PER_REASON, saved_as: str | Path | None = None) -> str:
+    """Counts per split, then skips and notes grouped by reason: a count and up to ``examples`` of each, so
+    thousands of skips print a few lines, not one line each. ``saved_as`` (where :meth:`save` wrote the full
+    list) is named when some were left out."""
     lines = ["examples per split: " + (", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "none")]
     lines.append(f"skipped rows: {len(self.skipped)}")
     lines += _grouped(self.skipped, examples)
     if self.notes:
       lines.append(f"notes (kept, fixed up): {len(self.notes)}")
       lines += _grouped(self.notes, examples)
-    if any(len(g) > examples for g in _groups(self.issues).values()):
-      lines.append(f"(every skipped row and note is listed in {REPORT_NAME})")
+    if saved_as is not None and any(len(g) > examples for g in _groups(self.issues).values()):
+      lines.append(f"(every skipped row and note is listed in {saved_as})")
     return "\n".join(lines)
 
   def to_json(self) -> dict:
