@@ -63,9 +63,9 @@ def probe_video(path: str | Path) -> None:
 
 
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-  """Decode a whole video file -> (frames uint8 (T, H, W, 3) RGB, header fps). Raises VideoReadError, also when
-  fewer frames decode than the container's header reports (a truncated file): exactly for AVI, whose header
-  count is exact, and with a slack of 1 frame or 2% for other containers, whose count may be an estimate."""
+  """Decode a whole video file -> (frames uint8 (T, H, W, 3) RGB, header fps). Raises VideoReadError, also when an
+  AVI decodes fewer frames than its header reports (a truncated file). Other containers are not checked: their
+  frame count may be an estimate from duration x rate (variable-rate MP4s), which would refuse good files."""
   path = Path(path)
   cap = _open(path)
   try:
@@ -81,10 +81,9 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
     cap.release()
   if not frames:
     raise VideoReadError("no decodable frames (corrupt or truncated file)")
-  if np.isfinite(reported) and 0 < reported < 1e7:
+  if np.isfinite(reported) and 0 < reported < 1e7 and sniff(path) == "avi":
     reported = int(round(reported))
-    slack = 0 if sniff(path) == "avi" else max(1, int(0.02 * reported))
-    if len(frames) < reported - slack:
+    if len(frames) < reported:
       raise VideoReadError(f"truncated or corrupt: decoded {len(frames)} of the {reported} frames its header "
                            f"reports")
   return np.stack(frames), fps
