@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
   args = parser.parse_args(argv)
   report = ingest(args.input, args.labels, args.out, size=args.size, seed=args.seed, default_fps=args.default_fps,
                   crop=args.crop, strict=args.strict)
-  print(report.summary())
+  print(report.summary(saved_as=Path(args.out) / "ingest_report.json"))
   notes = report.notes
   if notes:
     print("notes:")

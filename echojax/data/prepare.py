@@ -4,7 +4,7 @@
 
 NAME is any dataset in ``echojax.data.datasets.DATASETS`` (e.g. ``echonet_dynamic``). The command runs the
 dataset's TFDS builder (``manual_dir`` = the raw folder) with a progress bar, then prints a summary (examples per
-split, every skipped row with its file and reason, notes on rows that were fixed up) and writes two files into
+split, skipped rows and notes grouped by reason with a count and a few examples each) and writes two files into
 the prepared version folder ``OUT/<name>/<config>/<version>/``:
 
 - ``echojax_report.json``: the builder's SkipReport (counts, skipped rows, notes);
@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from echojax.data.datasets import PRETTY_NAMES, DATASETS, SYNTHETIC_DEFAULT_NUM
-from echojax.data.report import SkipReport
+from echojax.data.report import REPORT_NAME, SkipReport
 from echojax.data.tfds_compat import tfds_spill_without_tensorflow
 from echojax.errors import UserError, cli_main
 
-REPORT_FILE = "echojax_report.json"
+REPORT_FILE = REPORT_NAME  # echojax_report.json
 STATS_FILE = "echojax_stats.json"
 
 
@@ -103,6 +103,16 @@ def _stats_feature(builder) -> str:
   raise UserError(f"dataset {builder.name} has neither a 'video' nor an 'image' feature to compute statistics on")
 
 
+def _check_manual_outside_version(manual: Path, version_dir: Path) -> None:
+  """UserError when the raw folder is the prepared version folder or inside it: preparing (re)creates that
+  folder from scratch, which would delete the raw data."""
+  m, v = manual.resolve(), version_dir.resolve()
+  if m == v or v in m.parents:
+    raise UserError(f"--manual-dir {manual} lies inside the folder that preparation writes ({version_dir}), which is "
+                    f"removed and rebuilt: nothing was touched. Move the raw folder elsewhere or pass another "
+                    f"--data-dir (the prepared data goes to <data-dir>/<name>/<config>/<version>)")
+
+
 def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str | None = None,
             strict: bool = False, overwrite: bool = False, verbose: bool = True, frame_store: bool = True) -> Path:
   """Build ``name`` from ``manual_dir`` into ``data_dir``; write report + stats; return the version folder.
@@ -114,6 +124,11 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
 
   builder = make_builder(name, data_dir, config, strict)
   manual = Path(manual_dir).expanduser()
+  version_dir = Path(builder.data_dir)
+  _check_manual_outside_version(manual, version_dir)  # before anything is written or removed
+  if manual.exists() and not manual.is_dir():
+    raise UserError(f"--manual-dir {manual} is a file, not a folder: pass the folder that holds it "
+                    f"(e.g. --manual-dir {manual.parent})")
   if not manual.is_dir():
     what = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or ""
     raise UserError(f"--manual-dir {manual} does not exist. {what}".strip())
@@ -123,14 +138,13 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
   elif not any(manual.iterdir()):
     what = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or ""
     raise UserError(f"--manual-dir {manual} is empty. {what}".strip())
-  version_dir = Path(builder.data_dir)
   done = (version_dir / "dataset_info.json").exists() and (version_dir / STATS_FILE).exists()
   if done and not overwrite:
     if verbose:
       print(f"{name} ({builder.builder_config.name if builder.builder_config else 'default'}) is already prepared "
             f"at {version_dir}; pass --overwrite to rebuild it")
       if (version_dir / REPORT_FILE).exists():
-        print(_summary_from_json(json.loads((version_dir / REPORT_FILE).read_text())))
+        print(_summary_from_json(json.loads((version_dir / REPORT_FILE).read_text()), version_dir / REPORT_FILE))
     return version_dir
   if version_dir.exists():  # half-finished (no stats) or --overwrite: start clean
     shutil.rmtree(version_dir)
@@ -165,14 +179,14 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
   (version_dir / STATS_FILE).write_text(json.dumps(stats, indent=2))  # last: marks the preparation complete
   if verbose:
     print(f"\nprepared {name} at {version_dir}")
-    print(report.summary())
+    print(report.summary(saved_as=version_dir / REPORT_FILE))
     print(f"train statistics ({stats['frames']} frames of {stats['records']} records): mean {stats['mean']}, "
           f"std {stats['std']}")
     print(f"wrote {version_dir / REPORT_FILE} and {version_dir / STATS_FILE}")
   return version_dir
 
 
-def _summary_from_json(d: dict) -> str:
+def _summary_from_json(d: dict, saved_as: Path | None = None) -> str:
   """Rebuild a SkipReport from echojax_report.json and summarise it."""
   r = SkipReport()
   for k, v in d.get("counts", {}).items():
@@ -181,7 +195,7 @@ def _summary_from_json(d: dict) -> str:
     r.skip(item["file"], item["reason"], item.get("row"))
   for item in d.get("notes", []):
     r.note(item["file"], item["reason"], item.get("row"))
-  return r.summary()
+  return r.summary(saved_as=saved_as)
 
 
 def ensure_synthetic(name: str = "echonet_dynamic", config: str | None = None, num: int | None = None,

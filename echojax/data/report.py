@@ -11,9 +11,38 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 from echojax.errors import UserError
+
+
+EXAMPLES_PER_REASON = 3  # examples printed per reason in SkipReport.summary
+REPORT_NAME = "echojax_report.json"  # where prepare saves the full report
+
+
+def reason_kind(reason: str) -> str:
+  """The reason without its particulars: text before the first ':' with parenthesised values removed, e.g.
+  "EF missing or not a number ('n/a') in FileList.csv" -> "EF missing or not a number in FileList.csv"."""
+  head = reason.split(":")[0]
+  return re.sub(r"\s+", " ", re.sub(r"\([^()]*\)", "", head)).strip() or head.strip()
+
+
+def _groups(issues) -> dict:
+  out: dict = {}
+  for i in issues:
+    out.setdefault((i.kind, reason_kind(i.reason)), []).append(i)
+  return out
+
+
+def _grouped(issues, examples: int) -> list[str]:
+  lines = []
+  for (_, kind), group in sorted(_groups(issues).items(), key=lambda kv: -len(kv[1])):
+    lines.append(f"  - {kind}: {len(group)}")
+    lines += [f"      {i}" for i in group[:examples]]
+    if len(group) > examples:
+      lines.append(f"      ... and {len(group) - examples} more")
+  return lines
 
 
 @dataclasses.dataclass
@@ -57,14 +86,18 @@ class SkipReport:
   def notes(self) -> list[Issue]:
     return [i for i in self.issues if i.kind == "note"]
 
-  def summary(self) -> str:
+  def summary(self, examples: int = EXAMPLES_PER_REASON, saved_as: str | Path | None = None) -> str:
+    """Counts per split, then skips and notes grouped by reason: a count and up to ``examples`` of each, so
+    thousands of skips print a few lines, not one line each. ``saved_as`` (where :meth:`save` wrote the full
+    list) is named when some were left out."""
     lines = ["examples per split: " + (", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "none")]
     lines.append(f"skipped rows: {len(self.skipped)}")
-    lines += [f"  - {i}" for i in self.skipped]
+    lines += _grouped(self.skipped, examples)
     if self.notes:
-      by_reason = collections.Counter(i.reason.split(":")[0] for i in self.notes)
       lines.append(f"notes (kept, fixed up): {len(self.notes)}")
-      lines += [f"  - {r}: {n} file(s)" for r, n in by_reason.most_common()]
+      lines += _grouped(self.notes, examples)
+    if saved_as is not None and any(len(g) > examples for g in _groups(self.issues).values()):
+      lines.append(f"(every skipped row and note is listed in {saved_as})")
     return "\n".join(lines)
 
   def to_json(self) -> dict:

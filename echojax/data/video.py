@@ -14,12 +14,36 @@ class VideoReadError(Exception):
   """A video file could not be read; the message says why (missing, not a video, no frames)."""
 
 
+# Still-image signatures: OpenCV opens these as a 1-frame "video", so they are refused by name.
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"),
+                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def sniff(path: str | Path) -> str:
+  """What a file's first bytes say it is: "avi", "image:<FORMAT>" (a still image) or "other"."""
+  with open(path, "rb") as f:
+    head = f.read(16)
+  if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+    return "avi"
+  if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+    return "image:WebP"
+  for magic, kind in _IMAGE_MAGIC:
+    if head.startswith(magic):
+      return f"image:{kind}"
+  return "other"
+
+
 def _open(path: Path) -> "cv2.VideoCapture":
-  """An opened capture, or VideoReadError saying why not (missing, empty, not a video)."""
+  """An opened capture, or VideoReadError saying why not (missing, empty, a still image, not a video)."""
   if not path.exists():
     raise VideoReadError("file not found")
+  if path.is_dir():
+    raise VideoReadError("is a folder, not a video file")
   if path.stat().st_size == 0:
     raise VideoReadError("file is empty")
+  kind = sniff(path)
+  if kind.startswith("image:"):
+    raise VideoReadError(f"not a video: the file is a {kind[6:]} image (renamed {path.suffix}?)")
   cap = cv2.VideoCapture(str(path))
   if not cap.isOpened():
     cap.release()
@@ -39,10 +63,14 @@ def probe_video(path: str | Path) -> None:
 
 
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-  """Decode a whole video file -> (frames uint8 (T, H, W, 3) RGB, header fps). Raises VideoReadError."""
-  cap = _open(Path(path))
+  """Decode a whole video file -> (frames uint8 (T, H, W, 3) RGB, header fps). Raises VideoReadError, also when an
+  AVI decodes fewer frames than its header reports (a truncated file). Other containers are not checked: their
+  frame count may be an estimate from duration x rate (variable-rate MP4s), which would refuse good files."""
+  path = Path(path)
+  cap = _open(path)
   try:
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    reported = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
     frames = []
     while True:
       ok, frame = cap.read()
@@ -53,6 +81,11 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
     cap.release()
   if not frames:
     raise VideoReadError("no decodable frames (corrupt or truncated file)")
+  if np.isfinite(reported) and 0 < reported < 1e7 and sniff(path) == "avi":
+    reported = int(round(reported))
+    if len(frames) < reported:
+      raise VideoReadError(f"truncated or corrupt: decoded {len(frames)} of the {reported} frames its header "
+                           f"reports")
   return np.stack(frames), fps
 
 

@@ -20,7 +20,8 @@ the frames where a 32-frame clip read is ~200x faster than the AVI decode. The s
 raw frame size; ``UNCOMPRESSED_SHARDS`` switches to uncompressed shards, ~1.25x faster, ~3.5x the disk).
 
 Real-data quirks are handled by :mod:`echojax.data.echonet` and recorded in ``self.report`` (a SkipReport):
-rows whose video is missing/unreadable or whose EF is missing/non-numeric are skipped with the reason (``strict``
+rows whose video is missing/unreadable/truncated (fewer frames than the AVI header says) or not a video (an image
+renamed .avi), or whose EF is missing/non-numeric are skipped with the reason (``strict``
 fails instead); resized videos, FPS disagreements, short videos and videos without tracings are kept and noted.
 """
 
