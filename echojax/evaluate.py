@@ -1,7 +1,7 @@
 """Evaluate a trained run on a split: metrics JSON, per-video predictions CSV and PNG plots.
 
-    python -m echojax.evaluate --workdir DIR [--split test] [--clips all] [--checkpoint best|latest]
-                               [--bootstrap 1000] [--out DIR]
+    python -m echojax.evaluate --workdir DIR [--split test] [--clips all] [--checkpoint best|latest|auto]
+                               [--bootstrap 1000] [--data-dir OTHER_PREPARED_DATA] [--out DIR]
 
 Rebuilds the run's model from ``DIR/config.json``, restores the checkpoint onto the current devices, runs the
 model over the split in fixed-shape batches (padding rows carry ``valid=False`` and are dropped), averages the
@@ -205,7 +205,8 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   ev.loaders["cli"] = loader
   preds, targets, indices, loss = ev.per_video(variables, split, clips, name="cli")
   metrics = {"loss": loss, **task.metrics(preds, targets, bootstrap=bootstrap)}
-  out = Path(out_dir) if out_dir else workdir / "eval" / f"{split}_{checkpoint}"
+  tag = f"{Path(str(data['data_dir'])).name}_" if data and data.get("data_dir") else ""  # external data
+  out = Path(out_dir) if out_dir else workdir / "eval" / f"{tag}{split}_{checkpoint}"
   out.mkdir(parents=True, exist_ok=True)
   summary = {"workdir": str(workdir), "split": split, "checkpoint": checkpoint, "step": int(step),
              "clips": clips, "num_videos": int(len(indices)),
@@ -240,9 +241,14 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--checkpoint", default="best", choices=["best", "latest", "auto"],
                  help="best (falls back to latest when no validation ran), latest, or auto")
   p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0 = none)")
+  p.add_argument("--data-dir", default=None,
+                 help="score another prepared copy of the run's dataset (external validation: e.g. another "
+                      "hospital's cines ingested and prepared with the run's --config); outputs go to "
+                      "WORKDIR/eval/<data-dir name>_<split>_<checkpoint>")
   p.add_argument("--out", default=None, help="output folder (default WORKDIR/eval/<split>_<checkpoint>)")
   a = p.parse_args(sys.argv[1:] if argv is None else argv)
-  summary = evaluate_workdir(a.workdir, a.split, a.clips, a.checkpoint, a.bootstrap, a.out)
+  summary = evaluate_workdir(a.workdir, a.split, a.clips, a.checkpoint, a.bootstrap, a.out,
+                             data={"data_dir": a.data_dir} if a.data_dir else None)
   m = summary["metrics"]
   print(json.dumps(json_safe(m), indent=2, sort_keys=True))
   print(headline(summary))

@@ -107,3 +107,15 @@ def test_ef_classification_smoke_train_then_evaluate_test_split(tmp_path):
   assert f"accuracy {m['accuracy']:.4f}" in line
   assert config.evals.val.clips == "one" and saved["clips"] == "all"  # the test entry's, not validation's
   assert m["accuracy"] == summary["metrics"]["accuracy"]
+  # external validation: the same run scored on another prepared copy of the dataset (other phantoms)
+  from echojax.data.prepare import prepare
+  from echojax.data.synthetic import echonet as gen
+
+  other = tmp_path / "hospital_b"
+  prepare("echonet_dynamic", gen.generate(tmp_path / "raw_b", 20, 7), other, config="28", verbose=False)
+  evaluate.main(["--workdir", str(tmp_path), "--data-dir", str(other), "--bootstrap", "0"])
+  ext = json.loads((tmp_path / "eval" / "hospital_b_test_best" / "metrics.json").read_text())
+  rows = _rows(tmp_path / "eval" / "hospital_b_test_best" / "predictions.csv")
+  assert ext["num_videos"] == len(rows) > 0 and ext["step"] == saved["step"]
+  assert {r["file_name"] for r in rows}.isdisjoint(r["file_name"] for r in _rows(tmp_path / "eval" / "test_best" /
+                                                                                  "predictions.csv"))
