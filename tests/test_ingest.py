@@ -168,3 +168,31 @@ def test_splits_from_csv_are_kept_and_assignment_is_patient_disjoint():
   assert all(len(s) == 1 for s in by_patient.values())
   counts = {s: list(a.values()).count(s) for s in ("TRAIN", "VAL", "TEST")}
   assert counts["TRAIN"] > counts["VAL"] > 0 and counts["TEST"] > 0
+
+
+def test_stills_few_files_and_empty_ingest_are_said(tmp_path, capsys):
+  """A single-frame DICOM still is a named skip (or kept with --stills keep, noted); a split that got no video is a
+  note; an ingest of nothing writes no FileList, exits 2 with one error line and never says 'next: prepare'."""
+  from pydicom.data import get_testdata_file
+
+  src = tmp_path / "in"
+  src.mkdir()
+  shutil.copy(get_testdata_file("CT_small.dcm"), src / "still.dcm")  # one frame
+  shutil.copy(dicom_cine_path(), src / "cine.dcm")
+  labels = tmp_path / "labels.csv"
+  labels.write_text("file,EF\nstill.dcm,50\ncine.dcm,60\n")
+  rep = ingest.ingest(src, labels, tmp_path / "drop", size=32, progress=False)
+  assert [s["reason"] for s in rep.to_json()["skipped"]][0].startswith("a single-frame still, not a cine")
+  names = [r.file_name for r in read_filelist(tmp_path / "drop", SkipReport(strict=True))]
+  assert names == ["cine"]
+  assert any("got no video" in n["reason"] for n in rep.to_json()["notes"])  # 1 video cannot fill 3 splits
+  kept = ingest.ingest(src, labels, tmp_path / "keep", size=32, stills="keep", progress=False)
+  assert sum(kept.counts.values()) == 2 and any("1-frame video" in n["reason"] for n in kept.to_json()["notes"])
+
+  labels.write_text("file,EF\nstill.dcm,50\n")
+  with pytest.raises(SystemExit) as e:
+    ingest.main(["--input", str(src), "--labels", str(labels), "--out", str(tmp_path / "none"), "--size", "32"])
+  assert e.value.code == 2
+  out = capsys.readouterr()
+  assert "error: no video was ingested" in out.err and "next:" not in out.out and "Traceback" not in out.err
+  assert not (tmp_path / "none" / "FileList.csv").exists()

@@ -35,7 +35,6 @@ import argparse
 import csv
 import math
 import re
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,9 +382,12 @@ def safe_name(path: Path, input_dir: Path, taken: set[str]) -> str:
 
 
 def ingest(input_dir: str | Path, labels: str | Path, out_dir: str | Path, *, size: int = 112, seed: int = 0,
-           default_fps: float = 30.0, crop: str = "center", strict: bool = False,
+           default_fps: float = 30.0, crop: str = "center", strict: bool = False, stills: str = "drop",
            progress: bool = True) -> SkipReport:
-  """Build the EchoNet-Dynamic raw layout in ``out_dir``; returns the report (also saved as ingest_report.json)."""
+  """Build the EchoNet-Dynamic raw layout in ``out_dir``; returns the report (also saved as ingest_report.json).
+
+  ``stills``: a single-frame file (a DICOM still, a one-frame GIF) is not a cine: "drop" skips it with that reason,
+  "keep" ingests it as a 1-frame video with a note. When nothing could be ingested, no FileList is written."""
   from tqdm import tqdm
 
   input_dir, labels, out = Path(input_dir).expanduser(), Path(labels).expanduser(), Path(out_dir).expanduser()
@@ -393,6 +395,8 @@ def ingest(input_dir: str | Path, labels: str | Path, out_dir: str | Path, *, si
     raise UserError(f"input folder {input_dir} (--input) does not exist")
   if size < 8:
     raise UserError(f"--size {size} is too small; EchoNet-Dynamic uses 112")
+  if stills not in ("drop", "keep"):
+    raise UserError(f"--stills {stills!r}: use drop or keep")
   report = SkipReport(strict=strict, fix_hint="fix the file or the labels row, or drop --strict to skip it")
   rows = read_labels(labels, report)
   files = sorted(p for p in input_dir.rglob("*") if is_candidate(p) and p.resolve() != labels.resolve())
@@ -416,6 +420,12 @@ def ingest(input_dir: str | Path, labels: str | Path, out_dir: str | Path, *, si
     except ReadError as e:
       report.skip(rel, f"could not read: {e}", row=r.row)
       continue
+    if len(cine.frames) == 1:
+      if stills == "drop":
+        report.skip(rel, "a single-frame still, not a cine (ingest it as a 1-frame video with --stills keep)",
+                    row=r.row)
+        continue
+      report.note(rel, "a single-frame still, ingested as a 1-frame video (--stills keep)", row=r.row)
     fps = cine.fps
     if fps is None:
       fps = default_fps
@@ -427,6 +437,14 @@ def ingest(input_dir: str | Path, labels: str | Path, out_dir: str | Path, *, si
     report.wrote(split)
     out_rows.append([name, f"{r.ef:.4f}", "" if math.isnan(r.esv) else f"{r.esv:.4f}",
                      "" if math.isnan(r.edv) else f"{r.edv:.4f}", size, size, f"{fps:.4f}", len(frames), split])
+  if out_rows:
+    empty = [s for s in SPLITS if not any(row[-1] == s for row in out_rows)]
+    if empty:
+      report.note("FileList.csv", f"split(s) {', '.join(empty)} got no video ({len(out_rows)} ingested): prepare "
+                  "will leave them out; with this few videos give the labels CSV a 'split' column")
+  else:  # nothing ingested: no empty FileList for prepare to trip over
+    report.save(out / "ingest_report.json")
+    return report
   with open(out / "FileList.csv", "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(FILELIST_HEADER)
@@ -450,20 +468,22 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--crop", choices=("center", "none"), default="center",
                       help="centre-crop to a square before resizing (default) or squeeze")
   parser.add_argument("--strict", action="store_true", help="stop at the first unreadable file or bad row")
+  parser.add_argument("--stills", choices=("drop", "keep"), default="drop",
+                      help="single-frame files (DICOM stills): skip them (default) or ingest as 1-frame videos")
   args = parser.parse_args(argv)
   report = ingest(args.input, args.labels, args.out, size=args.size, seed=args.seed, default_fps=args.default_fps,
-                  crop=args.crop, strict=args.strict)
+                  crop=args.crop, strict=args.strict, stills=args.stills)
   print(report.summary(saved_as=Path(args.out) / "ingest_report.json"))
   notes = report.notes
   if notes:
     print("notes:")
     for n in notes:
       print(f"  - {n}")
+  if not sum(report.counts.values()):
+    raise UserError(f"no video was ingested (see the skipped rows above and {Path(args.out) / 'ingest_report.json'})"
+                    "; no FileList.csv was written")
   print(f"wrote {args.out}/FileList.csv, Videos/*.avi and ingest_report.json; next: python -m echojax.data.prepare "
         f"echonet_dynamic --manual-dir {args.out} --data-dir DATA_DIR")
-  if not sum(report.counts.values()):
-    print("error: no video was ingested (see the skipped rows above)", file=sys.stderr)
-    sys.exit(1)
 
 
 if __name__ == "__main__":
