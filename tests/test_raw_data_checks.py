@@ -281,3 +281,20 @@ def test_malformed_tracing_row_drops_that_videos_tracings(bad_rows, q):
   assert by[q] not in echonet.read_tracings(raw)
   clean = _records(version)[by["clean"]]
   assert clean["ed_frame"] >= 0 and clean["ed_trace"].shape == (21, 4)
+
+
+def test_statistics_from_a_split_other_than_train_are_labelled_so(small_raw, tmp_path, capsys):
+  """A FileList without TRAIN rows: the normalisation statistics come from another split and say which, in the
+  stats file, the report and the printed line (not 'train statistics')."""
+  raw = tmp_path / "raw"
+  shutil.copytree(small_raw, raw)
+  rows = _read_csv(raw / "FileList.csv")
+  for r in rows:
+    r["Split"] = "TEST"
+  _write_csv(raw / "FileList.csv", rows, list(rows[0]))
+  version = prepare("echonet_dynamic", raw, tmp_path / "out", "28", frame_store=False)
+  out = capsys.readouterr().out
+  assert "test statistics (" in out and "train statistics" not in out
+  assert json.loads((version / "echojax_stats.json").read_text())["split"] == "test"
+  notes = json.loads((version / REPORT_FILE).read_text())["notes"]
+  assert any("no train split: normalisation statistics computed from the test split" in n["reason"] for n in notes)

@@ -166,9 +166,11 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
     report = SkipReport()
     for split, info in builder.info.splits.items():
       report.wrote(split, info.num_examples)
-  report.save(version_dir / REPORT_FILE)
   splits = list(builder.info.splits.keys())
   stats_split = "train" if "train" in splits else splits[0]
+  if stats_split != "train":  # said, and recorded with the stats (their "split" field), not passed off as train's
+    report.note(name, f"no train split: normalisation statistics computed from the {stats_split} split")
+  report.save(version_dir / REPORT_FILE)
   stats = compute_stats(builder.as_data_source(split=stats_split), _stats_feature(builder))
   stats["split"] = stats_split
   if frame_store and stats["feature"] == "video":  # memmap copy of the frames so clip reads skip riegeli
@@ -180,7 +182,7 @@ def prepare(name: str, manual_dir: str | Path, data_dir: str | Path, config: str
   if verbose:
     print(f"\nprepared {name} at {version_dir}")
     print(report.summary(saved_as=version_dir / REPORT_FILE))
-    print(f"train statistics ({stats['frames']} frames of {stats['records']} records): mean {stats['mean']}, "
+    print(f"{stats_split} statistics ({stats['frames']} frames of {stats['records']} records): mean {stats['mean']}, "
           f"std {stats['std']}")
     print(f"wrote {version_dir / REPORT_FILE} and {version_dir / STATS_FILE}")
   return version_dir
