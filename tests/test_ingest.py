@@ -196,3 +196,16 @@ def test_stills_few_files_and_empty_ingest_are_said(tmp_path, capsys):
   out = capsys.readouterr()
   assert "error: no video was ingested" in out.err and "next:" not in out.out and "Traceback" not in out.err
   assert not (tmp_path / "none" / "FileList.csv").exists()
+
+
+def test_ingested_frames_are_lossless_so_predict_on_the_original_sees_the_same(tmp_path):
+  """ingest stores what predict makes of the original DICOM (to_square of read_cine) bit for bit (FFV1), so a cine
+  scores the same through predict on the DICOM and through evaluate after ingest + prepare (MJPG had differed)."""
+  src = tmp_path / "in"
+  src.mkdir()
+  shutil.copy(dicom_cine_path(), src / "cine.dcm")
+  (tmp_path / "labels.csv").write_text("file,EF\ncine.dcm,60\n")
+  ingest.ingest(src, tmp_path / "labels.csv", tmp_path / "raw", size=32, progress=False)
+  stored, _ = read_video(tmp_path / "raw" / "Videos" / "cine.avi")
+  want = ingest.to_square(ingest.read_cine(src / "cine.dcm").frames, 32)
+  np.testing.assert_array_equal(stored, want)

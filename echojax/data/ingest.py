@@ -17,7 +17,8 @@ When the CSV has no split column, splits are assigned deterministically (for a g
 >=50), patient-disjoint when a patient column is given.
 
 Output (``RAW``): ``FileList.csv`` (FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,Split),
-``VolumeTracings.csv`` (header only: ingested videos have no tracings) and ``Videos/<FileName>.avi`` (MJPG,
+``VolumeTracings.csv`` (header only: ingested videos have no tracings) and ``Videos/<FileName>.avi`` (FFV1,
+lossless, so the builder reads back exactly the frames ``python -m echojax.predict`` makes of the original file;
 ``size`` x ``size`` RGB: centre-cropped to a square, then resized; ``--crop none`` squeezes instead).
 
 FPS comes from the DICOM tags CineRate, then FrameTime (ms per frame), RecommendedDisplayFrameRate, then
@@ -432,7 +433,7 @@ def ingest(input_dir: str | Path, labels: str | Path, out_dir: str | Path, *, si
       report.note(rel, f"fps unknown: no frame-rate tag/metadata, assumed --default-fps {default_fps}", row=r.row)
     frames = to_square(cine.frames, size, crop)
     name = safe_name(path, input_dir, taken)
-    write_avi(out / "Videos" / f"{name}.avi", frames, fps)
+    write_avi(out / "Videos" / f"{name}.avi", frames, fps, codec="FFV1")  # lossless: = what predict reads
     split = r.split or splits[r.row]
     report.wrote(split)
     out_rows.append([name, f"{r.ef:.4f}", "" if math.isnan(r.esv) else f"{r.esv:.4f}",

@@ -89,8 +89,9 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
   return np.stack(frames), fps
 
 
-def write_avi(path: str | Path, frames: np.ndarray, fps: float) -> None:
-  """Write frames (T, H, W) grey or (T, H, W, 3) RGB uint8 as an MJPG AVI, as EchoNet-Dynamic's Videos/*.avi."""
+def write_avi(path: str | Path, frames: np.ndarray, fps: float, codec: str = "MJPG") -> None:
+  """Write frames (T, H, W) grey or (T, H, W, 3) RGB uint8 as an AVI: MJPG (lossy) as EchoNet-Dynamic's
+  Videos/*.avi, or ``codec="FFV1"`` (lossless, what ingest writes, so frames read back exactly)."""
   frames = np.asarray(frames)
   if frames.dtype != np.uint8:
     raise UserError(f"write_avi({path}): frames must be uint8, got {frames.dtype}")
@@ -99,7 +100,7 @@ def write_avi(path: str | Path, frames: np.ndarray, fps: float) -> None:
   t, h, w, c = frames.shape
   if c != 3:
     raise UserError(f"write_avi({path}): expected 3 channels, got {c}")
-  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (w, h), True)
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), float(fps), (w, h), True)
   if not writer.isOpened():
     raise OSError(f"OpenCV could not open {path} for writing")
   try:
