@@ -252,6 +252,46 @@ def _scalars(metrics: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Run safety: what a (re)run may overwrite
+
+
+def _step_dirs(directory: Path) -> list[int]:
+  """Finished orbax steps in ``directory`` (its ``<step>`` folders; unfinished saves are ``<step>.orbax-...``)."""
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
+
+
+def check_workdir(workdir: Path) -> None:
+  """Before anything is written: the workdir is a folder, and a run without a latest checkpoint does not replace
+  what an earlier run left (``metrics.jsonl`` with records, ``best/``): a scratch start would truncate the one and
+  delete the other. A run that died before its first checkpoint left ``checkpoints/`` (empty) and no ``best/``;
+  that restarts from scratch as before."""
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"--workdir {workdir} is a file, not a folder; give a folder (new or a run's workdir)")
+  if not workdir.is_dir() or _step_dirs(workdir / "checkpoints"):
+    return
+  found = []
+  best = _step_dirs(workdir / "best")
+  if best:
+    found.append(f"best/ (the best checkpoint, step {best[-1]})")
+  metrics = workdir / "metrics.jsonl"
+  if metrics.is_file() and (not (workdir / "checkpoints").is_dir() or best):
+    lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
+    if lines:
+      try:
+        last_step = max(json.loads(ln).get("step", 0) for ln in lines)
+      except ValueError:
+        last_step = "?"
+      found.append(f"metrics.jsonl ({len(lines)} records, up to step {last_step})")
+  if not found:
+    return
+  old = " ".join(str(workdir / n) for n in ("metrics.jsonl", "best", "config.json", "tb") if (workdir / n).exists())
+  raise UserError(
+      f"{workdir} holds an earlier run ({' and '.join(found)}) but no checkpoints/ to resume from, so training "
+      f"would start from scratch and replace it. Nothing was changed. Move the old files away (e.g. mkdir "
+      f"{workdir / 'old'} && mv {old} {workdir / 'old'}/), or train in another --workdir")
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -261,7 +301,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   from echojax import evaluate  # shares the eval code with echojax.evaluate
 
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  check_workdir(workdir)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except (FileExistsError, NotADirectoryError) as e:
+    raise UserError(f"--workdir {workdir} cannot be created ({e}); give a folder path") from None
   enable_compilation_cache()
   resolve_data(config)
   mesh = sharding.make_mesh(config.mesh)
