@@ -1,10 +1,11 @@
 """The one trainer for every task.
 
-    python -m echojax.train --config NAME[:ARG] [--config.key=value ...] [--workdir DIR]
+    python -m echojax.train --config NAME[:ARG] [--config.key=value ...] [--workdir DIR] [--allow-config-change]
 
 NAME is ``experiments/NAME.py`` (``get_config(ARG)``); ARG is e.g. ``smoke``, ``demo`` or
 ``model=resnet18,size=56,weighted``. The default workdir is ``workdirs/NAME[_ARG]``, so rerunning the same
-command resumes the same run (workdir latest checkpoint -> ``config.init_from`` -> scratch).
+command resumes the same run (workdir latest checkpoint -> ``config.init_from`` -> scratch). A resume with a config
+that differs from the latest checkpoint's stops (listing the keys) unless ``--allow-config-change``.
 
 A task (echojax/tasks) supplies the head size, loss and metrics; the config supplies model, data, optimizer, mesh
 and sharding rules. The step is one ``jax.jit`` with NamedSharding in/out shardings and a donated state; the
@@ -291,13 +292,82 @@ def check_workdir(workdir: Path) -> None:
       f"{workdir / 'old'} && mv {old} {workdir / 'old'}/), or train in another --workdir")
 
 
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """Dotted leaves of a JSON config (an empty dict is a leaf, so adding or removing a block shows)."""
+  if isinstance(tree, dict) and tree:
+    out = {}
+    for k, v in tree.items():
+      out.update(_flat(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+  """``key: old -> new`` for every dotted key whose value differs (``(absent)`` where one side lacks it). ``old``
+  is completed with the schema's defaults first, so a run stored by an older version differs only where a value
+  really changed."""
+  from echojax import schema
+  a = _flat(json.loads(config_lib.to_json(schema.fill_defaults(old))))
+  b = _flat(json.loads(json.dumps(new)))
+  absent = object()
+  show = lambda v: "(absent)" if v is absent else json.dumps(v)
+  return [f"{k}: {show(a.get(k, absent))} -> {show(b.get(k, absent))}" for k in sorted(set(a) | set(b))
+          if a.get(k, absent) != b.get(k, absent)]
+
+
+def check_resume_config(config, stored: dict, step: int, workdir: Path, allow_change: bool) -> list[str]:
+  """On resume: the config the latest checkpoint was trained with (its meta) against this run's. A difference
+  stops the run (UserError listing the keys) unless ``allow_change``; returns the differences."""
+  changes = config_changes(stored, json.loads(config_lib.to_json(config)))
+  if changes and not allow_change:
+    shown = changes[:20] + ([f"... and {len(changes) - 20} more"] if len(changes) > 20 else [])
+    raise UserError(
+        f"{workdir} holds a run at step {step} trained with another config; resuming it with this one would "
+        f"change ({len(changes)} key(s), old -> new):\n  " + "\n  ".join(shown) + "\nNothing was changed. Rerun "
+        f"with the run's own settings, train in another --workdir, or pass --allow-config-change (train(..., "
+        f"allow_config_change=True)) to continue these weights with the new config (the old one is kept in "
+        f"{workdir / 'config_history'}/)")
+  if changes:
+    log.warning("resuming step %d with a changed config (--allow-config-change): %s", step, "; ".join(changes))
+  return changes
+
+
+def write_config(config, workdir: Path, step: int, stored: dict | None) -> None:
+  """Writes ``config.json``. When it replaces a different one (or the resumed checkpoint's config differs), the
+  old configs are kept first as ``config_history/<step>-<UTC time>[-<what>].json``, so every config a run's weights
+  were trained with stays on disk."""
+  path = workdir / "config.json"
+  text = config_lib.to_json(config)
+  olds = []
+  if stored is not None and config_changes(stored, json.loads(text)):
+    olds.append(("checkpoint", json.dumps(stored, indent=2, sort_keys=True)))
+  if path.is_file() and path.read_text() != text:
+    previous = path.read_text()
+    if not olds or json.loads(previous) != stored:
+      olds.append(("config", previous))
+  if olds:
+    history = workdir / "config_history"
+    history.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for what, old in olds:
+      name = f"{step:08d}-{stamp}" + (f"-{what}" if len(olds) > 1 else "") + ".json"
+      (history / name).write_text(old)
+      log.info("kept the previous config as %s", history / name)
+  path.write_text(text)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The loop
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_config_change: bool = False) -> dict:
   """Trains ``config`` in ``workdir`` (resuming when it holds checkpoints). Returns the last metrics records
-  ``{"train": {...}, "val": {...}}``."""
+  ``{"train": {...}, "val": {...}}``.
+
+  Nothing an earlier run left is replaced silently: a workdir with metrics or a best checkpoint but no
+  checkpoints/ stops (:func:`check_workdir`); a resume whose config differs from the latest checkpoint's stops
+  unless ``allow_config_change`` (then the old config is kept in ``config_history/``); ``config.json`` is written
+  once the state is built (restored or initialised), so a failed start leaves it as it was."""
   from echojax import evaluate  # shares the eval code with echojax.evaluate
 
   workdir = Path(workdir)
@@ -321,14 +391,21 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         if k in config.task:
           del config.task[k]  # the type changes ("balanced" -> list of weights)
         config.task[k] = v
-  (workdir / "config.json").write_text(config_lib.to_json(config))
+  ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
+  stored = None
+  if ckpt.latest_step() is not None:  # a resume: the latest checkpoint's config is what its weights were trained with
+    resume_step, resume_meta = ckpt.restore_meta("latest")
+    stored = resume_meta.get("config")
+    if stored is None and (workdir / "config.json").is_file():  # a checkpoint without its config: config.json's
+      stored = json.loads((workdir / "config.json").read_text())
+    if stored is not None:
+      check_resume_config(config, stored, resume_step, workdir, allow_config_change)
   model = build_model(config, task)
   spe = steps_per_epoch(config, loader)
   num_steps = total_steps(config, spe)
   tx, schedule = make_optimizer(config.optim, spe, num_steps)
   tx = with_frozen(tx, config)
 
-  ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
   if ckpt.latest_step() is not None:
     ckpt.restore_data(loader)
   batches = iter(loader)
@@ -339,6 +416,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                     f"{config.data.batch_size} for {jax.process_count()} process(es)")
   state, shardings, meta = setup_state(config, model, tx, task, mesh, sample_x, ckpt, config.init_from)
   start = int(jax.device_get(state["step"]))
+  if jax.process_index() == 0:
+    write_config(config, workdir, start, stored)
   print_param_summary(config, state)
   early = (meta or {}).get("early_stopping", {"best": None, "best_step": None, "bad_evals": 0})
 
@@ -478,6 +557,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument("--config", required=True, help="NAME[:ARG], NAME in experiments/ "
                       f"({', '.join(config_lib.list_configs())})")
   parser.add_argument("--workdir", default=None, help="run folder (default workdirs/NAME[_ARG]; reruns resume)")
+  parser.add_argument("--allow-config-change", action="store_true",
+                      help="resume even though the config differs from the latest checkpoint's (e.g. more steps); "
+                      "the old config is kept in WORKDIR/config_history/")
   args, rest = parser.parse_known_args(argv)
   overrides = []
   for item in rest:
@@ -495,7 +577,7 @@ def main(argv: list[str] | None = None) -> None:
   sharding.initialize_distributed()
   workdir = Path(args.workdir) if args.workdir else config_lib.default_workdir(args.config)
   log.info("workdir %s", workdir)
-  last = train(config, workdir)
+  last = train(config, workdir, allow_config_change=args.allow_config_change)
   print(json.dumps(last, sort_keys=True))
   if jax.process_index() == 0:
     for line in at_end_reports(config, workdir):

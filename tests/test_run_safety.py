@@ -7,8 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
+import orbax.checkpoint as ocp
 import pytest
 
+from echojax.checkpoint import Checkpointer
 from echojax.config import load_config
 from echojax.errors import UserError
 from echojax.train import train
@@ -54,3 +56,66 @@ def test_a_rerun_without_checkpoints_stops_and_touches_nothing(finished_run, tmp
     assert "best/" in msg
   assert _snapshot(workdir) == before
   assert not (workdir / "checkpoints").exists()
+
+
+def _meta_config(workdir: Path, step: int) -> dict:
+  ck = Checkpointer(workdir, read_only=True)
+  try:
+    return ck.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]["config"]
+  finally:
+    ck.close()
+
+
+def test_the_same_command_resumes_and_keeps_config_json(finished_run, tmp_path):
+  workdir = _copy(finished_run, tmp_path)
+  before = (workdir / "config.json").read_text()
+  last = train(load_config(HELPER, RUN), workdir)
+  assert last["train"] is None  # already at num_steps: nothing to do, no error
+  assert (workdir / "config.json").read_text() == before and not (workdir / "config_history").exists()
+
+
+def test_resuming_with_another_config_stops_listing_the_keys(finished_run, tmp_path):
+  workdir = _copy(finished_run, tmp_path)
+  before = _snapshot(workdir)
+  with pytest.raises(UserError) as e:
+    train(load_config(HELPER, {**RUN, "train.num_steps": "6", "optim.lr": "0.002"}), workdir)
+  msg = str(e.value)
+  assert "optim.lr: 0.001 -> 0.002" in msg and "train.num_steps: 4 -> 6" in msg, msg
+  assert "--allow-config-change" in msg and "step 4" in msg
+  assert "config_spec" not in msg and "task.output_bias" not in msg  # same command, same prepared constants
+  assert _snapshot(workdir) == before
+
+
+def test_allow_config_change_keeps_the_history_and_writes_the_new_config(finished_run, tmp_path):
+  workdir = _copy(finished_run, tmp_path)
+  old = json.loads((workdir / "config.json").read_text())
+  last = train(load_config(HELPER, {**RUN, "train.num_steps": "6", "optim.lr": "0.002"}), workdir,
+               allow_config_change=True)
+  assert last["train"]["step"] == 6
+  new = json.loads((workdir / "config.json").read_text())
+  assert new["optim"]["lr"] == 0.002 and new["train"]["num_steps"] == 6
+  [kept] = list((workdir / "config_history").iterdir())
+  assert kept.name.startswith("00000004-") and json.loads(kept.read_text()) == old
+  assert _meta_config(workdir, 6)["optim"]["lr"] == 0.002 and _meta_config(workdir, 4)["optim"]["lr"] == 0.001
+
+
+def test_a_failed_start_leaves_config_json_as_it_was(finished_run, tmp_path):
+  # a resume allowed to change the model, whose checkpoint then does not fit: config.json still describes the weights
+  workdir = _copy(finished_run, tmp_path)
+  before = (workdir / "config.json").read_text()
+  with pytest.raises(Exception):
+    train(load_config(HELPER, {**RUN, "model.kwargs.width": "8"}), workdir, allow_config_change=True)
+  assert (workdir / "config.json").read_text() == before and not (workdir / "config_history").exists()
+  # a fresh start whose model cannot be built does not replace the config.json it found
+  fresh = tmp_path / "fresh"
+  fresh.mkdir()
+  (fresh / "config.json").write_text(before)
+  with pytest.raises(UserError):
+    train(load_config(HELPER, {**RUN, "model.name": "no_such_model"}), fresh)
+  assert (fresh / "config.json").read_text() == before
+
+
+def test_the_cli_flag_reaches_train():
+  from echojax.train import parse_args
+  assert parse_args(["--config", HELPER, "--allow-config-change"])[0].allow_config_change is True
+  assert parse_args(["--config", HELPER])[0].allow_config_change is False
