@@ -115,6 +115,25 @@ def steps_per_epoch(config, loader) -> int:
   raise UserError("cannot tell the epoch length from the loader; set --config.train.steps_per_epoch=N")
 
 
+def check_train_config(config) -> None:
+  """Loop settings that would train nothing or divide by zero are named before anything starts."""
+  t = config.train
+  bad = [(f, v, want) for f, v, want in
+         [("num_steps", t.num_steps, ">= 0 (0 = use num_epochs)"), ("num_epochs", t.num_epochs, ">= 0"),
+          ("steps_per_epoch", t.steps_per_epoch, ">= 0 (0 = the loader's)"), ("log_every", t.log_every, ">= 1"),
+          ("checkpoint_every", t.checkpoint_every, ">= 0"), ("checkpoint_every_epochs", t.checkpoint_every_epochs,
+                                                            ">= 0"),
+          ("keep_checkpoints", t.keep_checkpoints, ">= 1"), ("early_stopping_patience", t.early_stopping_patience,
+                                                            ">= 0")]
+         if v is not None and v < (1 if want.startswith(">= 1") else 0)]
+  if bad:
+    f, v, want = bad[0]
+    raise UserError(f"config.train.{f}={v} must be {want} (--config.train.{f}=...)")
+  if not t.num_steps and not t.num_epochs:
+    raise UserError("config.train.num_steps and config.train.num_epochs are both 0, so nothing would train; set "
+                    "--config.train.num_steps=N or --config.train.num_epochs=E")
+
+
 def total_steps(config, spe: int) -> int:
   if config.train.num_steps:
     return int(config.train.num_steps)
@@ -371,6 +390,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
   from echojax import evaluate  # shares the eval code with echojax.evaluate
 
   workdir = Path(workdir)
+  check_train_config(config)
   check_workdir(workdir)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -468,7 +488,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
         raise UserError(
             f"non-finite loss or gradient at step {bad[0][0]} (loss={float(bad[0][1]['loss'])}, grad norm="
             f"{float(bad[0][1]['grad_norm'])}); "
-            f"stopped. The last good checkpoint is step {good} in {workdir / 'checkpoints'}. Lower the learning "
+            f"stopped. " + (f"The last good checkpoint is step {good} in {workdir / 'checkpoints'}. " if good is not None
+                            else "No checkpoint was saved yet, so a rerun starts from scratch. ") +
+            f"Lower the learning "
             f"rate (--config.optim.lr, now {config.optim.lr}) or enable --config.optim.grad_clip")
       elapsed = time.perf_counter() - t0
       rec = {k: float(np.mean([h[k] for h in host])) for k in host[0] if k != "finite"}
@@ -578,10 +600,40 @@ def main(argv: list[str] | None = None) -> None:
   workdir = Path(args.workdir) if args.workdir else config_lib.default_workdir(args.config)
   log.info("workdir %s", workdir)
   last = train(config, workdir, allow_config_change=args.allow_config_change)
-  print(json.dumps(last, sort_keys=True))
   if jax.process_index() == 0:
-    for line in at_end_reports(config, workdir):
+    for line in [*final_lines(config, workdir, last), *at_end_reports(config, workdir)]:
       print(line, flush=True)
+
+
+def final_lines(config, workdir: str | Path, last: dict) -> list[str]:
+  """A short headline per split of ``train()``'s last records, e.g. ``val step 4: loss 30.1, mae 5.1 (best 4.9
+  at step 2)`` (the best over the run's metrics.jsonl, for the evaluation that keeps the best checkpoint), and
+  where the full metrics are."""
+  path = Path(workdir) / "metrics.jsonl"
+  records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+  task = tasks.get_task(config)
+  best_metric = config.eval.best_metric or task.best_metric
+  pick = min if (config.eval.best_mode or task.best_mode) == "min" else max
+  fmt = lambda v: f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+  lines = []
+  for name, rec in last.items():
+    if not rec:
+      continue
+    entry = config.evals.get(name) if name != "train" else None
+    label = name if entry is None or entry.split == name else f"{name} ({entry.split})"
+    parts = [f"loss {fmt(rec['loss'])}"] if "loss" in rec else []
+    if entry is not None and best_metric != "loss" and best_metric in rec:
+      parts.append(f"{best_metric} {fmt(rec[best_metric])}")
+    if entry is not None and entry.pick_best:
+      mine = [r for r in records if r.get("split") == entry.split and r.get("eval", "val") == name
+              and r.get(best_metric) is not None]
+      if mine and parts:
+        best = pick(mine, key=lambda r: r[best_metric])
+        parts[-1] += f" (best {fmt(best[best_metric])} at step {best['step']})"
+    lines.append(f"{label} step {rec['step']}: " + ", ".join(parts))
+  if lines:
+    lines.append(f"all metrics: {path}")
+  return lines
 
 
 def at_end_reports(config, workdir: str | Path) -> list[str]:

@@ -119,3 +119,46 @@ def test_the_cli_flag_reaches_train():
   from echojax.train import parse_args
   assert parse_args(["--config", HELPER, "--allow-config-change"])[0].allow_config_change is True
   assert parse_args(["--config", HELPER])[0].allow_config_change is False
+
+
+def test_a_workdir_that_is_a_file_is_named(tmp_path):
+  path = tmp_path / "notes.txt"
+  path.write_text("mine")
+  with pytest.raises(UserError, match=r"notes\.txt is a file"):
+    train(load_config(HELPER, RUN), path)
+  with pytest.raises(UserError, match=r"notes\.txt"):  # a folder under a file
+    train(load_config(HELPER, RUN), path / "run")
+  assert path.read_text() == "mine"
+
+
+@pytest.mark.parametrize("override, field", [("train.num_steps=-5", "num_steps"), ("train.num_epochs=-1", "num_epochs"),
+                                             ("train.log_every=0", "log_every"),
+                                             ("train.num_steps=0", "num_epochs")])
+def test_loop_settings_that_train_nothing_name_the_field(tmp_path, override, field):
+  with pytest.raises(UserError, match=rf"config\.train\.{field}"):
+    train(load_config(HELPER, [override]), tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_nonfinite_stop_before_any_checkpoint_says_so(tmp_path):
+  config = load_config(HELPER, {"data.nan_at_batch": "1", "train.num_steps": "10", "train.log_every": "1",
+                                "evals.val.every_steps": "0"})
+  with pytest.raises(UserError, match="non-finite") as e:
+    train(config, tmp_path / "run")
+  assert "No checkpoint was saved yet" in str(e.value) and "step None" not in str(e.value)
+
+
+def test_main_prints_a_short_headline_per_split(tmp_path, capsys):
+  from echojax.train import main
+  workdir = tmp_path / "run"
+  main(["--config", HELPER, "--workdir", str(workdir), "--config.train.num_steps=4",
+        "--config.train.checkpoint_every=2", "--config.evals.val.every_steps=2"])
+  out = capsys.readouterr().out.strip().splitlines()
+  val = [json.loads(ln) for ln in (workdir / "metrics.jsonl").read_text().splitlines() if '"val"' in ln]
+  best = min(val, key=lambda r: r["mae"])
+  tail = out[-3:]
+  assert tail[0].startswith("train step 4: loss ")
+  assert tail[1].startswith("val step 4: loss ") and f"mae {val[-1]['mae']:.4g} (best {best['mae']:.4g} at step " \
+      f"{best['step']})" in tail[1], tail
+  assert tail[2] == f"all metrics: {workdir / 'metrics.jsonl'}"
+  assert all(len(ln) < 200 for ln in tail) and not any(ln.startswith("{") for ln in out)
