@@ -362,7 +362,11 @@ def write_config(config, workdir: Path, step: int, stored: dict | None) -> None:
     olds.append(("checkpoint", json.dumps(stored, indent=2, sort_keys=True)))
   if path.is_file() and path.read_text() != text:
     previous = path.read_text()
-    if not olds or json.loads(previous) != stored:
+    try:
+      same_as_stored = json.loads(previous) == stored
+    except ValueError:  # a damaged config.json is kept as it was, too
+      same_as_stored = False
+    if not olds or not same_as_stored:
       olds.append(("config", previous))
   if olds:
     history = workdir / "config_history"
@@ -412,50 +416,54 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
           del config.task[k]  # the type changes ("balanced" -> list of weights)
         config.task[k] = v
   ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
-  stored = None
-  if ckpt.latest_step() is not None:  # a resume: the latest checkpoint's config is what its weights were trained with
-    resume_step, resume_meta = ckpt.restore_meta("latest")
-    stored = resume_meta.get("config")
-    if stored is None and (workdir / "config.json").is_file():  # a checkpoint without its config: config.json's
-      stored = json.loads((workdir / "config.json").read_text())
-    if stored is not None:
-      check_resume_config(config, stored, resume_step, workdir, allow_config_change)
-  model = build_model(config, task)
-  spe = steps_per_epoch(config, loader)
-  num_steps = total_steps(config, spe)
-  tx, schedule = make_optimizer(config.optim, spe, num_steps)
-  tx = with_frozen(tx, config)
+  try:  # a failed start closes the checkpointer (orbax's async threads) before raising
+    stored = None
+    if ckpt.latest_step() is not None:  # a resume: the latest checkpoint's config is what its weights were trained on
+      resume_step, resume_meta = ckpt.restore_meta("latest")
+      stored = resume_meta.get("config")
+      if stored is None and (workdir / "config.json").is_file():  # a checkpoint without its config: config.json's
+        stored = json.loads((workdir / "config.json").read_text())
+      if stored is not None:
+        check_resume_config(config, stored, resume_step, workdir, allow_config_change)
+    model = build_model(config, task)
+    spe = steps_per_epoch(config, loader)
+    num_steps = total_steps(config, spe)
+    tx, schedule = make_optimizer(config.optim, spe, num_steps)
+    tx = with_frozen(tx, config)
 
-  if ckpt.latest_step() is not None:
-    ckpt.restore_data(loader)
-  batches = iter(loader)
-  first = next(batches)
-  sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
-  if sample_x.shape[0] * jax.process_count() != config.data.batch_size:
-    raise UserError(f"the loader gave a per-process batch of {sample_x.shape[0]} but config.data.batch_size="
-                    f"{config.data.batch_size} for {jax.process_count()} process(es)")
-  state, shardings, meta = setup_state(config, model, tx, task, mesh, sample_x, ckpt, config.init_from)
-  start = int(jax.device_get(state["step"]))
-  if jax.process_index() == 0:
-    write_config(config, workdir, start, stored)
-  print_param_summary(config, state)
-  early = (meta or {}).get("early_stopping", {"best": None, "best_step": None, "bad_evals": 0})
+    if ckpt.latest_step() is not None:
+      ckpt.restore_data(loader)
+    batches = iter(loader)
+    first = next(batches)
+    sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
+    if sample_x.shape[0] * jax.process_count() != config.data.batch_size:
+      raise UserError(f"the loader gave a per-process batch of {sample_x.shape[0]} but config.data.batch_size="
+                      f"{config.data.batch_size} for {jax.process_count()} process(es)")
+    state, shardings, meta = setup_state(config, model, tx, task, mesh, sample_x, ckpt, config.init_from)
+    start = int(jax.device_get(state["step"]))
+    print_param_summary(config, state)
+    early = (meta or {}).get("early_stopping", {"best": None, "best_step": None, "bad_evals": 0})
 
-  batch_sh = sharding.batch_sharding(mesh)
-  step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
-                    out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
-  periodic = periodic_evals(config, spe)  # [(name, entry, every)]: the evaluations that run during training
-  for e in config.evals.values():  # a bad data override fails now, not at the first evaluation
-    eval_data_cfg(config, e.clips, e.data.to_dict())
-  evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if periodic else None
-  writer = MetricsWriter(workdir, start if meta else None)
-  preempt = PreemptionFlag()
-  log_every = int(config.train.log_every)
-  ckpt_every = _every(config.train, spe, "checkpoint_every", "checkpoint_every_epochs") or num_steps
-  patience = int(config.train.early_stopping_patience)
-  best_metric = config.eval.best_metric or task.best_metric
-  best_mode = config.eval.best_mode or task.best_mode
-  last = {"train": None, **{name: None for name, _, _ in periodic}}
+    batch_sh = sharding.batch_sharding(mesh)
+    step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
+                      out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
+    periodic = periodic_evals(config, spe)  # [(name, entry, every)]: the evaluations that run during training
+    for e in config.evals.values():  # a bad data override fails now, not at the first evaluation
+      eval_data_cfg(config, e.clips, e.data.to_dict())
+    evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if periodic else None
+    if jax.process_index() == 0:  # the state, model and evaluations are built: this run is what config.json says
+      write_config(config, workdir, start, stored)
+    writer = MetricsWriter(workdir, start if meta else None)
+    preempt = PreemptionFlag()
+    log_every = int(config.train.log_every)
+    ckpt_every = _every(config.train, spe, "checkpoint_every", "checkpoint_every_epochs") or num_steps
+    patience = int(config.train.early_stopping_patience)
+    best_metric = config.eval.best_metric or task.best_metric
+    best_mode = config.eval.best_mode or task.best_mode
+    last = {"train": None, **{name: None for name, _, _ in periodic}}
+  except BaseException:
+    ckpt.close()
+    raise
 
   def make_meta(step: int) -> dict:
     return {"step": step, "config": json.loads(config_lib.to_json(config)), "early_stopping": early}
@@ -488,8 +496,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
         raise UserError(
             f"non-finite loss or gradient at step {bad[0][0]} (loss={float(bad[0][1]['loss'])}, grad norm="
             f"{float(bad[0][1]['grad_norm'])}); "
-            f"stopped. " + (f"The last good checkpoint is step {good} in {workdir / 'checkpoints'}. " if good is not None
-                            else "No checkpoint was saved yet, so a rerun starts from scratch. ") +
+            "stopped. " + (f"The last good checkpoint is step {good} in {workdir / 'checkpoints'}. "
+                           if good is not None else "No checkpoint was saved yet, so a rerun starts from scratch. ") +
             f"Lower the learning "
             f"rate (--config.optim.lr, now {config.optim.lr}) or enable --config.optim.grad_clip")
       elapsed = time.perf_counter() - t0
@@ -600,8 +608,10 @@ def main(argv: list[str] | None = None) -> None:
   workdir = Path(args.workdir) if args.workdir else config_lib.default_workdir(args.config)
   log.info("workdir %s", workdir)
   last = train(config, workdir, allow_config_change=args.allow_config_change)
+  for line in final_lines(config, workdir, last):  # every process: each host's own view of the (global) metrics
+    print(line, flush=True)
   if jax.process_index() == 0:
-    for line in [*final_lines(config, workdir, last), *at_end_reports(config, workdir)]:
+    for line in at_end_reports(config, workdir):
       print(line, flush=True)
 
 

@@ -110,9 +110,11 @@ def test_a_failed_start_leaves_config_json_as_it_was(finished_run, tmp_path):
   fresh = tmp_path / "fresh"
   fresh.mkdir()
   (fresh / "config.json").write_text(before)
-  with pytest.raises(UserError):
-    train(load_config(HELPER, {**RUN, "model.name": "no_such_model"}), fresh)
-  assert (fresh / "config.json").read_text() == before
+  for bad in ({"model.name": "no_such_model"}, {"evals.ext.split": "val", "evals.ext.every_steps": "2",
+                                                 "evals.ext.data.num_vall": "3"}):
+    with pytest.raises(UserError):
+      train(load_config(HELPER, {**RUN, **bad}), fresh)
+    assert (fresh / "config.json").read_text() == before
 
 
 def test_the_cli_flag_reaches_train():
