@@ -1,10 +1,11 @@
 """The one trainer for every task.
 
-    python -m echojax.train --config NAME[:ARG] [--config.key=value ...] [--workdir DIR]
+    python -m echojax.train --config NAME[:ARG] [--config.key=value ...] [--workdir DIR] [--allow-config-change]
 
 NAME is ``experiments/NAME.py`` (``get_config(ARG)``); ARG is e.g. ``smoke``, ``demo`` or
 ``model=resnet18,size=56,weighted``. The default workdir is ``workdirs/NAME[_ARG]``, so rerunning the same
-command resumes the same run (workdir latest checkpoint -> ``config.init_from`` -> scratch).
+command resumes the same run (workdir latest checkpoint -> ``config.init_from`` -> scratch). A resume with a config
+that differs from the latest checkpoint's stops (listing the keys) unless ``--allow-config-change``.
 
 A task (echojax/tasks) supplies the head size, loss and metrics; the config supplies model, data, optimizer, mesh
 and sharding rules. The step is one ``jax.jit`` with NamedSharding in/out shardings and a donated state; the
@@ -112,6 +113,25 @@ def steps_per_epoch(config, loader) -> int:
   if hasattr(loader, "num_examples"):
     return max(1, loader.num_examples // config.data.batch_size)
   raise UserError("cannot tell the epoch length from the loader; set --config.train.steps_per_epoch=N")
+
+
+def check_train_config(config) -> None:
+  """Loop settings that would train nothing or divide by zero are named before anything starts."""
+  t = config.train
+  bad = [(f, v, want) for f, v, want in
+         [("num_steps", t.num_steps, ">= 0 (0 = use num_epochs)"), ("num_epochs", t.num_epochs, ">= 0"),
+          ("steps_per_epoch", t.steps_per_epoch, ">= 0 (0 = the loader's)"), ("log_every", t.log_every, ">= 1"),
+          ("checkpoint_every", t.checkpoint_every, ">= 0"), ("checkpoint_every_epochs", t.checkpoint_every_epochs,
+                                                            ">= 0"),
+          ("keep_checkpoints", t.keep_checkpoints, ">= 1"), ("early_stopping_patience", t.early_stopping_patience,
+                                                            ">= 0")]
+         if v is not None and v < (1 if want.startswith(">= 1") else 0)]
+  if bad:
+    f, v, want = bad[0]
+    raise UserError(f"config.train.{f}={v} must be {want} (--config.train.{f}=...)")
+  if not t.num_steps and not t.num_epochs:
+    raise UserError("config.train.num_steps and config.train.num_epochs are both 0, so nothing would train; set "
+                    "--config.train.num_steps=N or --config.train.num_epochs=E")
 
 
 def total_steps(config, spe: int) -> int:
@@ -252,16 +272,134 @@ def _scalars(metrics: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Run safety: what a (re)run may overwrite
+
+
+def _step_dirs(directory: Path) -> list[int]:
+  """Finished orbax steps in ``directory`` (its ``<step>`` folders; unfinished saves are ``<step>.orbax-...``)."""
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
+
+
+def check_workdir(workdir: Path) -> None:
+  """Before anything is written: the workdir is a folder, and a run without a latest checkpoint does not replace
+  what an earlier run left (``metrics.jsonl`` with records, ``best/``): a scratch start would truncate the one and
+  delete the other. A run that died before its first checkpoint left ``checkpoints/`` (empty) and no ``best/``;
+  that restarts from scratch as before."""
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"--workdir {workdir} is a file, not a folder; give a folder (new or a run's workdir)")
+  if not workdir.is_dir() or _step_dirs(workdir / "checkpoints"):
+    return
+  found = []
+  best = _step_dirs(workdir / "best")
+  if best:
+    found.append(f"best/ (the best checkpoint, step {best[-1]})")
+  metrics = workdir / "metrics.jsonl"
+  if metrics.is_file() and (not (workdir / "checkpoints").is_dir() or best):
+    lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
+    if lines:
+      try:
+        last_step = max(json.loads(ln).get("step", 0) for ln in lines)
+      except ValueError:
+        last_step = "?"
+      found.append(f"metrics.jsonl ({len(lines)} records, up to step {last_step})")
+  if not found:
+    return
+  old = " ".join(str(workdir / n) for n in ("metrics.jsonl", "best", "config.json", "tb") if (workdir / n).exists())
+  raise UserError(
+      f"{workdir} holds an earlier run ({' and '.join(found)}) but no checkpoints/ to resume from, so training "
+      f"would start from scratch and replace it. Nothing was changed. Move the old files away (e.g. mkdir "
+      f"{workdir / 'old'} && mv {old} {workdir / 'old'}/), or train in another --workdir")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """Dotted leaves of a JSON config (an empty dict is a leaf, so adding or removing a block shows)."""
+  if isinstance(tree, dict) and tree:
+    out = {}
+    for k, v in tree.items():
+      out.update(_flat(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+  """``key: old -> new`` for every dotted key whose value differs (``(absent)`` where one side lacks it). ``old``
+  is completed with the schema's defaults first, so a run stored by an older version differs only where a value
+  really changed."""
+  from echojax import schema
+  a = _flat(json.loads(config_lib.to_json(schema.fill_defaults(old))))
+  b = _flat(json.loads(json.dumps(new)))
+  absent = object()
+  show = lambda v: "(absent)" if v is absent else json.dumps(v)
+  return [f"{k}: {show(a.get(k, absent))} -> {show(b.get(k, absent))}" for k in sorted(set(a) | set(b))
+          if a.get(k, absent) != b.get(k, absent)]
+
+
+def check_resume_config(config, stored: dict, step: int, workdir: Path, allow_change: bool) -> list[str]:
+  """On resume: the config the latest checkpoint was trained with (its meta) against this run's. A difference
+  stops the run (UserError listing the keys) unless ``allow_change``; returns the differences."""
+  changes = config_changes(stored, json.loads(config_lib.to_json(config)))
+  if changes and not allow_change:
+    shown = changes[:20] + ([f"... and {len(changes) - 20} more"] if len(changes) > 20 else [])
+    raise UserError(
+        f"{workdir} holds a run at step {step} trained with another config; resuming it with this one would "
+        f"change ({len(changes)} key(s), old -> new):\n  " + "\n  ".join(shown) + "\nNothing was changed. Rerun "
+        f"with the run's own settings, train in another --workdir, or pass --allow-config-change (train(..., "
+        f"allow_config_change=True)) to continue these weights with the new config (the old one is kept in "
+        f"{workdir / 'config_history'}/)")
+  if changes:
+    log.warning("resuming step %d with a changed config (--allow-config-change): %s", step, "; ".join(changes))
+  return changes
+
+
+def write_config(config, workdir: Path, step: int, stored: dict | None) -> None:
+  """Writes ``config.json``. When it replaces a different one (or the resumed checkpoint's config differs), the
+  old configs are kept first as ``config_history/<step>-<UTC time>[-<what>].json``, so every config a run's weights
+  were trained with stays on disk."""
+  path = workdir / "config.json"
+  text = config_lib.to_json(config)
+  olds = []
+  if stored is not None and config_changes(stored, json.loads(text)):
+    olds.append(("checkpoint", json.dumps(stored, indent=2, sort_keys=True)))
+  if path.is_file() and path.read_text() != text:
+    previous = path.read_text()
+    try:
+      same_as_stored = json.loads(previous) == stored
+    except ValueError:  # a damaged config.json is kept as it was, too
+      same_as_stored = False
+    if not olds or not same_as_stored:
+      olds.append(("config", previous))
+  if olds:
+    history = workdir / "config_history"
+    history.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for what, old in olds:
+      name = f"{step:08d}-{stamp}" + (f"-{what}" if len(olds) > 1 else "") + ".json"
+      (history / name).write_text(old)
+      log.info("kept the previous config as %s", history / name)
+  path.write_text(text)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The loop
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_config_change: bool = False) -> dict:
   """Trains ``config`` in ``workdir`` (resuming when it holds checkpoints). Returns the last metrics records
-  ``{"train": {...}, "val": {...}}``."""
+  ``{"train": {...}, "val": {...}}``.
+
+  Nothing an earlier run left is replaced silently: a workdir with metrics or a best checkpoint but no
+  checkpoints/ stops (:func:`check_workdir`); a resume whose config differs from the latest checkpoint's stops
+  unless ``allow_config_change`` (then the old config is kept in ``config_history/``); ``config.json`` is written
+  once the state is built (restored or initialised), so a failed start leaves it as it was."""
   from echojax import evaluate  # shares the eval code with echojax.evaluate
 
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  check_train_config(config)
+  check_workdir(workdir)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except (FileExistsError, NotADirectoryError) as e:
+    raise UserError(f"--workdir {workdir} cannot be created ({e}); give a folder path") from None
   enable_compilation_cache()
   resolve_data(config)
   mesh = sharding.make_mesh(config.mesh)
@@ -277,42 +415,55 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         if k in config.task:
           del config.task[k]  # the type changes ("balanced" -> list of weights)
         config.task[k] = v
-  (workdir / "config.json").write_text(config_lib.to_json(config))
-  model = build_model(config, task)
-  spe = steps_per_epoch(config, loader)
-  num_steps = total_steps(config, spe)
-  tx, schedule = make_optimizer(config.optim, spe, num_steps)
-  tx = with_frozen(tx, config)
-
   ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
-  if ckpt.latest_step() is not None:
-    ckpt.restore_data(loader)
-  batches = iter(loader)
-  first = next(batches)
-  sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
-  if sample_x.shape[0] * jax.process_count() != config.data.batch_size:
-    raise UserError(f"the loader gave a per-process batch of {sample_x.shape[0]} but config.data.batch_size="
-                    f"{config.data.batch_size} for {jax.process_count()} process(es)")
-  state, shardings, meta = setup_state(config, model, tx, task, mesh, sample_x, ckpt, config.init_from)
-  start = int(jax.device_get(state["step"]))
-  print_param_summary(config, state)
-  early = (meta or {}).get("early_stopping", {"best": None, "best_step": None, "bad_evals": 0})
+  try:  # a failed start closes the checkpointer (orbax's async threads) before raising
+    stored = None
+    if ckpt.latest_step() is not None:  # a resume: the latest checkpoint's config is what its weights were trained on
+      resume_step, resume_meta = ckpt.restore_meta("latest")
+      stored = resume_meta.get("config")
+      if stored is None and (workdir / "config.json").is_file():  # a checkpoint without its config: config.json's
+        stored = json.loads((workdir / "config.json").read_text())
+      if stored is not None:
+        check_resume_config(config, stored, resume_step, workdir, allow_config_change)
+    model = build_model(config, task)
+    spe = steps_per_epoch(config, loader)
+    num_steps = total_steps(config, spe)
+    tx, schedule = make_optimizer(config.optim, spe, num_steps)
+    tx = with_frozen(tx, config)
 
-  batch_sh = sharding.batch_sharding(mesh)
-  step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
-                    out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
-  periodic = periodic_evals(config, spe)  # [(name, entry, every)]: the evaluations that run during training
-  for e in config.evals.values():  # a bad data override fails now, not at the first evaluation
-    eval_data_cfg(config, e.clips, e.data.to_dict())
-  evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if periodic else None
-  writer = MetricsWriter(workdir, start if meta else None)
-  preempt = PreemptionFlag()
-  log_every = int(config.train.log_every)
-  ckpt_every = _every(config.train, spe, "checkpoint_every", "checkpoint_every_epochs") or num_steps
-  patience = int(config.train.early_stopping_patience)
-  best_metric = config.eval.best_metric or task.best_metric
-  best_mode = config.eval.best_mode or task.best_mode
-  last = {"train": None, **{name: None for name, _, _ in periodic}}
+    if ckpt.latest_step() is not None:
+      ckpt.restore_data(loader)
+    batches = iter(loader)
+    first = next(batches)
+    sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
+    if sample_x.shape[0] * jax.process_count() != config.data.batch_size:
+      raise UserError(f"the loader gave a per-process batch of {sample_x.shape[0]} but config.data.batch_size="
+                      f"{config.data.batch_size} for {jax.process_count()} process(es)")
+    state, shardings, meta = setup_state(config, model, tx, task, mesh, sample_x, ckpt, config.init_from)
+    start = int(jax.device_get(state["step"]))
+    print_param_summary(config, state)
+    early = (meta or {}).get("early_stopping", {"best": None, "best_step": None, "bad_evals": 0})
+
+    batch_sh = sharding.batch_sharding(mesh)
+    step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
+                      out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
+    periodic = periodic_evals(config, spe)  # [(name, entry, every)]: the evaluations that run during training
+    for e in config.evals.values():  # a bad data override fails now, not at the first evaluation
+      eval_data_cfg(config, e.clips, e.data.to_dict())
+    evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if periodic else None
+    if jax.process_index() == 0:  # the state, model and evaluations are built: this run is what config.json says
+      write_config(config, workdir, start, stored)
+    writer = MetricsWriter(workdir, start if meta else None)
+    preempt = PreemptionFlag()
+    log_every = int(config.train.log_every)
+    ckpt_every = _every(config.train, spe, "checkpoint_every", "checkpoint_every_epochs") or num_steps
+    patience = int(config.train.early_stopping_patience)
+    best_metric = config.eval.best_metric or task.best_metric
+    best_mode = config.eval.best_mode or task.best_mode
+    last = {"train": None, **{name: None for name, _, _ in periodic}}
+  except BaseException:
+    ckpt.close()
+    raise
 
   def make_meta(step: int) -> dict:
     return {"step": step, "config": json.loads(config_lib.to_json(config)), "early_stopping": early}
@@ -345,7 +496,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         raise UserError(
             f"non-finite loss or gradient at step {bad[0][0]} (loss={float(bad[0][1]['loss'])}, grad norm="
             f"{float(bad[0][1]['grad_norm'])}); "
-            f"stopped. The last good checkpoint is step {good} in {workdir / 'checkpoints'}. Lower the learning "
+            "stopped. " + (f"The last good checkpoint is step {good} in {workdir / 'checkpoints'}. "
+                           if good is not None else "No checkpoint was saved yet, so a rerun starts from scratch. ") +
+            f"Lower the learning "
             f"rate (--config.optim.lr, now {config.optim.lr}) or enable --config.optim.grad_clip")
       elapsed = time.perf_counter() - t0
       rec = {k: float(np.mean([h[k] for h in host])) for k in host[0] if k != "finite"}
@@ -434,6 +587,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument("--config", required=True, help="NAME[:ARG], NAME in experiments/ "
                       f"({', '.join(config_lib.list_configs())})")
   parser.add_argument("--workdir", default=None, help="run folder (default workdirs/NAME[_ARG]; reruns resume)")
+  parser.add_argument("--allow-config-change", action="store_true",
+                      help="resume even though the config differs from the latest checkpoint's (e.g. more steps); "
+                      "the old config is kept in WORKDIR/config_history/")
   args, rest = parser.parse_known_args(argv)
   overrides = []
   for item in rest:
@@ -451,11 +607,43 @@ def main(argv: list[str] | None = None) -> None:
   sharding.initialize_distributed()
   workdir = Path(args.workdir) if args.workdir else config_lib.default_workdir(args.config)
   log.info("workdir %s", workdir)
-  last = train(config, workdir)
-  print(json.dumps(last, sort_keys=True))
+  last = train(config, workdir, allow_config_change=args.allow_config_change)
+  for line in final_lines(config, workdir, last):  # every process: each host's own view of the (global) metrics
+    print(line, flush=True)
   if jax.process_index() == 0:
     for line in at_end_reports(config, workdir):
       print(line, flush=True)
+
+
+def final_lines(config, workdir: str | Path, last: dict) -> list[str]:
+  """A short headline per split of ``train()``'s last records, e.g. ``val step 4: loss 30.1, mae 5.1 (best 4.9
+  at step 2)`` (the best over the run's metrics.jsonl, for the evaluation that keeps the best checkpoint), and
+  where the full metrics are."""
+  path = Path(workdir) / "metrics.jsonl"
+  records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+  task = tasks.get_task(config)
+  best_metric = config.eval.best_metric or task.best_metric
+  pick = min if (config.eval.best_mode or task.best_mode) == "min" else max
+  fmt = lambda v: f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+  lines = []
+  for name, rec in last.items():
+    if not rec:
+      continue
+    entry = config.evals.get(name) if name != "train" else None
+    label = name if entry is None or entry.split == name else f"{name} ({entry.split})"
+    parts = [f"loss {fmt(rec['loss'])}"] if "loss" in rec else []
+    if entry is not None and best_metric != "loss" and best_metric in rec:
+      parts.append(f"{best_metric} {fmt(rec[best_metric])}")
+    if entry is not None and entry.pick_best:
+      mine = [r for r in records if r.get("split") == entry.split and r.get("eval", "val") == name
+              and r.get(best_metric) is not None]
+      if mine and parts:
+        best = pick(mine, key=lambda r: r[best_metric])
+        parts[-1] += f" (best {fmt(best[best_metric])} at step {best['step']})"
+    lines.append(f"{label} step {rec['step']}: " + ", ".join(parts))
+  if lines:
+    lines.append(f"all metrics: {path}")
+  return lines
 
 
 def at_end_reports(config, workdir: str | Path) -> list[str]:

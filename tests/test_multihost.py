@@ -42,14 +42,13 @@ def test_two_process_training_then_single_process_evaluation(tmp_path):
     for proc in procs:
       out, err = proc.communicate(timeout=600)  # a hang detector: the run takes about a minute
       assert proc.returncode == 0, err[-3000:]
-      outs.append(json.loads(out.strip().splitlines()[-1]))
+      # each host prints its headline of the last metrics ("train step 4: loss ...", "val step 4: ...")
+      outs.append([ln for ln in out.strip().splitlines() if ln.startswith(("train step", "val step"))])
   finally:
     for proc in procs:  # never leave a hung process behind
       proc.kill()
-  for o in outs:  # throughput is each host's own wall clock, so it may differ between them
-    assert o["train"].pop("clips_per_s") > 0
   assert outs[0] == outs[1]  # replicated metrics: both hosts see the same global numbers
-  assert outs[0]["train"]["step"] == 4
+  assert outs[0][0].startswith("train step 4: loss "), outs
   steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
            if json.loads(line)["split"] == "train"]
   assert steps == sorted(set(steps)) and steps[-1] == 4  # one log, written by process 0 only
