@@ -226,10 +226,26 @@ def restore_init_from(path: str | Path, target: Any, keys: Sequence[str] = WEIGH
 
 
 class PreemptionFlag:
-  """Set by SIGTERM (preemption / scancel): the trainer checkpoints at the next step and exits cleanly."""
+  """SIGTERM (preemption / scancel): the trainer checkpoints and exits cleanly. ``check(step)`` is called at every
+  step and says whether to stop there.
+
+  One process: a Python SIGTERM handler; the run stops at the next step. Several processes: JAX's preemption sync
+  manager (the coordination service tells every host of a notice any host got, and they agree on one step,
+  ``multihost_utils.reached_preemption_sync_point``), so all hosts save the same step together; a per-process flag
+  let one host enter the save's barrier while the others trained on, and the run hung."""
 
   def __init__(self):
     self.requested = False
+    self._old = None
+    self._multi = jax.process_count() > 1
+    if self._multi:
+      from jax._src import distributed
+
+      if getattr(distributed.global_state, "preemption_sync_manager", None) is None:
+        log.warning("JAX's preemption service is off (jax_enable_preemption_service): a SIGTERM ends this "
+                    "multi-process run without a checkpoint")
+        self._multi = None
+      return
     try:
       self._old = signal.signal(signal.SIGTERM, self._handler)
     except ValueError:  # not the main thread
@@ -238,6 +254,16 @@ class PreemptionFlag:
   def _handler(self, signum, frame):
     log.warning("SIGTERM received: saving a checkpoint and stopping")
     self.requested = True
+
+  def check(self, step: int) -> bool:
+    """Whether to save and stop at ``step`` (every host gets the same answer at the same step)."""
+    if self._multi and not self.requested:
+      from jax.experimental import multihost_utils
+
+      if multihost_utils.reached_preemption_sync_point(int(step)):
+        log.warning("preemption notice: every process saves a checkpoint at step %d and stops", step)
+        self.requested = True
+    return self.requested
 
   def restore(self) -> None:
     if self._old is not None:

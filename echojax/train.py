@@ -236,7 +236,7 @@ class MetricsWriter:
 
   def __init__(self, workdir: Path, resume_step: int | None):
     self.path = workdir / "metrics.jsonl"
-    if self.path.exists():
+    if self.path.exists() and jax.process_index() == 0:  # one writer, also on resume
       keep = [ln for ln in self.path.read_text().splitlines()
               if ln.strip() and resume_step is not None and json.loads(ln).get("step", 0) <= resume_step]
       self.path.write_text("".join(k + "\n" for k in keep))
@@ -481,10 +481,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
       step += 1
       bar.update(1)
       is_last = step == num_steps
-      do_log = step % log_every == 0 or is_last or preempt.requested
+      preempted = preempt.check(step)  # at every step: hosts agree on the step to stop at
+      do_log = step % log_every == 0 or is_last or preempted
       due = [(n, e) for n, e, every in periodic if step % every == 0 or is_last]
       do_eval = bool(due)
-      do_ckpt = step % ckpt_every == 0 or is_last or preempt.requested or do_eval
+      do_ckpt = step % ckpt_every == 0 or is_last or preempted or do_eval
       if not (do_log or do_eval or do_ckpt):
         continue
       # Host sync point: pull the window's metrics, stop on non-finite values before anything is saved.
@@ -537,8 +538,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
         stop_reason = f"early stopping: {best_metric} has not improved for {patience} evaluations " \
                       f"(best {early['best']} at step {early['best_step']})"
         break
-      if preempt.requested:
-        stop_reason = "preempted (SIGTERM); rerun the same command to resume"
+      if preempted:
+        stop_reason = f"preempted (SIGTERM) at step {step}, checkpoint saved; rerun the same command to resume"
         break
   finally:
     bar.close()

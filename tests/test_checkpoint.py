@@ -197,7 +197,7 @@ def test_killed_or_preempted_then_rerun_matches_uninterrupted_run(tmp_path, sig)
   assert killed_at < 16, "the run finished before it was killed"
   if sig == "SIGTERM":
     err = p_kill.stderr.read().decode()
-    assert code == 0 and "preempted (SIGTERM); rerun the same command to resume" in err, err[-2000:]
+    assert code == 0 and "preempted (SIGTERM) at step " in err and "rerun the same command to resume" in err, err[-2000:]
     assert killed_at > before  # saved where it stopped, not only at the last periodic checkpoint
     last_logged = max(r["step"] for r in _records(killed) if r["split"] == "train")
     assert last_logged == killed_at  # the stop logged its window before saving

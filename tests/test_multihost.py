@@ -79,3 +79,58 @@ def test_latest_and_best_saves_of_one_step_do_not_deadlock(tmp_path):
       proc.kill()
   names = lambda d: sorted(p.name for p in (tmp_path / "run" / d).iterdir())
   assert names("checkpoints") == ["3", "4"] and names("best") == ["4"]  # committed, no *.orbax-checkpoint-tmp left
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_host_stops_both_at_the_same_saved_step_and_the_rerun_resumes(tmp_path):
+  """Preemption on a slice reaches one host first. JAX's preemption sync point makes both processes stop and save
+  at one agreed step (a per-process flag let one host wait in the save's barrier forever), both exit 0, and
+  rerunning the same command on both resumes from that step to the end."""
+  import signal
+  import time
+
+  run = tmp_path / "run"
+  args = ["--config", "tests/helpers/trainer.py:smoke", "--config.train.num_steps=150",
+          "--config.train.checkpoint_every=1000", "--config.train.log_every=1000", "--config.evals.val.every_steps=0",
+          "--config.data.sleep=0.05", "--workdir", str(run)]
+
+  def start(port):
+    procs = []
+    for p in range(2):
+      env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                 ECHOJAX_COORDINATOR=f"127.0.0.1:{port}", ECHOJAX_NUM_PROCESSES="2", ECHOJAX_PROCESS_ID=str(p))
+      procs.append(subprocess.Popen([sys.executable, "-m", "echojax.train", *args], cwd=REPO, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+  def finish(procs):
+    errs = []
+    try:
+      for proc in procs:
+        _, err = proc.communicate(timeout=600)  # a hang detector
+        assert proc.returncode == 0, err[-3000:]
+        errs.append(err)
+    finally:
+      for proc in procs:
+        proc.kill()
+    return errs
+
+  procs = start(_free_port())
+  deadline = time.time() + 300
+  while not (run / "config.json").exists():  # written once the state is built: training is under way
+    assert time.time() < deadline and all(p.poll() is None for p in procs), "training did not start"
+    time.sleep(0.5)
+  time.sleep(3)
+  procs[1].send_signal(signal.SIGTERM)  # only the second host hears of the preemption
+  errs = finish(procs)
+  stops = [[ln for ln in e.splitlines() if "preempted (SIGTERM) at step" in ln] for e in errs]
+  assert all(stops), errs[0][-2000:]
+  steps = {int(s[-1].split("at step ")[1].split(",")[0]) for s in stops}
+  assert len(steps) == 1, stops  # both hosts stopped at the same step
+  stop = steps.pop()
+  assert 0 < stop < 150
+  saved = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved[-1] == stop
+  finish(start(_free_port()))  # the rerun resumes on both hosts and ends the run
+  saved = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved[-1] == 150
