@@ -136,6 +136,14 @@ def test_links_inside_the_registry_are_refused_too(reg):
   assert echoforge.load_model("Alpha", registry=reg, version="v1") is not None
 
 
+def test_the_registry_root_itself_may_be_a_link(reg, tmp_path):
+  a = _entry(reg, "Alpha")
+  (tmp_path / "home").symlink_to(reg, target_is_directory=True)  # e.g. ~/.cache on another disk
+  model = echoforge.load_model("Alpha", registry=tmp_path / "home", sha256=_manifest(a)["weights"]["sha256"])
+  assert model.echoforge_manifest["name"] == "Alpha"
+  assert [m["name"] for m in echoforge.list_models(tmp_path / "home")] == ["Alpha"]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_weights_that_are_not_a_regular_file_are_refused(reg):
   a = _entry(reg, "Alpha")
