@@ -4,7 +4,14 @@ Root: the ``registry`` argument, else ``$ECHOFORGE_HOME``, else ``~/.cache/echof
 ... (a new export of the same name adds the next version; loading picks the highest unless one is named).
 
 Loading never unpickles anything: the manifest is JSON, the weights are safetensors, and the weight file's sha256 is
-checked against the manifest before the bytes are parsed.
+checked against the manifest before the bytes are parsed. The manifest is not signed, so its sha256 only catches
+corruption; a caller that knows which weights it trusts pins them with ``load_model(name, sha256=...)`` (the hash is
+printed by the export and listed by :func:`list_models`).
+
+Nothing below the root may be a symbolic link (model folder, version folder, manifest, weights): a link can point at
+files the registry never exported, so entries holding one are refused (:class:`IntegrityError` naming the link),
+even when the link stays inside the registry. The root itself may be a link (e.g. ``~/.cache`` on another disk).
+Manifests and weights must be regular files and are opened without following links.
 
 Manifest fields (written by ``python -m echojax.export``): ``format`` (:data:`FORMAT`), ``name``, ``version``,
 ``architecture`` (``{"name": <echoforge/echojax architecture>, "kwargs": {...}}``), ``input`` (shape, layout, channels,
@@ -24,7 +31,9 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -49,7 +58,18 @@ class ModelNotFoundError(EchoforgeError, LookupError):
 
 
 class IntegrityError(EchoforgeError):
-  """A registry entry is corrupt: bad manifest, sha256 mismatch, or weights that do not fit the architecture."""
+  """A registry entry is corrupt or not what the registry exported: bad manifest, symbolic link, sha256 mismatch
+  (with the manifest or with the caller's pinned ``sha256=``), unreadable weights, an architecture that cannot be
+  built, or weights that do not fit the architecture. The message names the path and what is wrong."""
+
+
+class BrokenEntryWarning(UserWarning):
+  """:func:`list_models` skipped entries it cannot read (each named with what is wrong)."""
+
+
+#: at most this many elements in the state dict of a model built from a manifest (ViT-H has ~0.63e9): an absurd
+#: architecture argument is refused before any memory is allocated.
+MAX_STATE_ELEMENTS = 2_000_000_000
 
 
 def registry_root(registry: str | os.PathLike | None = None) -> Path:
@@ -92,24 +112,73 @@ def names(root: Path) -> list[str]:
   return sorted(p.name for p in root.iterdir() if p.is_dir() and versions(root, p.name))
 
 
-def read_manifest(entry: Path) -> dict[str, Any]:
-  """Reads and checks ``<entry>/manifest.json`` (JSON only)."""
-  path = entry / MANIFEST
+def check_no_links(entry: Path, *files: str) -> None:
+  """IntegrityError when the model folder, the version folder ``entry`` or one of its ``files`` is a symbolic link."""
+  root = entry.parent.parent
+  for p in (entry.parent, entry, *(entry / f for f in files)):
+    if p.is_symlink():
+      try:
+        target = os.readlink(p)
+      except OSError:
+        target = "?"
+      raise IntegrityError(f"{p}: is a symbolic link (-> {target}); echoforge refuses links inside the registry "
+                           f"{root} (a link can point at files the registry never exported). Replace it with the "
+                           f"real file or folder, or re-export with {EXPORT_HINT.format(name=entry.parent.name)}")
+
+
+def read_regular(path: Path) -> bytes:
+  """The bytes of ``path``, which must be a regular file and not a link (opened without following links)."""
+  flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
   try:
-    m = json.loads(path.read_text())
-  except (OSError, json.JSONDecodeError) as e:
-    raise IntegrityError(f"{path}: cannot read the manifest ({e}); re-export the model with "
-                         f"{EXPORT_HINT.format(name=entry.parent.name)}") from e
+    fd = os.open(path, flags)
+  except OSError as e:
+    why = "is a symbolic link" if os.path.islink(path) else f"cannot be opened ({e})"
+    raise IntegrityError(f"{path}: {why}") from e
+  try:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+      raise IntegrityError(f"{path}: is not a regular file")
+    with os.fdopen(fd, "rb", closefd=False) as f:
+      return f.read()
+  except OSError as e:
+    raise IntegrityError(f"{path}: cannot be read ({e})") from e
+  finally:
+    os.close(fd)
+
+
+def read_manifest(entry: Path) -> dict[str, Any]:
+  """Reads and checks ``<entry>/manifest.json`` (JSON only): a JSON object with the fields and types the loader
+  needs, naming its own folder (name, version), next to a regular weights file; no links on the way."""
+  path = entry / MANIFEST
+  redo = f"re-export the model with {EXPORT_HINT.format(name=entry.parent.name)}"
+  check_no_links(entry, MANIFEST, WEIGHTS)
+  try:
+    m = json.loads(read_regular(path).decode("utf-8"))
+  except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    raise IntegrityError(f"{path}: cannot read the manifest ({e}); {redo}") from e
+  except IntegrityError as e:
+    raise IntegrityError(f"{e}; cannot read the manifest; {redo}") from e
+  if not isinstance(m, dict):
+    raise IntegrityError(f"{path}: manifest must be a JSON object, got {type(m).__name__}; {redo}")
   for key in ("name", "version", "architecture", "weights"):
     if key not in m:
-      raise IntegrityError(f"{path}: manifest has no field {key!r}; re-export the model with "
-                           f"{EXPORT_HINT.format(name=entry.parent.name)}")
+      raise IntegrityError(f"{path}: manifest has no field {key!r}; {redo}")
+  if m["name"] != entry.parent.name or m["version"] != entry.name:
+    raise IntegrityError(f"{path}: manifest is for {m['name']!r} {m['version']!r}, but it sits in the folder of "
+                         f"{entry.parent.name!r} {entry.name!r} (an entry copied or moved by hand); {redo}")
   arch = m["architecture"]
-  if not isinstance(arch, dict) or "name" not in arch or not isinstance(arch.get("kwargs", {}), dict):
-    raise IntegrityError(f"{path}: field 'architecture' must be {{'name': ..., 'kwargs': {{...}}}}")
+  if (not isinstance(arch, dict) or not isinstance(arch.get("name"), str)
+      or not all(isinstance(arch.get(k, {}), dict) for k in ("kwargs", "torch_kwargs"))):
+    raise IntegrityError(f"{path}: field 'architecture' must be {{'name': str, 'kwargs': {{...}}, "
+                         f"'torch_kwargs': {{...}}}}, got {arch!r:.200}")
   w = m["weights"]
   if not isinstance(w, dict) or w.get("file") != WEIGHTS or not re.fullmatch(r"[0-9a-f]{64}", str(w.get("sha256"))):
     raise IntegrityError(f"{path}: field 'weights' must name {WEIGHTS!r} and its sha256 (64 hex digits)")
+  try:
+    mode = os.lstat(entry / WEIGHTS).st_mode
+  except OSError as e:
+    raise IntegrityError(f"{entry / WEIGHTS}: the weights are missing ({e}); {redo}") from e
+  if not stat.S_ISREG(mode):
+    raise IntegrityError(f"{entry / WEIGHTS}: is not a regular file; {redo}")
   return m
 
 
@@ -138,15 +207,33 @@ def find_entry(name: str, version: str | None = None, registry: str | os.PathLik
   return root / name / version
 
 
-def list_models(registry: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-  """One dict per exported (name, version): name, version, architecture, metrics, created, path."""
+def list_models(registry: str | os.PathLike | None = None, include_broken: bool = False) -> list[dict[str, Any]]:
+  """One dict per exported (name, version): name, version, architecture, sha256 (of the weights, as the manifest
+  records it: pin it with ``load_model(name, sha256=...)``), metrics, created, path.
+
+  An entry whose manifest cannot be read or checked (:func:`read_manifest`; the weights are not hashed here) is left
+  out with a :class:`BrokenEntryWarning` naming it and what is wrong; with ``include_broken`` it is listed as
+  ``{"name", "version", "path", "broken": <what is wrong>}`` instead.
+  """
   root = registry_root(registry)
-  out = []
+  out, broken = [], []
   for n in names(root):
     for v in versions(root, n):
-      m = read_manifest(root / n / v)
+      entry = root / n / v
+      try:
+        m = read_manifest(entry)
+      except EchoforgeError as e:
+        broken.append(str(e))
+        if include_broken:
+          out.append({"name": n, "version": v, "path": str(entry), "broken": str(e)})
+        continue
       out.append({"name": n, "version": v, "architecture": m["architecture"]["name"],
-                  "metrics": m.get("metrics") or {}, "created": m.get("created"), "path": str(root / n / v)})
+                  "sha256": m["weights"]["sha256"], "metrics": m.get("metrics") or {}, "created": m.get("created"),
+                  "path": str(entry)})
+  if broken:
+    warnings.warn(f"echoforge registry {root}: {len(broken)} broken entr{'y' if len(broken) == 1 else 'ies'} "
+                  f"{'listed as broken' if include_broken else 'left out'}: " + " | ".join(broken),
+                  BrokenEntryWarning, stacklevel=2)
   return out
 
 

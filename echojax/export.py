@@ -354,7 +354,9 @@ def main(argv: list[str] | None = None) -> None:
   print(f"  architecture {manifest['architecture']['name']} {manifest['architecture']['kwargs']}")
   print(f"  sha256 {manifest['weights']['sha256']}  parity max|diff| {manifest['parity'].get('max_abs_diff')}")
   print(f"  load with: echoforge.load_model({manifest['name']!r}"
-        + (f", registry={a.registry!r})" if a.registry else ")"))
+        + (f", registry={a.registry!r}" if a.registry else "")
+        + f", version={manifest['version']!r}, sha256={manifest['weights']['sha256']!r})"
+        + "  # sha256= pins these weights")
 
 
 if __name__ == "__main__":

@@ -256,8 +256,10 @@ def test_cli_exports_a_run_and_echoforge_loads_it_without_jax_or_pickle(tmp_path
   wd, reg = tmp_path / "run", tmp_path / "reg"
   _write_run(wd)
   main(["--workdir", str(wd), "--name", "TinyVideo", "--registry", str(reg)])
-  assert "exported TinyVideo v1" in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert "exported TinyVideo v1" in printed
   m = json.loads((reg / "TinyVideo" / "v1" / "manifest.json").read_text())
+  assert f"version='v1', sha256={m['weights']['sha256']!r})" in printed  # the pin, ready to copy
   assert m["architecture"] == {"name": "r3d_18", "kwargs": {"width": 4, "num_classes": 2}, "torch_kwargs": {},
                                "framework": "torch",
                                "module": "echoforge.models.video_resnet.VideoResNet"}
