@@ -298,3 +298,19 @@ def test_statistics_from_a_split_other_than_train_are_labelled_so(small_raw, tmp
   assert json.loads((version / "echojax_stats.json").read_text())["split"] == "test"
   notes = json.loads((version / REPORT_FILE).read_text())["notes"]
   assert any("no train split: normalisation statistics computed from the test split" in n["reason"] for n in notes)
+
+
+def test_a_config_asking_for_another_prepared_size_gets_the_exact_commands(small_raw, tmp_path):
+  """The demo asks for the 28 px builder config; the user prepared 56 px. The error gives the prepare command with
+  its --config, and the alternative that works with what is there (the loader resizes)."""
+  from echojax.data import pipeline
+
+  prepare("echonet_dynamic", small_raw, tmp_path / "data", "56", frame_store=False, verbose=False)
+  cfg = dict(name="echonet_dynamic", data_dir=str(tmp_path / "data"), builder_config="28", frames=4, batch_size=1)
+  with pytest.raises(UserError) as e:
+    pipeline.open_source(cfg, "train")
+  msg = str(e.value)
+  assert "--config 28" in msg and "--config.data.builder_config=56 --config.data.size=28" in msg
+  fixed = dict(cfg, builder_config="56", size=28)  # the suggestion works
+  batch = next(iter(pipeline.make_loader(fixed, "train", train=True, seed=0, process_index=0, process_count=1)))
+  assert batch["video"].shape[2:4] == (28, 28)

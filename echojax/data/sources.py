@@ -37,16 +37,18 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
 
     data_dir = ensure_synthetic(name, builder_config)
   importlib.import_module(info.builder_module)
+  prepare_cmd = (f"python -m echojax.data.prepare {name} --manual-dir RAW --data-dir {data_dir}"
+                 + (f" --config {builder_config}" if builder_config else ""))
   try:
     builder = tfds.builder(name, config=builder_config, data_dir=str(data_dir))
   except Exception as e:  # tfds raises many types for a wrong name/config/folder
     raise UserError(f"could not open prepared dataset {name} (config {builder_config}) in {data_dir}: {e}. Prepare "
-                    f"it with `python -m echojax.data.prepare {name} --manual-dir RAW --data-dir {data_dir}`")
+                    f"it with `{prepare_cmd}`{_other_configs_hint(data_dir, name, builder_config)}")
   version_dir = Path(builder.data_dir)
   if not (version_dir / "dataset_info.json").exists():
     raise UserError(f"dataset {name} (config {builder_config}) is not prepared in {data_dir} (config field "
-                    f"data.data_dir): run `python -m echojax.data.prepare {name} --manual-dir RAW --data-dir "
-                    f"{data_dir}` first")
+                    f"data.data_dir): run `{prepare_cmd}` first"
+                    f"{_other_configs_hint(data_dir, name, builder_config)}")
   splits = list(builder.info.splits.keys())
   if split not in splits:
     raise UserError(f"split {split!r} not in prepared {name} at {version_dir}; available splits: {', '.join(splits)}")
@@ -58,6 +60,18 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
   if store is not None and len(store) == builder.info.splits[split].num_examples:
     return (PreadFrameStore(store) if PreadFrameStore.supports(store) else store), version_dir
   return fast_source(builder.as_data_source(split=split)), version_dir
+
+
+def _other_configs_hint(data_dir: Any, name: str, builder_config: Any) -> str:
+  """"; or use the prepared config 112 and let the loader resize: ..." when other configs of ``name`` are prepared
+  in ``data_dir`` (a demo config asks for 28 px, the user prepared the real data at 112)."""
+  root = Path(str(data_dir)) / name
+  found = sorted({p.parent.parent.name for p in root.glob("*/*/dataset_info.json")} - {str(builder_config)})
+  if not found:
+    return ""
+  size = f" --config.data.size={builder_config}" if str(builder_config).isdigit() else ""
+  return (f"; or use what is prepared there ({', '.join(found)}), resized by the loader: "
+          f"--config.data.builder_config={found[-1]}{size}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
