@@ -448,8 +448,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
     step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
                       out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
     periodic = periodic_evals(config, spe)  # [(name, entry, every)]: the evaluations that run during training
-    for e in config.evals.values():  # a bad data override fails now, not at the first evaluation
-      eval_data_cfg(config, e.clips, e.data.to_dict())
+    check_evaluations(config, spe)  # a missing split or bad override fails now, not at the first evaluation
     evaluator = evaluate.Evaluator(config, model, task, mesh, shardings) if periodic else None
     if jax.process_index() == 0:  # the state, model and evaluations are built: this run is what config.json says
       write_config(config, workdir, start, stored)
@@ -551,6 +550,25 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
     log.info(stop_reason)
     print(stop_reason, file=sys.stderr)
   return last
+
+
+def check_evaluations(config, spe: int) -> None:
+  """Every evaluation that will run (a cadence or ``at_end``) has its data overrides right and its split in the
+  prepared data, before any training: a prepared set without a val split used to train, then die at the first
+  validation."""
+  from echojax.data import datasets, pipeline
+
+  for name, e in sorted(config.evals.items()):
+    data_cfg = eval_data_cfg(config, e.clips, e.data.to_dict())
+    if not (_every(e, spe) or e.at_end) or datasets.custom_loader(data_cfg.name) is not None:
+      continue
+    try:
+      pipeline.open_source(data_cfg, e.split)
+    except UserError as err:
+      raise UserError(f"config.evals.{name} cannot run: {err}. Name another split with "
+                      f"--config.evals.{name}.split=SPLIT, or switch it off with --config.evals.{name}.every_steps=0 "
+                      f"--config.evals.{name}.every_epochs=0" + (" --config.evals.{name}.at_end=false".format(
+                          name=name) if e.at_end else "")) from None
 
 
 def periodic_evals(config, spe: int) -> list[tuple[str, Any, int]]:

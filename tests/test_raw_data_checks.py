@@ -314,3 +314,27 @@ def test_a_config_asking_for_another_prepared_size_gets_the_exact_commands(small
   fixed = dict(cfg, builder_config="56", size=28)  # the suggestion works
   batch = next(iter(pipeline.make_loader(fixed, "train", train=True, seed=0, process_index=0, process_count=1)))
   assert batch["video"].shape[2:4] == (28, 28)
+
+
+@pytest.mark.slow
+def test_a_prepared_set_without_the_validation_split_stops_before_training(tmp_path):
+  """No VAL rows: the run stops before its first step, naming the evaluation, the splits there are and the fix;
+  naming another split for validation then trains."""
+  from echojax.config import load_config
+  from echojax.train import train
+
+  raw = gen.generate(tmp_path / "raw", 12, seed=4, progress=False)
+  rows = _read_csv(raw / "FileList.csv")
+  for i, r in enumerate(rows):
+    r["Split"] = "TRAIN" if i < 9 else "TEST"
+  _write_csv(raw / "FileList.csv", rows, list(rows[0]))
+  prepare("echonet_dynamic", raw, tmp_path / "data", "28", verbose=False)
+  over = {"data.data_dir": str(tmp_path / "data")}
+  with pytest.raises(UserError, match=r"config.evals.val cannot run: split 'val' not in prepared .*"
+                                      r"available splits: .*--config.evals.val.split=SPLIT"):
+    train(load_config("echonet_ef:smoke", over), tmp_path / "run")
+  assert not (tmp_path / "run" / "metrics.jsonl").exists()
+  config = load_config("echonet_ef:smoke", {**over, "evals.val.split": "test", "train.num_steps": "2",
+                                            "evals.val.every_steps": "2"})
+  last = train(config, tmp_path / "run2")
+  assert last["val"]["step"] == 2 and last["val"]["split"] == "test"
