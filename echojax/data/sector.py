@@ -59,7 +59,8 @@ def _region(binary: np.ndarray) -> np.ndarray | None:
   best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
   if stats[best, cv2.CC_STAT_AREA] < MIN_AREA_FRACTION * h * w:
     return None
-  pts = cv2.findNonZero((labels == best).astype(np.uint8))
+  region = cv2.dilate((labels == best).astype(np.uint8), kernel)  # give back the faint edge of the cone
+  pts = cv2.findNonZero(region)
   return cv2.convexHull(pts).reshape(-1, 2)
 
 
@@ -122,8 +123,10 @@ def crop_to_sector(frames: np.ndarray, sector: Sector, size: int) -> np.ndarray:
   return np.stack(res).reshape((t, size, size) + frames.shape[3:])
 
 
-def preview(frames: np.ndarray, sector: Sector, path: str | Path, size: int = 112) -> Path:
-  """PNG (``PREVIEW_SIZE`` pixels): middle frame, motion map, hull outline on the frame, cropped result."""
+def preview(frames: np.ndarray, sector: Sector, path: str | Path, size: int = 112,
+            cropped: np.ndarray | None = None) -> Path:
+  """PNG (``PREVIEW_SIZE`` pixels): middle frame, motion map, hull outline on the frame, cropped result (the middle
+  frame of ``cropped`` when given, e.g. what another crop mode stored, else ``crop_to_sector`` of it)."""
   from echojax.plots import DEFAULT_DPI, _figure, _save
 
   frames = np.asarray(frames)
@@ -137,7 +140,11 @@ def preview(frames: np.ndarray, sector: Sector, path: str | Path, size: int = 11
   if sector.hull is not None:
     cv2.polylines(outline, [sector.hull.astype(np.int32).reshape(-1, 1, 2)], True, (0, 255, 0), lw)
   cv2.rectangle(outline, (x0, y0), (x1 - 1, y1 - 1), (255, 200, 0), lw)
-  cropped = crop_to_sector(mid[None], sector, size)[0]
+  if cropped is not None:
+    cropped = np.asarray(cropped)[len(cropped) // 2]
+    size = cropped.shape[0]
+  else:
+    cropped = crop_to_sector(mid[None], sector, size)[0]
   w, h = PREVIEW_SIZE
   fig = _figure((w / DEFAULT_DPI, h / DEFAULT_DPI), DEFAULT_DPI)
   axes = fig.subplots(1, 4)
