@@ -16,6 +16,7 @@ H, W = 422, 636
 APEX = (400, 40)  # (x, y) of the cone's apex: off-centre, to the right
 TEXT_BOXES = [(10, 10, 120, 40), (10, 360, 140, 400)]  # x0, y0, x1, y1: burned-in static text, left side
 BAR = (600, 60, 620, 380)  # a static bright bar (grey scale) right of the cone
+ECG_Y, ECG_X = 395, (150, 630)  # a sweeping ECG trace below the cone: it changes over time, but is thin
 
 
 def cone_mask(h=H, w=W, apex=APEX, radius=300, half_angle=38):
@@ -41,6 +42,12 @@ def synthetic_cine(frames=16, seed=0):
     out[:, y0:y1, x0:x1] = 230
   x0, y0, x1, y1 = BAR
   out[:, y0:y1, x0:x1] = 255
+  xs = np.arange(*ECG_X)
+  for t in range(frames):  # the trace is drawn up to a sweep position that moves right frame by frame
+    upto = ECG_X[0] + (t + 1) * (ECG_X[1] - ECG_X[0]) // frames
+    ys = (ECG_Y + 12 * np.sin(xs / 9.0) * (np.abs((xs % 80) - 40) < 4)).astype(int)
+    for x, y in zip(xs[xs < upto], ys[xs < upto]):
+      out[t, y - 1:y + 1, x] = (0, 220, 0)
   return out
 
 
@@ -60,7 +67,7 @@ def test_found_box_contains_the_cone_and_excludes_the_text():
   assert sec.mask[cone_mask()].mean() > 0.99
   for bx0, by0, bx1, by1 in TEXT_BOXES + [BAR]:  # no text box / bar overlaps the found region
     assert not sec.mask[by0:by1, bx0:bx1].any()
-  assert x1 <= BAR[0]
+  assert x1 <= BAR[0] and y1 < ECG_Y - 12 - 1  # nor the (moving) ECG trace
 
 
 def test_crop_keeps_the_cone_width_where_the_centre_crop_cut_it():
@@ -100,7 +107,7 @@ def test_text_is_black_after_masking():
   oy, ox = (s - (y1 - y0)) // 2, (s - (x1 - x0)) // 2
   back = np.zeros_like(frames)  # put the (unresized) crop back into frame coordinates
   back[:, y0:y1, x0:x1] = masked_full[:, oy:oy + y1 - y0, ox:ox + x1 - x0]
-  for bx0, by0, bx1, by1 in TEXT_BOXES + [BAR]:
+  for bx0, by0, bx1, by1 in TEXT_BOXES + [BAR, (ECG_X[0], ECG_Y - 14, ECG_X[1], ECG_Y + 14)]:
     assert back[:, by0:by1, bx0:bx1].max() == 0
   assert (back[:, ~sec.mask] == 0).all()
 
