@@ -21,7 +21,7 @@ recursively for image suffixes (``IMAGE_SUFFIXES``); a folder with none, or a mi
 **Videos** (view classification, EF regression / classification): AVI/MP4/MOV/MKV/M4V decoded with OpenCV exactly
 as the builders decode; DICOM multi-frame (any transfer syntax pydicom can decode, YBR -> RGB) and GIF as
 ``echojax.data.ingest`` reads them; resized to the stored frame size of the run's prepared data (read from its
-first record; DICOM/GIF centre-cropped to a square first, as ingest + prepare would store them). There is no ECG
+first record; DICOM/GIF cropped to the scan sector first, as ingest + prepare would store them). There is no ECG
 beside a file, so ECG-phase samplers fall back to the LV-intensity cycle.
 Output CSV: ``file, num_frames, fps`` then, for classification, ``predicted_class, prob_<class>...``; for EF
 regression ``prediction`` (EF %); plus per-video model aux columns such as the fusion gate (``gate_0``,
@@ -196,9 +196,10 @@ def list_videos(paths: str | Path | Sequence[str | Path]) -> tuple[list[Path], l
                      " and DICOM files without a suffix); point it at a folder of cines or at one file")
 
 
-def read_cine_as_stored(path: Path, stored: int) -> tuple[np.ndarray, float | None]:
+def read_cine_as_stored(path: Path, stored: int, crop: str = "sector") -> tuple[np.ndarray, float | None]:
   """(uint8 (T, stored, stored, 3) frames, fps or None) as the run's prepared data would hold this file: container
-  videos decoded and resized as the builders do, DICOM / GIF read and squared as ingest does. Raises ReadError."""
+  videos decoded and resized as the builders do, DICOM / GIF read and squared as ingest does (``crop``: ingest's
+  ``--crop``, default its default, the scan sector). Raises ReadError."""
   from echojax.data.ingest import VIDEO_SUFFIXES, ReadError, read_cine, to_square
   from echojax.data.video import VideoReadError, read_video, resize_frames
 
@@ -211,7 +212,7 @@ def read_cine_as_stored(path: Path, stored: int) -> tuple[np.ndarray, float | No
       raise ReadError(str(e)) from None
     return resize_frames(frames, stored), (fps if fps > 0 else None)
   cine = read_cine(path)
-  return to_square(cine.frames, stored), cine.fps
+  return to_square(cine.frames, stored, crop), cine.fps
 
 
 def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path], out: str | Path | None = None,

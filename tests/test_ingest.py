@@ -199,13 +199,18 @@ def test_stills_few_files_and_empty_ingest_are_said(tmp_path, capsys):
 
 
 def test_ingested_frames_are_lossless_so_predict_on_the_original_sees_the_same(tmp_path):
-  """ingest stores what predict makes of the original DICOM (to_square of read_cine) bit for bit (FFV1), so a cine
-  scores the same through predict on the DICOM and through evaluate after ingest + prepare (MJPG had differed)."""
+  """ingest stores what predict makes of the original DICOM (to_square of read_cine, with the default sector crop) bit
+  for bit (FFV1), so a cine scores the same through predict on the DICOM and through evaluate after ingest + prepare
+  (MJPG had differed)."""
   src = tmp_path / "in"
   src.mkdir()
   shutil.copy(dicom_cine_path(), src / "cine.dcm")
   (tmp_path / "labels.csv").write_text("file,EF\ncine.dcm,60\n")
   ingest.ingest(src, tmp_path / "labels.csv", tmp_path / "raw", size=32, progress=False)
   stored, _ = read_video(tmp_path / "raw" / "Videos" / "cine.avi")
-  want = ingest.to_square(ingest.read_cine(src / "cine.dcm").frames, 32)
+  want = ingest.to_square(ingest.read_cine(src / "cine.dcm").frames, 32, "sector")
   np.testing.assert_array_equal(stored, want)
+  from echojax.predict import read_cine_as_stored
+
+  np.testing.assert_array_equal(read_cine_as_stored(src / "cine.dcm", 32)[0], want)
+  assert (tmp_path / "raw" / "previews" / "cine.png").is_file()

@@ -1,7 +1,7 @@
 """Turn a folder of echo cines (DICOM multi-frame, MP4/MOV/AVI, GIF) plus a labels CSV into the
 EchoNet-Dynamic raw layout, so the one echonet_dynamic builder / pipeline / trainer path works on your own data.
 
-    python -m echojax.data.ingest --input DIR --labels labels.csv --out RAW [--size 112] [--seed 0] [--strict]
+    python -m echojax.data.ingest --input DIR --labels labels.csv --out RAW [--size 112] [--crop sector|center|none] [--strict]
     python -m echojax.data.prepare echonet_dynamic --manual-dir RAW --data-dir DATA   # then train on it
 
 labels.csv (one row per video; column names are case-insensitive):
@@ -19,7 +19,9 @@ When the CSV has no split column, splits are assigned deterministically (for a g
 Output (``RAW``): ``FileList.csv`` (FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,Split),
 ``VolumeTracings.csv`` (header only: ingested videos have no tracings) and ``Videos/<FileName>.avi`` (FFV1,
 lossless, so the builder reads back exactly the frames ``python -m echojax.predict`` makes of the original file;
-``size`` x ``size`` RGB: centre-cropped to a square, then resized; ``--crop none`` squeezes instead).
+``size`` x ``size`` RGB: cropped to the ultrasound sector found from the cine's motion (``echojax.data.sector``:
+black outside the cone, padded to a square, then resized); ``--crop center`` centre-crops to a square instead,
+``--crop none`` squeezes). ``RAW/previews/<FileName>.png`` (``--previews DIR``) shows each file's crop.
 
 FPS comes from the DICOM tags CineRate, then FrameTime (ms per frame), RecommendedDisplayFrameRate, then
 FrameTimeVector; from the container for MP4/AVI (PyAV, else OpenCV); from frame durations for GIF. When none is
@@ -238,8 +240,19 @@ def is_candidate(path: Path) -> bool:
   return s in DICOM_SUFFIXES + VIDEO_SUFFIXES + GIF_SUFFIXES or s == "" or _looks_like_dicom(path)
 
 
-def to_square(frames: np.ndarray, size: int, crop: str = "center") -> np.ndarray:
-  """Centre-crop to the largest square (``crop='center'``) and resize to ``size`` x ``size`` (area filter)."""
+CROPS = ("sector", "center", "none")
+
+
+def to_square(frames: np.ndarray, size: int, crop: str = "sector") -> np.ndarray:
+  """``size`` x ``size`` frames: ``crop='sector'`` (default) crops to the scan cone (``echojax.data.sector``: black
+  outside it, padded to a square, never cut), ``'center'`` centre-crops to the largest square, ``'none'`` squeezes;
+  then resized (area filter)."""
+  if crop not in CROPS:
+    raise ValueError(f"crop {crop!r}: use one of {', '.join(CROPS)}")
+  if crop == "sector":
+    from echojax.data.sector import crop_to_sector, find_sector
+
+    return crop_to_sector(frames, find_sector(frames), size)
   t, h, w, c = frames.shape
   if crop == "center" and h != w:
     s = min(h, w)
@@ -383,12 +396,14 @@ def safe_name(path: Path, input_dir: Path, taken: set[str]) -> str:
 
 
 def ingest(input_dir: str | Path, labels: str | Path, out_dir: str | Path, *, size: int = 112, seed: int = 0,
-           default_fps: float = 30.0, crop: str = "center", strict: bool = False, stills: str = "drop",
-           progress: bool = True) -> SkipReport:
+           default_fps: float = 30.0, crop: str = "sector", strict: bool = False, stills: str = "drop",
+           previews: str | Path | bool | None = None, progress: bool = True) -> SkipReport:
   """Build the EchoNet-Dynamic raw layout in ``out_dir``; returns the report (also saved as ingest_report.json).
 
   ``stills``: a single-frame file (a DICOM still, a one-frame GIF) is not a cine: "drop" skips it with that reason,
-  "keep" ingests it as a 1-frame video with a note. When nothing could be ingested, no FileList is written."""
+  "keep" ingests it as a 1-frame video with a note. When nothing could be ingested, no FileList is written.
+  ``crop``: see :func:`to_square`. ``previews``: folder for one PNG per ingested file showing the crop (default
+  ``<out_dir>/previews``; ``False`` writes none)."""
   from tqdm import tqdm
 
   input_dir, labels, out = Path(input_dir).expanduser(), Path(labels).expanduser(), Path(out_dir).expanduser()
@@ -396,6 +411,8 @@ def ingest(input_dir: str | Path, labels: str | Path, out_dir: str | Path, *, si
     raise UserError(f"input folder {input_dir} (--input) does not exist")
   if size < 8:
     raise UserError(f"--size {size} is too small; EchoNet-Dynamic uses 112")
+  if crop not in CROPS:
+    raise UserError(f"--crop {crop!r}: use one of {', '.join(CROPS)}")
   if stills not in ("drop", "keep"):
     raise UserError(f"--stills {stills!r}: use drop or keep")
   report = SkipReport(strict=strict, fix_hint="fix the file or the labels row, or drop --strict to skip it")
@@ -410,6 +427,7 @@ def ingest(input_dir: str | Path, labels: str | Path, out_dir: str | Path, *, si
       report.note(f.relative_to(input_dir).as_posix(), "not listed in the labels CSV: not ingested")
   splits = assign_splits([r for r in rows if r.row in matched], seed)
   (out / "Videos").mkdir(parents=True, exist_ok=True)
+  preview_dir = None if previews is False else (out / "previews" if previews is None else Path(previews).expanduser())
   taken: set[str] = set()
   out_rows = []
   todo = [r for r in rows if r.row in matched]
@@ -431,8 +449,21 @@ def ingest(input_dir: str | Path, labels: str | Path, out_dir: str | Path, *, si
     if fps is None:
       fps = default_fps
       report.note(rel, f"fps unknown: no frame-rate tag/metadata, assumed --default-fps {default_fps}", row=r.row)
-    frames = to_square(cine.frames, size, crop)
     name = safe_name(path, input_dir, taken)
+    from echojax.data import sector as sector_mod
+
+    if crop == "sector":
+      sec = sector_mod.find_sector(cine.frames)
+      frames = sector_mod.crop_to_sector(cine.frames, sec, size)
+      if sec.note and (len(cine.frames) > 1 or sec.method == "center"):
+        report.note(rel, f"--crop sector: {sec.note}", row=r.row)
+    else:
+      sec, frames = None, to_square(cine.frames, size, crop)
+    if preview_dir is not None:
+      if sec is None:
+        sec = sector_mod.center_sector(cine.frames.shape[1:3]) if crop == "center" else sector_mod.Sector(
+            (0, 0, cine.frames.shape[2], cine.frames.shape[1]), np.ones(cine.frames.shape[1:3], bool), "none")
+      sector_mod.preview(cine.frames, sec, preview_dir / f"{name}.png", size, cropped=frames)
     write_avi(out / "Videos" / f"{name}.avi", frames, fps, codec="FFV1")  # lossless: = what predict reads
     split = r.split or splits[r.row]
     report.wrote(split)
@@ -466,14 +497,17 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--size", type=int, default=112, help="output side in pixels (default 112)")
   parser.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default 0)")
   parser.add_argument("--default-fps", type=float, default=30.0, help="fps when a file does not say (default 30)")
-  parser.add_argument("--crop", choices=("center", "none"), default="center",
-                      help="centre-crop to a square before resizing (default) or squeeze")
+  parser.add_argument("--crop", choices=CROPS, default="sector",
+                      help="crop to the scan sector (default: black outside the cone, padded to a square), "
+                           "centre-crop to a square, or squeeze (none)")
+  parser.add_argument("--previews", default=None,
+                      help="folder for one PNG per file showing the crop (default <out>/previews)")
   parser.add_argument("--strict", action="store_true", help="stop at the first unreadable file or bad row")
   parser.add_argument("--stills", choices=("drop", "keep"), default="drop",
                       help="single-frame files (DICOM stills): skip them (default) or ingest as 1-frame videos")
   args = parser.parse_args(argv)
   report = ingest(args.input, args.labels, args.out, size=args.size, seed=args.seed, default_fps=args.default_fps,
-                  crop=args.crop, strict=args.strict, stills=args.stills)
+                  crop=args.crop, strict=args.strict, stills=args.stills, previews=args.previews)
   print(report.summary(saved_as=Path(args.out) / "ingest_report.json"))
   notes = report.notes
   if notes:
