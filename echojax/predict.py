@@ -154,6 +154,8 @@ def input_stats(config, feature: str, prepared) -> tuple[np.ndarray, np.ndarray]
 
   if options.check_value_range(config.data.value_range) == "unit":
     return options.unit_stats()
+  if config.data.norm_stats:  # recorded by the trainer: the workdir carries them
+    return pipeline._prepared_stats(config.data, None)
   if prepared is None:
     raise UserError(f"the run normalises with the prepared data's {pipeline.STATS_FILE}, which could not be opened "
                     f"under config.data.data_dir={config.data.data_dir!r}; predict needs the prepared "
@@ -244,16 +246,23 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
     raise UserError(f"{workdir / run_lib.CONFIG_FILE}: the run trained on still images (config.data.preset="
                     "'image'); predict its inputs with --images")
   files, problems = list_videos(paths) if video else list_images(paths)
-  prepared = _prepared(config) if video or config.data.value_range != "unit" else None
-  if video and prepared is None:
+  recorded = config.data.norm_stats  # stats + stored side, in config.json since the trainer records them
+  need_data = not recorded and (video or config.data.value_range != "unit")
+  prepared = _prepared(config) if need_data else None
+  if need_data and video and prepared is None:
     raise UserError(f"the prepared data of the run (config.data.data_dir={config.data.data_dir!r}) "
-                    "could not be opened; predict reads the stored frame size and statistics from it")
+                    "could not be opened; predict reads the stored frame size and statistics from it (runs "
+                    "trained by this version record them in config.json)")
   feature = "video" if video else "image"
   stats = input_stats(config, feature, prepared)
-  stored = int(prepared[0]["video"].shape[1]) if video else stored_image_size(config)
-  task_keys = list(config.data.targets or ["label"])
+  if recorded:
+    stored = int(recorded["stored_size"])
+  else:
+    stored = int(prepared[0]["video"].shape[1]) if video else stored_image_size(config)
+  task_keys = list(config.data.targets or run.task.target_keys)
   first = prepared[0] if prepared is not None else {}
-  dummies = {k: np.zeros_like(np.asarray(first[k])) if k in first else np.int32(0) for k in task_keys}
+  dummies = {k: np.zeros_like(np.asarray(first[k])) if k in first else
+             (np.int32(0) if k == "label" else np.float32(0)) for k in task_keys}
   data_cfg = run_lib.eval_data_cfg(config, "all")
   if batch_size:  # rounded up to whole batches for this machine's devices, as Run.load does for eval.batch_size
     data_cfg.batch_size = -(-int(batch_size) // run.mesh.size) * run.mesh.size

@@ -321,6 +321,20 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: tree}
 
 
+def record_data_stats(config) -> None:
+  """Writes the prepared training data's normalisation statistics and stored frame side into
+  ``config.data.norm_stats`` (so config.json, and with it the workdir, carries what evaluate on other data and
+  predict on users' files need, without the training data's prepared folder). Custom loaders have none."""
+  from echojax.data import datasets, pipeline
+
+  if config.data.norm_stats or datasets.custom_loader(config.data.name) is not None:
+    return
+  stats = pipeline.record_stats(config.data)
+  with config.unlocked():
+    del config.data["norm_stats"]  # None -> a dict
+    config.data.norm_stats = stats
+
+
 def config_changes(old: dict, new: dict) -> list[str]:
   """``key: old -> new`` for every dotted key whose value differs (``(absent)`` where one side lacks it). ``old``
   is completed with the schema's defaults first, so a run stored by an older version differs only where a value
@@ -328,6 +342,9 @@ def config_changes(old: dict, new: dict) -> list[str]:
   from echojax import schema
   a = _flat(json.loads(config_lib.to_json(schema.fill_defaults(old))))
   b = _flat(json.loads(json.dumps(new)))
+  for d in (a, b):  # how a run STARTS (ImageNet file, init_from) has no effect on a resume: not a change
+    for k in [k for k in d if k == "init_from" or k.startswith("init.")]:
+      del d[k]
   absent = object()
   show = lambda v: "(absent)" if v is absent else json.dumps(v)
   return [f"{k}: {show(a.get(k, absent))} -> {show(b.get(k, absent))}" for k in sorted(set(a) | set(b))
@@ -415,6 +432,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
         if k in config.task:
           del config.task[k]  # the type changes ("balanced" -> list of weights)
         config.task[k] = v
+  record_data_stats(config)
   ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
   try:  # a failed start closes the checkpointer (orbax's async threads) before raising
     stored = None
@@ -424,6 +442,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
       if stored is None and (workdir / "config.json").is_file():  # a checkpoint without its config: config.json's
         stored = json.loads((workdir / "config.json").read_text())
       if stored is not None:
+        if not (stored.get("data") or {}).get("norm_stats"):  # a run from before the stats were recorded
+          with config.unlocked():
+            config.data.norm_stats = None
         check_resume_config(config, stored, resume_step, workdir, allow_config_change)
     model = build_model(config, task)
     spe = steps_per_epoch(config, loader)

@@ -22,8 +22,11 @@ def fixtures_dir() -> Path:
   return FIXTURES
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-  """Each test session gets its own echojax cache, so tests never touch ~/.cache/echojax."""
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+  """Each test session gets its own echojax cache, so tests never touch ~/.cache/echojax. Session-scoped so that
+  module fixtures (which run before function-scoped ones) use it too."""
   root = tmp_path_factory.getbasetemp() / "echojax_cache"
-  monkeypatch.setenv("ECHOJAX_CACHE", str(root))
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv("ECHOJAX_CACHE", str(root))
+    yield root

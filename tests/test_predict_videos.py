@@ -133,3 +133,23 @@ def test_regression_summary_reports_the_spread():
   assert text.splitlines() == ["predicted 3 video(s) with the best checkpoint (step 7)",
                                "predictions: median 55.00, range 35.00 to 61.00",
                                "skipped 1 unreadable file(s):", "  x.avi: file is empty"]
+
+
+@pytest.mark.slow
+def test_a_workdir_carries_what_prediction_needs(video_run, tmp_path):
+  """The trainer records the training data's statistics and stored frame side in config.json, so a workdir copied
+  to another machine, without the prepared data, predicts the same as where it was trained."""
+  workdir, raw, rows = video_run
+  saved = json.loads((workdir / "config.json").read_text())
+  stats = saved["data"]["norm_stats"]
+  assert stats["stored_size"] > 0 and len(stats["mean"]) == len(stats["std"]) == 3
+  cines = sorted(raw.rglob("*.avi"))[:3]
+  here = predict.predict_videos(workdir, cines, out=tmp_path / "here.csv")
+  moved = tmp_path / "moved_run"
+  shutil.copytree(workdir, moved)
+  saved["data"]["data_dir"] = str(tmp_path / "not_on_this_machine")
+  (moved / "config.json").write_text(json.dumps(saved))
+  there = predict.predict_videos(moved, cines, out=tmp_path / "there.csv")
+  assert [r["file"] for r in there.rows] == [r["file"] for r in here.rows] and len(here.rows) == 3
+  for a, b in zip(here.rows, there.rows):
+    assert a == b

@@ -82,6 +82,9 @@ DEFAULTS: dict[str, Any] = {
     "worker_buffer_size": 2,
     "read_threads": 2,
     "prefetch": 8,
+    # recorded by the trainer from the prepared train split, so a workdir carries what inference needs:
+    # {"mean": [...], "std": [...] (0-255 units), "stored_size": side of the stored frames}
+    "norm_stats": None,
     # read by echojax.run / train / predict, not by the pipeline
     "input_key": "video",
     "train_split": "train",

@@ -27,7 +27,7 @@ import grain.python as grain
 import numpy as np
 
 from echojax.data.frames import LazyFrames, PreadFrameStore, _all_clip_rows, _resize, clip_starts  # noqa: F401
-from echojax.data.options import (DEFAULTS, PRESETS, STATS_FILE, VALUE_RANGES, _cfg_get,  # noqa: F401
+from echojax.data.options import (DEFAULTS, PRESETS, STATS_FILE, VALUE_RANGES, _cfg_get, _to_dict,  # noqa: F401
                                   check_value_range, load_stats, resolve_options, unit_stats)
 from echojax.data.samplers import FrameSampler, get_frame_sampler, register_frame_sampler  # noqa: F401
 from echojax.data.sources import FastTfdsSource, RowSource, _source_desc, fast_source, open_source  # noqa: F401
@@ -206,9 +206,25 @@ def _unit_range(data_cfg: Any) -> bool:
   return check_value_range(_cfg_get(data_cfg, "value_range")) == "unit"
 
 
-def _prepared_stats(data_cfg: Any, version_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def _prepared_stats(data_cfg: Any, version_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+  """The training data's (mean, std): as the trainer recorded them in ``data.norm_stats`` (so another prepared
+  copy, e.g. an external site, is normalised as the model was trained), else from ``version_dir``."""
+  recorded = _cfg_get(data_cfg, "norm_stats")
+  if recorded:
+    return np.asarray(recorded["mean"], np.float32), np.asarray(recorded["std"], np.float32)
   feature = "image" if _cfg_get(data_cfg, "preset") == "image" else "video"
   return load_stats(version_dir / STATS_FILE, feature)
+
+
+def record_stats(data_cfg: Any) -> dict[str, Any]:
+  """``data.norm_stats`` of a prepared dataset: its train split's mean/std and the side its frames are stored at
+  (what predict needs to read a user's file as a prepared record), for the trainer to write into config.json."""
+  source, version_dir = open_source(data_cfg, _cfg_get(data_cfg, "train_split"))
+  mean, std = _prepared_stats({**_to_dict(data_cfg), "norm_stats": None}, version_dir)
+  first = source[0]
+  pixels = first["image"] if _cfg_get(data_cfg, "preset") == "image" and "image" in first else first["video"]
+  side = int(np.asarray(pixels).shape[-2])
+  return {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "stored_size": side}
 
 
 def make_loader(data_cfg: Any, split: str, *, train: bool, seed: int, process_index: int | None = None,
@@ -235,6 +251,8 @@ def input_normalization(data_cfg: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return None
   if _unit_range(data_cfg):
     return unit_stats()
+  if _cfg_get(data_cfg, "norm_stats"):
+    return _prepared_stats(data_cfg, None)
   return _prepared_stats(data_cfg, open_source(data_cfg, "train")[1])
 
 
