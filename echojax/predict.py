@@ -219,7 +219,7 @@ def read_cine_as_stored(path: Path, stored: int, crop: str = "sector") -> tuple[
 
 def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path], out: str | Path | None = None,
                   checkpoint: str = "best", batch_size: int | None = None, write: bool = True,
-                  kind: str | None = None) -> PredictResult:
+                  kind: str | None = None, crop: str = "sector") -> PredictResult:
   """Predictions for the user's files with the run in ``workdir``: images for image runs, cines for video runs
   (``kind`` "image"/"video" checks that the run is of that kind). One path for both: each readable file becomes
   an in-memory record as the run's prepared data would hold it, then the run's own eval pipeline
@@ -280,7 +280,7 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
     for p in files[c0:c0 + CHUNK]:
       bar.update(1)
       try:
-        rec, t, fps = _read_record(p, video, stored)
+        rec, t, fps = _read_record(p, video, stored, crop)
       except ReadError as e:
         skipped.append((str(p), str(e)))
         log.warning("skipped %s: %s", p, e)
@@ -321,13 +321,14 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
   return PredictResult(rows, skipped, class_names, csv_path, which, step, kind="video" if video else "image")
 
 
-def _read_record(path: Path, video: bool, stored: int) -> tuple[dict[str, Any], int, float | None]:
+def _read_record(path: Path, video: bool, stored: int,
+                 crop: str = "sector") -> tuple[dict[str, Any], int, float | None]:
   """(record as the prepared data holds this file, frame count, fps or None). Raises ReadError."""
   from echojax.data.images import ImageReadError, read_image, resize_image
   from echojax.data.ingest import ReadError
 
   if video:
-    frames, fps = read_cine_as_stored(path, stored)
+    frames, fps = read_cine_as_stored(path, stored, crop)
     rec: dict[str, Any] = {"video": frames, "num_frames": np.int32(len(frames))}
     if fps:
       rec["fps"] = np.float32(fps)
@@ -344,9 +345,10 @@ def predict_images(workdir, images, out=None, checkpoint: str = "best", batch_si
   return predict_files(workdir, images, out, checkpoint, batch_size, write, kind="image")
 
 
-def predict_videos(workdir, videos, out=None, checkpoint: str = "best", write: bool = True) -> PredictResult:
+def predict_videos(workdir, videos, out=None, checkpoint: str = "best", write: bool = True,
+                   crop: str = "sector") -> PredictResult:
   """:func:`predict_files` for a video run (views, EF): per-cine predictions, all clips averaged."""
-  return predict_files(workdir, videos, out, checkpoint, None, write, kind="video")
+  return predict_files(workdir, videos, out, checkpoint, None, write, kind="video", crop=crop)
 
 
 def parse_args(argv: Iterable[str]) -> argparse.Namespace:
@@ -359,6 +361,8 @@ def parse_args(argv: Iterable[str]) -> argparse.Namespace:
   p.add_argument("--out", default=None, help="CSV path (default <workdir>/predictions/predictions.csv)")
   p.add_argument("--checkpoint", default="best", choices=["best", "latest", "auto"],
                  help="best (falls back to latest when no validation ran), latest, or auto")
+  p.add_argument("--crop", choices=("sector", "center", "none"), default="sector",
+                 help="DICOM/GIF cines: square them as ingest --crop did for the run's data (default sector)")
   p.add_argument("--batch-size", type=int, default=16,
                  help="images per forward pass (fixed shape); videos use the run's eval.batch_size")
   return p.parse_args(list(argv))
@@ -371,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
   logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's read-only-manager notices are not the user's concern
   a = parse_args(sys.argv[1:] if argv is None else argv)
   if a.videos:
-    result = predict_videos(a.workdir, a.videos, a.out, a.checkpoint)
+    result = predict_videos(a.workdir, a.videos, a.out, a.checkpoint, crop=a.crop)
   else:
     result = predict_images(a.workdir, a.images, a.out, a.checkpoint, a.batch_size)
   print(result.summary())  # the rows are in the CSV it names
