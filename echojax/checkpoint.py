@@ -103,8 +103,8 @@ class _DropWriteTracebacks(logging.Filter):
   Checkpointer raises one named error instead, so those records are dropped."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    exc = record.exc_info[1] if record.exc_info else None
-    return exc is None or _os_error(exc) is None
+    err = _os_error(record.exc_info[1]) if record.exc_info else None
+    return err is None or err.errno not in _WRITE_ERRNOS
 
 
 _DROP = _DropWriteTracebacks()
