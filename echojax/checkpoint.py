@@ -72,10 +72,14 @@ def _manager(directory: Path, keep: int | None, async_: bool, read_only: bool = 
   """One orbax manager. ``name`` prefixes its multi-host barrier keys: orbax names a save's barriers after the
   step's temporary folder (``4.orbax-checkpoint-tmp``), the same in ``checkpoints/`` and ``best/``, so without
   distinct prefixes the two managers saving one step at once meet at each other's barriers and a multi-process
-  run can hang at its final save (tests/test_multihost.py)."""
+  run can hang at its final save (tests/test_multihost.py). Step folders are created synchronously (see below;
+  tests/test_checkpoint_failures.py)."""
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, enable_async_checkpointing=async_, create=not read_only, read_only=read_only,
-      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=f"echojax_{name}"))
+      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=f"echojax_{name}"),
+      # the step folder is created in save() itself: created in orbax's background thread, a read-only folder's
+      # EROFS left the writers waiting for a "directory created" signal for orbax's whole timeout (a hang)
+      async_options=ocp.options.AsyncOptions(create_directories_asynchronously=False))
   return ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta", "data"))
 
 
