@@ -21,6 +21,7 @@ import errno
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -115,10 +116,25 @@ _DROP = _DropWriteTracebacks()
 
 
 def _quiet_orbax_write_errors() -> None:
-  for name in ("absl", "orbax"):
+  """Orbax's and asyncio's per-write error records -> dropped (see :class:`_DropWriteTracebacks`); tensorstore's
+  callbacks that land on the event loop of a save orbax already abandoned ("Event loop is closed", printed through
+  ``sys.unraisablehook`` once per array) -> dropped too."""
+  for name in ("absl", "orbax", "asyncio"):
     logger = logging.getLogger(name)
     if _DROP not in logger.filters:
       logger.addFilter(_DROP)
+  if getattr(sys.unraisablehook, "_echojax", False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    exc = unraisable.exc_value
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook._echojax = True
+  sys.unraisablehook = hook
 
 
 def _join_orbax_threads(timeout: float = 30.0) -> None:

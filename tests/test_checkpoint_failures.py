@@ -122,3 +122,63 @@ def test_a_checkpoint_that_cannot_be_written_stops_with_one_named_error(tmp_path
     finally:
       ck.close()
     assert step == good and meta["step"] == good
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+  path.mkdir(parents=True, exist_ok=True)
+  try:
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
+                       timeout=30)
+  except (OSError, subprocess.TimeoutExpired):
+    return False
+  return r.returncode == 0
+
+
+def _run_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  env.pop("ECHOJAX_DEBUG", None)
+  cmd = [sys.executable, "-m", "echojax.train", "--config", HELPER, "--config.train.checkpoint_every=2",
+         "--config.evals.val.every_steps=0", "--workdir", str(workdir), *args]
+  try:
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+  except subprocess.TimeoutExpired as e:
+    pytest.fail(f"the trainer did not exit within 180 s; stderr tail: {(e.stderr or b'')[-2000:]!r}")
+
+
+def _one_error(r: subprocess.CompletedProcess) -> str:
+  lines = r.stderr.splitlines()
+  errors = [ln for ln in lines if ln.startswith("error:")]
+  assert r.returncode == 2 and "Traceback" not in r.stderr, f"exit {r.returncode}:\n{r.stderr[-3000:]}"
+  assert len(errors) == 1 and len(lines) < 20, r.stderr[-3000:]
+  return errors[0]
+
+
+@pytest.mark.parametrize("fault", ["read_only", "full"])
+def test_a_real_read_only_or_full_checkpoint_folder(tmp_path, fault):
+  """The same on a real filesystem (a tmpfs mounted at checkpoints/; skipped where mounting is not allowed):
+  remounted read-only after a first run, a resume stops at its first save (orbax used to wait out its async
+  timeout); a tmpfs too small for the checkpoints fills up (orbax used to log hundreds of lines of tracebacks)."""
+  workdir = tmp_path / "run"
+  mnt = workdir / "checkpoints"
+  if not _mount_tmpfs(mnt, "16m" if fault == "read_only" else "160k"):
+    pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+  try:
+    if fault == "read_only":
+      assert _run_cli(workdir, "--config.train.num_steps=4").returncode == 0
+      assert subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True).returncode == 0
+      msg = _one_error(_run_cli(workdir, "--config.train.num_steps=8", "--allow-config-change"))
+      assert os.strerror(errno.EROFS) in msg and "checkpoint step 6 " in msg, msg
+      assert f"last good checkpoint is step 4 in {mnt}" in msg, msg
+    else:
+      msg = _one_error(_run_cli(workdir, "--config.train.num_steps=40", "--config.train.keep_checkpoints=40"))
+      assert os.strerror(errno.ENOSPC) in msg and "of arrays" in msg, msg
+    assert str(mnt) in msg, msg
+    good = _finished_steps(workdir)
+    if good:
+      ck = Checkpointer(workdir, read_only=True)
+      try:
+        assert ck.restore_meta("latest")[0] == good[-1]
+      finally:
+        ck.close()
+  finally:
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
