@@ -17,8 +17,13 @@ as numpy arrays with the stored shapes (``target=None``: no devices, mesh or mod
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import signal
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -68,11 +73,93 @@ def _manager(directory: Path, keep: int | None, async_: bool, read_only: bool = 
   """One orbax manager. ``name`` prefixes its multi-host barrier keys: orbax names a save's barriers after the
   step's temporary folder (``4.orbax-checkpoint-tmp``), the same in ``checkpoints/`` and ``best/``, so without
   distinct prefixes the two managers saving one step at once meet at each other's barriers and a multi-process
-  run can hang at its final save (tests/test_multihost.py)."""
+  run can hang at its final save (tests/test_multihost.py). Step folders are created synchronously (see below;
+  tests/test_checkpoint_failures.py)."""
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, enable_async_checkpointing=async_, create=not read_only, read_only=read_only,
-      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=f"echojax_{name}"))
+      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=f"echojax_{name}"),
+      # the step folder is created in save() itself: created in orbax's background thread, a read-only folder's
+      # EROFS left the writers waiting for a "directory created" signal for orbax's whole timeout (a hang)
+      async_options=ocp.options.AsyncOptions(create_directories_asynchronously=False))
   return ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta", "data"))
+
+
+_WRITE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
+
+
+def _os_error(e: BaseException | None) -> OSError | None:
+  """The OSError behind a failed checkpoint write: ``e`` or one in its cause/context chain; a library error
+  (tensorstore's ValueError, ...) whose text names a write errno counts as that errno."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno is not None:
+      return e
+    text = str(e)
+    for code in _WRITE_ERRNOS:
+      if os.strerror(code) in text:
+        return OSError(code, os.strerror(code))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+class _DropWriteTracebacks(logging.Filter):
+  """Orbax logs each failed background write with a full traceback (a full disk gave thousands of lines); the
+  Checkpointer raises one named error instead, so those records are dropped."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    err = _os_error(record.exc_info[1]) if record.exc_info else None
+    return err is None or err.errno not in _WRITE_ERRNOS
+
+
+_DROP = _DropWriteTracebacks()
+
+
+def _quiet_orbax_write_errors() -> None:
+  """Orbax's and asyncio's per-write error records -> dropped (see :class:`_DropWriteTracebacks`); tensorstore's
+  callbacks that land on the event loop of a save orbax already abandoned ("Event loop is closed", printed through
+  ``sys.unraisablehook`` once per array) -> dropped too."""
+  for name in ("absl", "orbax", "asyncio"):
+    logger = logging.getLogger(name)
+    if _DROP not in logger.filters:
+      logger.addFilter(_DROP)
+  if getattr(sys.unraisablehook, "_echojax", False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    exc = unraisable.exc_value
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook._echojax = True
+  sys.unraisablehook = hook
+
+
+def _join_orbax_threads(timeout: float = 30.0) -> None:
+  """After a failed save orbax can leave threads of that save running (e.g. its metadata writer); they are waited
+  for (at most ``timeout`` seconds in all) so they end before the interpreter shuts down, not in tracebacks after
+  the error."""
+  deadline = time.monotonic() + timeout
+  for t in threading.enumerate():
+    target = getattr(t, "_target", None)
+    module = getattr(target, "__module__", None) or type(t).__module__
+    if t is threading.current_thread() or t.daemon or not str(module).startswith("orbax"):
+      continue
+    t.join(max(0.0, deadline - time.monotonic()))
+
+
+def _nbytes(tree: Any) -> int:
+  return sum(int(getattr(x, "nbytes", 0) or 0) for x in jax.tree_util.tree_leaves(tree))
+
+
+def _size(n: int) -> str:
+  for unit in ("B", "KiB", "MiB", "GiB"):
+    if n < 1024 or unit == "GiB":
+      return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    n /= 1024
+  return f"{n} B"
 
 
 class _IteratorItem:
@@ -111,6 +198,10 @@ class Checkpointer:
     self.latest = _manager(self.workdir / "checkpoints", keep, async_, read_only)
     self._best: ocp.CheckpointManager | None = None
     self._async, self._read_only = async_, read_only
+    self._pending: dict[str, tuple[int, int]] = {}  # "latest"/"best" -> (step, bytes) of the save in flight
+    self.failure: UserError | None = None  # the first failed write; later waits and the close do not raise again
+    if not read_only:
+      _quiet_orbax_write_errors()
 
   @property
   def best(self) -> ocp.CheckpointManager:
@@ -133,10 +224,50 @@ class Checkpointer:
     if data is not None:
       import grain.checkpoint
       items["data"] = grain.checkpoint.CheckpointSave(_IteratorItem(data))
-    mngr = self.best if best else self.latest
+    which = "best" if best else "latest"
+    mngr = self._mngr(which)
+    if self.failure is not None:
+      raise self.failure
     if step in mngr.all_steps():
       return
-    mngr.save(step, args=ocp.args.Composite(**items), force=True)
+    try:  # the previous save's background error surfaces here (orbax's save would wait for it anyway)
+      mngr.wait_until_finished()
+    except Exception as e:
+      self._raise_write_error(e, which)
+    self._pending.pop(which, None)
+    try:
+      mngr.save(step, args=ocp.args.Composite(**items), force=True)
+    except Exception as e:
+      self._raise_write_error(e, which, (step, _nbytes(state)))
+    self._pending[which] = (step, _nbytes(state))
+
+  def _last_good(self) -> int | None:
+    """The newest finished step folder in checkpoints/ on disk (an unfinished save is ``<step>.orbax-...``)."""
+    d = self.workdir / "checkpoints"
+    steps = [int(p.name) for p in d.iterdir() if p.name.isdigit()] if d.is_dir() else []
+    return max(steps) if steps else None
+
+  def _raise_write_error(self, e: Exception, which: str, attempt: tuple[int, int] | None = None) -> None:
+    """A checkpoint that cannot be written (read-only folder, full disk, ...) -> one UserError naming the
+    folder, the OS error, what was being written and the last good checkpoint; any other error as it is."""
+    err = _os_error(e)
+    if err is None:
+      raise e
+    step, nbytes = attempt or self._pending.get(which, (None, 0))
+    folder = self.workdir / ("best" if which == "best" else "checkpoints")
+    reason = err.strerror or str(err)
+    name = errno.errorcode.get(err.errno, "")
+    what = f"checkpoint step {step}" if step is not None else "a checkpoint"
+    size = f" ({_size(nbytes)} of arrays)" if nbytes else ""
+    good = self._last_good()
+    self.failure = UserError(
+        f"cannot write {what}{size} to {folder}: {reason}" + (f" [{name}]" if name else "") +
+        (f" ({err.filename})" if err.filename else "") + ". Training stopped. " +
+        (f"The last good checkpoint is step {good} in {self.workdir / 'checkpoints'}; a rerun resumes from it. "
+         if good is not None else "No checkpoint was saved, so a rerun starts from scratch. ") +
+        ("Free space on that disk" if err.errno in (errno.ENOSPC, errno.EDQUOT) else
+         "Make the folder writable") + " or give another --workdir")
+    raise self.failure from None
 
   def pick(self, which: str = "latest") -> tuple[str, int]:
     """("best"|"latest", step) for ``which``: "latest"; "best" (falls back to latest, with a warning, when no
@@ -199,14 +330,36 @@ class Checkpointer:
                       "worker_count or process count") from None
 
   def wait(self) -> None:
-    self.latest.wait_until_finished()
-    if self._best is not None:
-      self._best.wait_until_finished()
+    """Waits for the saves in flight; a failed write raises its UserError (once: after a failure, later waits
+    return)."""
+    for which in ("latest", "best"):
+      mngr = self.latest if which == "latest" else self._best
+      if mngr is None:
+        continue
+      try:
+        mngr.wait_until_finished()
+      except Exception as e:
+        if self.failure is None:
+          self._raise_write_error(e, which)
+      self._pending.pop(which, None)
 
   def close(self) -> None:
-    self.latest.close()
-    if self._best is not None:
-      self._best.close()
+    """Closes both managers (their threads); a write error that surfaces only here raises its UserError, unless
+    one was raised already."""
+    first = None
+    for which in ("latest", "best"):
+      mngr = self.latest if which == "latest" else self._best
+      if mngr is None:
+        continue
+      try:
+        mngr.close()
+      except Exception as e:
+        if self.failure is None and first is None:
+          first = (e, which)
+    if first is not None or self.failure is not None:
+      _join_orbax_threads()
+    if first is not None:
+      self._raise_write_error(*first)
 
 
 def restore_init_from(path: str | Path, target: Any, keys: Sequence[str] = WEIGHTS) -> dict[str, Any]:

@@ -563,10 +563,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
         break
   finally:
     bar.close()
-    ckpt.wait()
-    ckpt.close()
-    writer.close()
-    preempt.restore()
+    try:  # a checkpoint that could not be written raises its one UserError here or at the save (not both)
+      ckpt.wait()
+    finally:
+      try:
+        ckpt.close()
+      finally:
+        writer.close()
+        preempt.restore()
   if stop_reason:
     log.info(stop_reason)
     print(stop_reason, file=sys.stderr)
