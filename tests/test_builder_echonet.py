@@ -3,7 +3,6 @@ record read speed, and ensure_synthetic."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -20,21 +19,10 @@ from echojax.data.prepare import REPORT_FILE, STATS_FILE, prepare
 from echojax.data.synthetic import echonet as gen
 from echojax.data.video import read_video, write_avi
 from echojax.errors import UserError
+from tests.helpers.files import read_csv, write_csv
 
 REPO = Path(__file__).resolve().parent.parent
 N_BROKEN = 10
-
-
-def _read_csv(path):
-  with open(path, newline="") as f:
-    return list(csv.DictReader(f))
-
-
-def _write_csv(path, rows, header):
-  with open(path, "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=header, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +41,9 @@ def broken(tmp_path_factory):
   """A raw folder with one real-data quirk per row; returns (raw dir, {quirk: file name}, original tracings)."""
   raw = gen.generate(tmp_path_factory.mktemp("echonet_broken"), N_BROKEN, seed=9, progress=False)
   orig_tr = echonet.read_tracings(raw)
-  rows = _read_csv(raw / "FileList.csv")
+  rows = read_csv(raw / "FileList.csv")
   header = list(rows[0])
-  tr_rows = _read_csv(raw / "VolumeTracings.csv")
+  tr_rows = read_csv(raw / "VolumeTracings.csv")
   by = {}
   order = ["missing", "corrupt", "nan_ef", "lower_split", "big", "short", "avi_name", "no_tracings", "fps",
            "text_ef"]
@@ -81,8 +69,8 @@ def broken(tmp_path_factory):
   rows[order.index("avi_name")]["FileName"] = by["avi_name"] + ".avi"
   tr_rows = [r for r in tr_rows if r["FileName"] != f"{by['no_tracings']}.avi"]
   rows[order.index("fps")]["FPS"] = str(float(rows[order.index("fps")]["FPS"]) + 17)
-  _write_csv(raw / "FileList.csv", rows, header)
-  _write_csv(raw / "VolumeTracings.csv", tr_rows, ["FileName", "X1", "Y1", "X2", "Y2", "Frame"])
+  write_csv(raw / "FileList.csv", rows, header)
+  write_csv(raw / "VolumeTracings.csv", tr_rows, ["FileName", "X1", "Y1", "X2", "Y2", "Frame"])
   return raw, by, orig_tr, {r["FileName"].removesuffix(".avi"): r for r in rows}
 
 
@@ -114,7 +102,7 @@ def _all_records(version_dir):
 
 def test_clean_build_counts_and_features(clean_raw, clean_prepared):
   version_dir, _ = clean_prepared
-  rows = _read_csv(clean_raw / "FileList.csv")
+  rows = read_csv(clean_raw / "FileList.csv")
   want = {s: sum(r["Split"] == s.upper() for r in rows) for s in ("train", "val", "test")}
   report = json.loads((version_dir / REPORT_FILE).read_text())
   assert report["counts"] == {k: v for k, v in want.items() if v}
@@ -234,9 +222,9 @@ def test_strict_on_missing_video_and_cli_exit(broken, tmp_path):
   raw, by, _, rows = broken
   sub = tmp_path / "raw"
   shutil.copytree(raw, sub)
-  fl = _read_csv(sub / "FileList.csv")
+  fl = read_csv(sub / "FileList.csv")
   keep = [r for r in fl if r["FileName"] in (by["missing"], by["short"])]
-  _write_csv(sub / "FileList.csv", keep, list(fl[0]))
+  write_csv(sub / "FileList.csv", keep, list(fl[0]))
   proc = subprocess.run([sys.executable, "-m", "echojax.data.prepare", "echonet_dynamic", "--manual-dir", str(sub),
                          "--data-dir", str(tmp_path / "out"), "--config", "28", "--strict"],
                         capture_output=True, text=True, cwd=REPO, env={**os.environ, "ECHOJAX_DEBUG": ""})

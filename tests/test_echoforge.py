@@ -22,6 +22,7 @@ from echojax.convert import random_variables
 from echojax.errors import UserError
 from echojax.export import export_variables, to_module
 from echojax.models import get_model
+from tests.helpers.files import BLOCK_JAX_IMPORTS
 
 REPO = Path(__file__).resolve().parent.parent
 ARCH, KW = "resnet18", {"width": 8, "num_classes": 3}
@@ -271,13 +272,7 @@ def test_cli_exports_a_run_and_echoforge_loads_it_without_jax_or_pickle(tmp_path
   assert m["parity"]["max_abs_diff"] <= 1e-4
 
   # A fresh interpreter where importing jax/flax/echojax/torchvision fails and unpickling raises.
-  script = textwrap.dedent(f"""
-    import sys, importlib.abc
-    class Block(importlib.abc.MetaPathFinder):
-      def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("jax", "jaxlib", "flax", "echojax", "torchvision", "orbax"):
-          raise ImportError("blocked in this test: " + name)
-    sys.meta_path.insert(0, Block())
+  script = BLOCK_JAX_IMPORTS + textwrap.dedent(f"""
     import pickle, numpy as np, torch
     def no_pickle(*a, **k):
       raise AssertionError("pickle used")

@@ -17,18 +17,7 @@ from echojax.data.prepare import REPORT_FILE, prepare
 from echojax.data.report import SkipReport
 from echojax.data.synthetic import echonet as gen
 from echojax.errors import UserError
-
-
-def _read_csv(path):
-  with open(path, newline="") as f:
-    return list(csv.DictReader(f))
-
-
-def _write_csv(path, rows, header):
-  with open(path, "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=header, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
+from tests.helpers.files import read_csv, write_csv
 
 
 def _tree_digest(root: Path) -> dict:
@@ -73,12 +62,12 @@ def test_manual_dir_that_is_a_file(tmp_path):
 def test_skip_flood_is_grouped_and_names_left_out_splits(small_raw, tmp_path, capsys):
   raw = tmp_path / "raw"
   shutil.copytree(small_raw, raw)
-  rows = _read_csv(raw / "FileList.csv")
+  rows = read_csv(raw / "FileList.csv")
   header = list(rows[0])
   for r in rows:
     r["Split"] = "TRAIN"
   ghosts = [{**rows[0], "FileName": f"ghost{i:05d}", "Split": "VAL"} for i in range(3000)]
-  _write_csv(raw / "FileList.csv", rows + ghosts, header)
+  write_csv(raw / "FileList.csv", rows + ghosts, header)
   version = prepare("echonet_dynamic", raw, tmp_path / "out", "28", frame_store=False)
   out = capsys.readouterr().out
   assert len(out.splitlines()) < 40, out[:3000]
@@ -138,7 +127,7 @@ def _bad_videos_raw(small_raw, tmp_path):
 
   raw = tmp_path / "raw"
   shutil.copytree(small_raw, raw)
-  rows = _read_csv(raw / "FileList.csv")
+  rows = read_csv(raw / "FileList.csv")
   png, half = rows[0]["FileName"], rows[1]["FileName"]
   frames, _ = read_video(raw / "Videos" / f"{png}.avi")
   ok, buf = cv2.imencode(".png", frames[0])
@@ -161,8 +150,8 @@ def test_png_renamed_avi_and_truncated_avi_are_skipped(small_raw, tmp_path):
 def test_bad_videos_fail_strict(small_raw, tmp_path, which):
   raw, png, half = _bad_videos_raw(small_raw, tmp_path)
   keep = png if which == "png" else half
-  rows = [r for r in _read_csv(raw / "FileList.csv") if r["FileName"] == keep]
-  _write_csv(raw / "FileList.csv", rows, list(rows[0]))
+  rows = [r for r in read_csv(raw / "FileList.csv") if r["FileName"] == keep]
+  write_csv(raw / "FileList.csv", rows, list(rows[0]))
   with pytest.raises(UserError, match=keep):
     prepare("echonet_dynamic", raw, tmp_path / "out", "28", strict=True, verbose=False, frame_store=False)
 
@@ -174,7 +163,7 @@ def bad_rows(tmp_path_factory):
   """Raw folder (inside a parent that also holds a video outside it) with one bad row or tracing per video."""
   parent = tmp_path_factory.mktemp("echonet_bad_rows")
   raw = gen.generate(parent / "raw", 12, seed=11, progress=False)
-  rows = _read_csv(raw / "FileList.csv")
+  rows = read_csv(raw / "FileList.csv")
   header = list(rows[0])
   order = ["escape", "neg_vol", "fps_inf", "fps_zero", "nf_abc", "nf_neg", "nf_zero", "nan_trace", "equal_vol",
            "bad_long_axis", "short_row", "clean"]
@@ -188,8 +177,8 @@ def bad_rows(tmp_path_factory):
   r["nf_abc"]["NumberOfFrames"] = "abc"
   r["nf_neg"]["NumberOfFrames"] = "-7"
   r["nf_zero"]["NumberOfFrames"] = "0"
-  _write_csv(raw / "FileList.csv", rows, header)
-  tr = _read_csv(raw / "VolumeTracings.csv")
+  write_csv(raw / "FileList.csv", rows, header)
+  tr = read_csv(raw / "VolumeTracings.csv")
   tr_header = list(tr[0])
   mine = lambda q: [t for t in tr if t["FileName"] == f"{by[q]}.avi"]  # noqa: E731
   mine("nan_trace")[3]["X1"] = "nan"
@@ -288,10 +277,10 @@ def test_statistics_from_a_split_other_than_train_are_labelled_so(small_raw, tmp
   stats file, the report and the printed line (not 'train statistics')."""
   raw = tmp_path / "raw"
   shutil.copytree(small_raw, raw)
-  rows = _read_csv(raw / "FileList.csv")
+  rows = read_csv(raw / "FileList.csv")
   for r in rows:
     r["Split"] = "TEST"
-  _write_csv(raw / "FileList.csv", rows, list(rows[0]))
+  write_csv(raw / "FileList.csv", rows, list(rows[0]))
   version = prepare("echonet_dynamic", raw, tmp_path / "out", "28", frame_store=False)
   out = capsys.readouterr().out
   assert "test statistics (" in out and "train statistics" not in out
@@ -324,10 +313,10 @@ def test_a_prepared_set_without_the_validation_split_stops_before_training(tmp_p
   from echojax.train import train
 
   raw = gen.generate(tmp_path / "raw", 12, seed=4, progress=False)
-  rows = _read_csv(raw / "FileList.csv")
+  rows = read_csv(raw / "FileList.csv")
   for i, r in enumerate(rows):
     r["Split"] = "TRAIN" if i < 9 else "TEST"
-  _write_csv(raw / "FileList.csv", rows, list(rows[0]))
+  write_csv(raw / "FileList.csv", rows, list(rows[0]))
   prepare("echonet_dynamic", raw, tmp_path / "data", "28", verbose=False)
   over = {"data.data_dir": str(tmp_path / "data")}
   with pytest.raises(UserError, match=r"config.evals.val cannot run: split 'val' not in prepared .*"

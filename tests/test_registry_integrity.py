@@ -20,6 +20,7 @@ import torch
 import echoforge
 from echoforge.models import build
 from echoforge.registry import sha256_file, write_entry
+from tests.helpers.files import BLOCK_JAX_IMPORTS
 
 REPO = Path(__file__).resolve().parent.parent
 ARCH, KW = "resnet18", {"width": 4, "num_classes": 3}
@@ -271,13 +272,8 @@ def test_pinned_load_and_listing_run_without_jax(reg):
   a = _entry(reg, "Alpha")
   (reg / "Broken" / "v1").mkdir(parents=True)
   (reg / "Broken" / "v1" / "manifest.json").write_text("42")
-  script = textwrap.dedent(f"""
-    import sys, importlib.abc, warnings
-    class Block(importlib.abc.MetaPathFinder):
-      def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("jax", "jaxlib", "flax", "echojax", "torchvision", "orbax"):
-          raise ImportError("blocked in this test: " + name)
-    sys.meta_path.insert(0, Block())
+  script = BLOCK_JAX_IMPORTS + textwrap.dedent(f"""
+    import warnings
     import echoforge
     with warnings.catch_warnings(record=True) as w:
       warnings.simplefilter("always")
