@@ -144,6 +144,48 @@ class Evaluator:
     return {"loss": loss, **self.task.metrics(preds, targets, bootstrap=bootstrap)}
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# When the evaluations of config.evals run during training
+
+
+def check_evaluations(config, spe: int) -> None:
+  """Every evaluation that will run (a cadence or ``at_end``) has its data overrides right and its split in the
+  prepared data, before any training: a prepared set without a val split used to train, then die at the first
+  validation."""
+  from echojax.data import datasets, pipeline
+
+  for name, e in sorted(config.evals.items()):
+    data_cfg = run_lib.eval_data_cfg(config, e.clips, e.data.to_dict())
+    if not (_every(e, spe) or e.at_end) or datasets.custom_loader(data_cfg.name) is not None:
+      continue
+    try:
+      pipeline.open_source(data_cfg, e.split)
+    except UserError as err:
+      raise UserError(f"config.evals.{name} cannot run: {err}. Name another split with "
+                      f"--config.evals.{name}.split=SPLIT, or switch it off with --config.evals.{name}.every_steps=0 "
+                      f"--config.evals.{name}.every_epochs=0" + (" --config.evals.{name}.at_end=false".format(
+                          name=name) if e.at_end else "")) from None
+
+
+def periodic_evals(config, spe: int) -> list[tuple[str, Any, int]]:
+  """(name, entry, interval in steps) of the ``config.evals`` entries with a cadence; at most one picks the best
+  checkpoint (``pick_best``)."""
+  out = [(name, e, _every(e, spe)) for name, e in sorted(config.evals.items())]
+  out = [x for x in out if x[2]]
+  pickers = [n for n, e, _ in out if e.pick_best]
+  if len(pickers) > 1:
+    raise UserError(f"config.evals: {', '.join(pickers)} all set pick_best; one evaluation keeps the best "
+                    "checkpoint (set pick_best=False on the others)")
+  return out
+
+
+def _every(cfg, spe: int, steps_key: str = "every_steps", epochs_key: str = "every_epochs") -> int:
+  """An interval in steps from ``<steps_key>``, else ``<epochs_key>`` x steps per epoch (0 = never)."""
+  if cfg.get(steps_key, 0):
+    return int(cfg[steps_key])
+  return max(1, int(round(cfg.get(epochs_key, 0.0) * spe))) if cfg.get(epochs_key, 0.0) else 0
+
+
 def _gather(tree):
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils

@@ -171,14 +171,14 @@ def test_only_process_0_rewrites_metrics_jsonl_on_resume(tmp_path, monkeypatch):
   processes rewriting one shared file raced and could leave it garbled)."""
   import jax
 
-  from echojax import train as train_lib
+  from echojax import workdir as workdir_lib
 
   log = tmp_path / "metrics.jsonl"
   text = "".join(json.dumps({"step": s, "split": "train", "loss": 1.0}) + "\n" for s in range(1, 7))
   log.write_text(text)
   monkeypatch.setattr(jax, "process_index", lambda: 1)
-  train_lib.MetricsWriter(tmp_path, 4).close()
+  workdir_lib.MetricsWriter(tmp_path, 4).close()
   assert log.read_text() == text  # process 1 leaves it alone
   monkeypatch.setattr(jax, "process_index", lambda: 0)
-  train_lib.MetricsWriter(tmp_path, 4).close()
+  workdir_lib.MetricsWriter(tmp_path, 4).close()
   assert [json.loads(ln)["step"] for ln in log.read_text().splitlines()] == [1, 2, 3, 4]
