@@ -31,6 +31,7 @@ from echojax import run as run_lib
 from echojax import sharding, tasks
 from echojax.errors import UserError, cli_main
 from echojax.metrics import json_safe
+from echojax.models import layers
 
 log = logging.getLogger("echojax.evaluate")
 
@@ -99,7 +100,7 @@ class Evaluator:
       res.update({"target:" + k: batch[k] for k in task.target_keys})  # targets travel beside predictions
       return res
 
-    self.step = jax.jit(step, in_shardings=(var_sh, batch_sh), out_shardings=batch_sh)
+    self.step = layers.jit(step, in_shardings=(var_sh, batch_sh), out_shardings=batch_sh)
 
   def loader(self, split: str, clips: Any, data: dict | None = None, name: str | None = None):
     """The loader of ``split`` (``data``: overrides of config.data, e.g. an external dataset), cached under

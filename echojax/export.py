@@ -92,13 +92,12 @@ def input_spec(arch: str, arch_kwargs: Mapping[str, Any], *, size: tuple[int, in
 
 
 def _jax_apply(arch: str, arch_kwargs: Mapping[str, Any], variables: Mapping[str, Any], x_nhwc: np.ndarray):
-  import jax
 
-  from echojax.models import get_model
+  from echojax.models import get_model, layers
 
   model = get_model(arch, **dict(arch_kwargs))
   vs = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
-  out, _ = jax.jit(lambda v, x: model.apply(v, x, train=False))(vs, x_nhwc)
+  out, _ = layers.jit(lambda v, x: model.apply(v, x, train=False))(vs, x_nhwc)
   return np.asarray(out, np.float32)
 
 

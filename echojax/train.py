@@ -39,6 +39,7 @@ from echojax import sharding, tasks
 from echojax.checkpoint import WEIGHTS, Checkpointer, PreemptionFlag, abstract_like, restore_init_from
 from echojax.errors import UserError, cli_main
 from echojax.evaluate import _every, check_evaluations, periodic_evals
+from echojax.models import layers
 from echojax.optim import make_optimizer
 from echojax.run import (build_model, enable_compilation_cache, input_key, make_loader, make_model_input,
                          model_kwargs, numeric, pool_outputs, setup_logging, variable_shardings)
@@ -316,7 +317,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
     early = (meta or {}).get("early_stopping", {"best": None, "best_step": None, "bad_evals": 0})
 
     batch_sh = sharding.batch_sharding(mesh)
-    step_fn = jax.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
+    step_fn = layers.jit(make_train_step(model, tx, task, config, schedule), in_shardings=(shardings, batch_sh),
                       out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))
     periodic = periodic_evals(config, spe)  # [(name, entry, every)]: the evaluations that run during training
     check_evaluations(config, spe)  # a missing split or bad override fails now, not at the first evaluation

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from echoforge.archs import EFFICIENTNET_BASE_STAGES, EFFICIENTNET_VARIANTS
+from echojax.models import layers
 from echojax.errors import UserError
 
 
@@ -70,7 +71,7 @@ class ConvBN(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     p = (self.kernel - 1) // 2
-    x = nn.Conv(self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
+    x = layers.Conv(self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
                 padding=((p, p), (p, p)), feature_group_count=self.groups, use_bias=False, dtype=self.dtype,
                 kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"), name="conv")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_eps,
@@ -88,9 +89,9 @@ class SqueezeExcitation(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     c = x.shape[-1]
     s = jnp.mean(x, axis=(1, 2), keepdims=True)
-    s = nn.Conv(self.squeeze_channels, (1, 1), dtype=self.dtype, name="fc1")(s)
+    s = layers.Conv(self.squeeze_channels, (1, 1), dtype=self.dtype, name="fc1")(s)
     s = nn.silu(s)
-    s = nn.Conv(c, (1, 1), dtype=self.dtype, name="fc2")(s)
+    s = layers.Conv(c, (1, 1), dtype=self.dtype, name="fc2")(s)
     return x * nn.sigmoid(s)
 
 

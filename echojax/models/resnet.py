@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 
 from echoforge.archs import RESNET_BN_EPS, RESNET_STAGES
+from echojax.models import layers
 from echojax.errors import UserError
 
 LAYOUTS = ("torchvision", "keras")
@@ -88,7 +89,7 @@ def _bn(name: str, *, frozen: bool, train: bool, opts: dict[str, Any], dtype: An
 def _conv(features: int, kernel: Sequence[int], stride: int | Sequence[int], padding, *, name: str,
           opts: dict[str, Any], dtype: Any) -> nn.Conv:
   strides = (stride,) * len(kernel) if isinstance(stride, int) else tuple(stride)
-  return nn.Conv(features, tuple(kernel), strides=strides, padding=padding, use_bias=opts["use_bias"],
+  return layers.Conv(features, tuple(kernel), strides=strides, padding=padding, use_bias=opts["use_bias"],
                  kernel_init=conv_init, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
@@ -178,7 +179,7 @@ class ResNet(nn.Module):
     stem_frozen = self.frozen_stages >= 0
     x = _conv(self.width, (7, 7), 2, ((3, 3), (3, 3)), name="stem_conv", opts=o, dtype=self.dtype)(x)
     x = nn.relu(_bn("stem_bn", frozen=stem_frozen, train=train, opts=o, dtype=self.dtype)(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = layers.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
     if self.frozen_stages == 0:
       x = jax.lax.stop_gradient(x)
     for i, n in enumerate(blocks, start=1):

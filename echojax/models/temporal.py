@@ -39,6 +39,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from flax.core import FrozenDict, freeze
 
+from echojax.models import layers
 from echojax.errors import UserError
 from echojax.models.registry import get_model
 from echojax.models.vit import Encoder, masked_mean
@@ -125,7 +126,7 @@ class TCNEncoder(nn.Module):
       y = nn.LayerNorm(dtype=self.dtype, name=f"ln_{i}")(x)
       y = _zero_padded(y, mask)
       pad = d * (self.kernel_size - 1) // 2
-      y = nn.Conv(self.width, (self.kernel_size,), kernel_dilation=(d,), padding=((pad, pad),), dtype=self.dtype,
+      y = layers.Conv(self.width, (self.kernel_size,), kernel_dilation=(d,), padding=((pad, pad),), dtype=self.dtype,
                   name=f"conv_{i}")(y)
       y = nn.gelu(y, approximate=False)
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
@@ -273,14 +274,14 @@ class Conv3DNet(nn.Module):
     x = x.astype(self.dtype)
     for i, (w, ts) in enumerate(zip(self.widths, self.temporal_strides)):
       x = _zero_padded(x, mask)
-      x = nn.Conv(w, (3, 3, 3), padding=((1, 1),) * 3, use_bias=False, dtype=self.dtype,
+      x = layers.Conv(w, (3, 3, 3), padding=((1, 1),) * 3, use_bias=False, dtype=self.dtype,
                   kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"), name=f"conv_{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
                        name=f"bn_{i}")(x)
       x = nn.relu(x)
       # After ReLU values are >= 0, so zeroed padded frames never win a max-pool against a valid frame.
       x = _zero_padded(x, mask)
-      x = nn.max_pool(x, (ts, 2, 2), strides=(ts, 2, 2), padding="SAME")
+      x = layers.max_pool(x, (ts, 2, 2), (ts, 2, 2), "SAME")
       if mask is not None and ts > 1:
         m = nn.max_pool(mask.astype(jnp.float32)[..., None], (ts,), strides=(ts,), padding="SAME")[..., 0]
         mask = m > 0

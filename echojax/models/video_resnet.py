@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from echoforge.archs import VIDEO_RESNET_BLOCKS, VIDEO_RESNET_KINDS
+from echojax.models import layers
 from echojax.errors import UserError
 from echojax.models.resnet import check_depth, conv_init, layout_options
 
@@ -60,7 +61,7 @@ def midplanes(inplanes: int, planes: int) -> int:
 
 
 def _conv(features: int, kernel, strides, padding, name: str, dtype: Any) -> nn.Conv:
-  return nn.Conv(features, kernel, strides=strides, padding=padding, use_bias=False, kernel_init=conv_init,
+  return layers.Conv(features, kernel, strides=strides, padding=padding, use_bias=False, kernel_init=conv_init,
                  dtype=dtype, param_dtype=jnp.float32, name=name)
 
 

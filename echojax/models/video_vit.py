@@ -26,6 +26,7 @@ import einops
 import flax.linen as nn
 import jax.numpy as jnp
 
+from echojax.models import layers
 from echojax.errors import UserError
 from echojax.models.vit import Encoder, TokenPrep, decode_size, masked_mean
 
@@ -105,7 +106,7 @@ class VideoViT(nn.Module):
     x = x.astype(self.dtype)
     if mask is not None:  # padded frames get attention weight 0, but 0 * NaN would still be NaN
       x = jnp.where(mask.astype(bool)[:, :, None, None, None], x, jnp.zeros((), x.dtype))
-    x = nn.Conv(hp["width"], (tt, p, p), strides=(tt, p, p), padding="VALID", dtype=self.dtype,
+    x = layers.Conv(hp["width"], (tt, p, p), strides=(tt, p, p), padding="VALID", dtype=self.dtype,
                 name="tubelet_embedding")(x)
     _, nt, nh, nw, d = x.shape
     use_cls = self.pool == "tok"

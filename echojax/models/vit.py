@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from echoforge.archs import VIT_LN_EPS as LN_EPS
 from echoforge.archs import VIT_SIZES
+from echojax.models import layers
 from echojax.errors import UserError
 
 
@@ -181,7 +182,7 @@ class ViT(nn.Module):
     if self.pool not in ("tok", "gap"):
       raise UserError(f"model.pool must be 'tok' or 'gap', got {self.pool!r}.")
     x = x.astype(self.dtype)
-    x = nn.Conv(hp["width"], (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, name="conv_proj")(x)
+    x = layers.Conv(hp["width"], (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, name="conv_proj")(x)
     x = einops.rearrange(x, "b h w d -> b (h w) d")
     x = TokenPrep(use_cls=self.pool == "tok", dtype=self.dtype, name="embed")(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)

@@ -36,6 +36,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from echoforge.archs import X3D_BLOCKS
+from echojax.models import layers
 from echojax.errors import UserError
 from echojax.models.temporal import _check_mask, _zero_padded
 from echojax.models.vit import masked_mean
@@ -63,7 +64,7 @@ class _Net(nn.Module):
   dtype: Any = jnp.float32
 
   def conv(self, features: int, kernel, strides, padding, name: str, groups: int = 1) -> nn.Conv:
-    return nn.Conv(features, kernel, strides=strides, padding=padding, feature_group_count=groups, use_bias=False,
+    return layers.Conv(features, kernel, strides=strides, padding=padding, feature_group_count=groups, use_bias=False,
                    kernel_init=conv_init, dtype=self.dtype, param_dtype=jnp.float32, name=name)
 
   def bn(self, name: str, train: bool) -> nn.BatchNorm:
