@@ -83,12 +83,21 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
   return schema.fill_defaults(config_lib.from_json(path.read_text()))
 
 
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
 def build_model(config: ml_collections.ConfigDict, task: tasks.Task):
-  """The registered model ``config.model.name`` with ``config.model.kwargs`` and the task's output size."""
+  """The registered model ``config.model.name`` with ``config.model.kwargs``, the task's output size and the
+  compute dtype ``config.model.dtype`` (every registered model takes ``dtype``; its parameters stay float32)."""
   from echojax import models
 
   kwargs = dict(config.model.kwargs)
   kwargs.setdefault("num_classes", task.num_outputs)  # every registered model names its output size num_classes
+  name = config.model.get("dtype", "float32")
+  if name not in COMPUTE_DTYPES:
+    raise UserError(f"config field model.dtype={name!r}; use one of {', '.join(COMPUTE_DTYPES)}")
+  if name != "float32":
+    kwargs["dtype"] = COMPUTE_DTYPES[name]
   return models.get_model(config.model.name, **kwargs)
 
 
@@ -120,7 +129,10 @@ def pool_outputs(out: jax.Array, batch: dict) -> jax.Array:
   """Per-frame model outputs (B, T, K) -> per-clip (B, K) by the mean over valid frames (``mask``).
 
   For a per-frame 2D backbone with a linear head this equals temporal average pooling of the features followed by
-  the head (the mean commutes with the affine head). Per-clip outputs pass through unchanged."""
+  the head (the mean commutes with the affine head). Per-clip outputs pass through unchanged. Outputs of a bfloat16
+  model (``config.model.dtype``) become float32 here, so losses and metrics are float32."""
+  if jnp.issubdtype(out.dtype, jnp.floating):
+    out = out.astype(jnp.float32)
   if out.ndim != 3:
     return out
   mask = batch.get("mask")

@@ -60,7 +60,9 @@ def defaults(data_name: str | None = None) -> dict[str, Any]:
       "seed": 0,
       "task": Open({"kind": "classification"}),  # fields by kind: see echojax/tasks
       "data": _data_defaults(data_name),
-      "model": {"name": "", "kwargs": Open()},
+      # dtype: compute dtype, float32 or bfloat16 (parameters, optimizer state, batch-norm statistics and the loss
+      # stay float32: mixed precision for GPUs/TPUs)
+      "model": {"name": "", "kwargs": Open(), "dtype": "float32"},
       "optim": {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant",
                 "decay_every_epochs": 0.0, "decay_factor": 0.1, "warmup_steps": 0, "grad_clip": 0.0,
                 "trainable": ""},
