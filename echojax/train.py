@@ -177,7 +177,11 @@ def state_shardings(abstract: State, mesh, rules) -> State:
 
 
 def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict], tuple[State, dict]]:
-  """One SGD step; non-finite loss/gradients leave the state unchanged and are reported in the metrics."""
+  """One SGD step. The new state is returned as it is, also after a non-finite loss or gradient: that step's
+  ``finite`` metric is False, and the loop (:func:`train`) stops with a UserError at its next host sync, before
+  anything of that window is evaluated or saved, so the state it leaves in memory is never used. (A per-step
+  ``where(finite, new, old)`` over params, batch_stats and optimizer state would read and write the whole state
+  once more every step to protect a state the run then throws away.)"""
   model_input, seed = make_model_input(config), int(config.seed)
 
   def step_fn(state: State, batch: dict) -> tuple[State, dict]:
@@ -195,9 +199,7 @@ def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict]
     new_params = optax.apply_updates(state["params"], updates)
     gnorm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-    keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = {"step": state["step"] + 1, "params": keep(new_params, state["params"]),
-                 "batch_stats": keep(new_bs, state["batch_stats"]), "opt_state": keep(new_opt, state["opt_state"])}
+    new_state = {"step": state["step"] + 1, "params": new_params, "batch_stats": new_bs, "opt_state": new_opt}
     metrics = {"loss": loss, "grad_norm": gnorm, "lr": schedule(state["step"]), "finite": finite, **extras}
     return new_state, metrics
 
@@ -358,7 +360,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
       do_ckpt = step % ckpt_every == 0 or is_last or preempted or do_eval
       if not (do_log or do_eval or do_ckpt):
         continue
-      # Host sync point: pull the window's metrics, stop on non-finite values before anything is saved.
+      # Host sync point: pull the window's metrics, stop on non-finite values before anything is evaluated or
+      # saved (the step keeps no old state: after a non-finite step the state in memory is garbage).
       host = jax.device_get(pending)
       bad = [(s, h) for s, h in zip(range(window_start + 1, step + 1), host) if not bool(h["finite"])]
       if bad:

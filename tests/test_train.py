@@ -61,6 +61,32 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(restored["params"]))
 
 
+def _steps(folder):
+  return sorted(int(p.name) for p in Path(folder).iterdir() if p.name.isdigit()) if Path(folder).is_dir() else []
+
+
+def _data_position(workdir, step):
+  return json.loads((Path(workdir) / "checkpoints" / str(step) / "data" / "process_0-of-1.json").read_text())
+
+
+def test_a_nonfinite_step_stops_before_the_eval_and_the_preemption_save_of_its_window(tmp_path, monkeypatch):
+  """The step keeps no old state, so after the NaN at step 5 the state in memory is garbage: the preemption at
+  step 6 (a save) and nothing after the last good checkpoint (step 4) is evaluated, logged or written."""
+  from echojax.checkpoint import PreemptionFlag
+
+  monkeypatch.setattr(PreemptionFlag, "check", lambda self, step: step >= 6)
+  config = load_config(HELPER, {"data.nan_at_batch": "5", "train.num_steps": "12", "train.log_every": "100",
+                                "train.checkpoint_every": "4", "evals.val.every_steps": "4"})
+  with pytest.raises(UserError, match=r"non-finite loss or gradient at step 5.*last good checkpoint is step 4"):
+    train(config, tmp_path)
+  assert _steps(tmp_path / "checkpoints") == [4] and _steps(tmp_path / "best") == [4]
+  assert max(r["step"] for r in _records(tmp_path)) == 4
+  state = ocp.StandardCheckpointer().restore((tmp_path / "checkpoints" / "4" / "state").absolute())
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(state))
+  # 32 records in batches of 8: four batches trained, however many were read ahead by then
+  assert _data_position(tmp_path, 4) == {"epoch": 0, "offset": 32}
+
+
 def test_early_stopping_after_patience_evals(tmp_path):
   # "n" (number of val videos) never improves, so the run stops after 2 evaluations without improvement.
   config = load_config(HELPER, {"train.num_steps": "20", "evals.val.every_steps": "2", "eval.best_metric": "n",
