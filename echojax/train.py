@@ -10,7 +10,10 @@ that differs from the latest checkpoint's stops (listing the keys) unless ``--al
 A task (echojax/tasks) supplies the head size, loss and metrics; the config supplies model, data, optimizer, mesh
 and sharding rules. The step is one ``jax.jit`` with NamedSharding in/out shardings and a donated state; the
 state is created already sharded; the RNG of step s is ``fold_in(key(seed), s)`` so a resumed run repeats an
-uninterrupted one exactly. The host syncs only at logging / eval / checkpoint steps.
+uninterrupted one exactly. The host syncs only at logging / eval / checkpoint steps; a non-finite loss or
+gradient in the window stops the run there, before anything is evaluated or saved. ``data.device_prefetch``
+batches are put onto the devices ahead of their step (checkpoints record the data position after the last batch
+trained on).
 
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (one JSON object per log/eval line), TensorBoard
 events (``tb/``), ``checkpoints/`` and ``best/`` (orbax).
@@ -19,13 +22,14 @@ events (``tb/``), ``checkpoints/`` and ``best/`` (orbax).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -131,6 +135,9 @@ def check_train_config(config) -> None:
   if bad:
     f, v, want = bad[0]
     raise UserError(f"config.train.{f}={v} must be {want} (--config.train.{f}=...)")
+  if config.data.device_prefetch is None or config.data.device_prefetch < 0:
+    raise UserError(f"config.data.device_prefetch={config.data.device_prefetch} must be >= 0 (0 = off; "
+                    "--config.data.device_prefetch=2)")
   if not t.num_steps and not t.num_epochs:
     raise UserError("config.train.num_steps and config.train.num_epochs are both 0, so nothing would train; set "
                     "--config.train.num_steps=N or --config.train.num_epochs=E")
@@ -249,6 +256,80 @@ def record_data_stats(config) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Batches into the step
+
+
+class HostBatches:
+  """The training loader's batches in order, each with the loader's ``get_state()`` taken right after that batch
+  was pulled: the data position a checkpoint written after training on it must record (batches pulled ahead of
+  the step, see :func:`device_batches`, must not move it). A finite loader starts its next pass when one ends."""
+
+  def __init__(self, loader):
+    self.loader = loader
+    self._it = iter(loader)
+    self._held: collections.deque = collections.deque()  # pulled by peek(), not handed out yet
+
+  def pull(self) -> tuple[dict, bytes]:
+    if self._held:
+      return self._held.popleft()
+    try:
+      batch = next(self._it)
+    except StopIteration:  # finite loaders: the next pass
+      self._it = iter(self.loader)
+      try:
+        batch = next(self._it)
+      except StopIteration:
+        raise UserError(f"the training loader of {self.loader!r} yielded no batch") from None
+    return batch, self.loader.get_state()
+
+  def peek(self) -> dict:
+    """The next batch, still to be handed out by pull()."""
+    if not self._held:
+      self._held.append(self.pull())
+    return self._held[0][0]
+
+
+def input_spec(config, loader, host: HostBatches) -> jax.ShapeDtypeStruct:
+  """The model input of one LOCAL batch, as float32 (what init needs). From the loader's ``spec()`` (the
+  pipeline's :class:`~echojax.data.pipeline.Loader` has one: nothing is read from the stream); a custom loader
+  (``echojax.data.datasets.register_loader``) without ``spec()`` is probed with its first batch, which stays in
+  ``host`` to be trained on first."""
+  key = input_key(config)
+  spec = loader.spec() if callable(getattr(loader, "spec", None)) else None
+  shape = tuple(spec[key].shape) if spec is not None else tuple(np.shape(host.peek()[key]))
+  return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
+class DataState:
+  """A data position recorded earlier (``get_state()`` bytes), saved as the checkpoint's ``data`` item."""
+
+  def __init__(self, state: bytes):
+    self.state = state
+
+  def get_state(self) -> bytes:
+    return self.state
+
+  def set_state(self, state: bytes) -> None:
+    self.state = state
+
+
+def device_batches(host: HostBatches, batch_sh, depth: int, count: int) -> Iterator[tuple[dict, bytes]]:
+  """``count`` (global batch on the devices, data state after it) pairs. ``depth`` (``data.device_prefetch``)
+  more batches are loaded and put onto the devices (``sharding.global_batch``, the run's batch sharding, on every
+  process) before the one handed out is used, so host loading and the transfer overlap the step dispatched before
+  (as flax's ``jax_utils.prefetch_to_device``); 0 loads each batch just before its step. Never pulls more than
+  ``count`` batches."""
+  queue: collections.deque = collections.deque()
+  pulled = 0
+  for _ in range(count):
+    while len(queue) <= depth and pulled < count:
+      batch, state = host.pull()
+      queue.append((sharding.global_batch(numeric(batch), batch_sh), state))
+      pulled += 1
+    yield queue.popleft()
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -306,9 +387,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
 
     if ckpt.latest_step() is not None:
       ckpt.restore_data(loader)
-    batches = iter(loader)
-    first = next(batches)
-    sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
+    host = HostBatches(loader)
+    sample_x = input_spec(config, loader, host)
     if sample_x.shape[0] * jax.process_count() != config.data.batch_size:
       raise UserError(f"the loader gave a per-process batch of {sample_x.shape[0]} but config.data.batch_size="
                       f"{config.data.batch_size} for {jax.process_count()} process(es)")
@@ -333,6 +413,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
     best_metric = config.eval.best_metric or task.best_metric
     best_mode = config.eval.best_mode or task.best_mode
     last = {"train": None, **{name: None for name, _, _ in periodic}}
+    batches = device_batches(host, batch_sh, int(config.data.device_prefetch), num_steps - start)
   except BaseException:
     ckpt.close()
     raise
@@ -346,9 +427,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
   step, stop_reason = start, None
   try:
     while step < num_steps:
-      batch = first if first is not None else _next(batches, loader)
-      first = None
-      state, m = step_fn(state, sharding.global_batch(numeric(batch), batch_sh))
+      batch, data_state = next(batches)  # on the devices already; the data position right after this batch
+      state, m = step_fn(state, batch)
       pending.append(m)
       step += 1
       bar.update(1)
@@ -403,10 +483,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
         else:
           early["bad_evals"] += 1
         t0 = time.perf_counter()  # eval time is not training throughput
-      if do_ckpt:
-        ckpt.save(step, state, make_meta(step), data=loader)
+      if do_ckpt:  # the data position after the last batch trained on, not after the ones prefetched
+        ckpt.save(step, state, make_meta(step), data=DataState(data_state))
         if improved:
-          ckpt.save(step, state, make_meta(step), data=loader, best=True)
+          ckpt.save(step, state, make_meta(step), data=DataState(data_state), best=True)
       if patience and early["bad_evals"] >= patience:
         stop_reason = f"early stopping: {best_metric} has not improved for {patience} evaluations " \
                       f"(best {early['best']} at step {early['best_step']})"
@@ -429,12 +509,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
     print(stop_reason, file=sys.stderr)
   return last
 
-
-def _next(batches, loader):
-  try:
-    return next(batches)
-  except StopIteration:  # finite loaders: start the next epoch
-    return next(iter(loader))
 
 
 # ----------------------------------------------------------------------------------------------------------------
