@@ -13,10 +13,10 @@ state is created already sharded; the RNG of step s is ``fold_in(key(seed), s)``
 uninterrupted one exactly. The host syncs only at logging / eval / checkpoint steps; a non-finite loss or
 gradient in the window stops the run there, before anything is evaluated or saved. ``data.device_prefetch``
 batches are put onto the devices ahead of their step (checkpoints record the data position after the last batch
-trained on).
+trained on); ``train.profile_steps`` > 0 writes a ``jax.profiler`` trace to ``<workdir>/profile/``.
 
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (one JSON object per log/eval line), TensorBoard
-events (``tb/``), ``checkpoints/`` and ``best/`` (orbax).
+events (``tb/``), ``checkpoints/`` and ``best/`` (orbax), ``profile/`` when profiling.
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ def check_train_config(config) -> None:
           ("checkpoint_every", t.checkpoint_every, ">= 0"), ("checkpoint_every_epochs", t.checkpoint_every_epochs,
                                                             ">= 0"),
           ("keep_checkpoints", t.keep_checkpoints, ">= 1"), ("early_stopping_patience", t.early_stopping_patience,
-                                                            ">= 0")]
+                                                            ">= 0"),
+          ("profile_steps", t.profile_steps, ">= 0 (0 = no profile)"), ("profile_start", t.profile_start, ">= 0")]
          if v is not None and v < (1 if want.startswith(">= 1") else 0)]
   if bad:
     f, v, want = bad[0]
@@ -256,7 +257,7 @@ def record_data_stats(config) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Batches into the step
+# Batches into the step, and the profiler
 
 
 class HostBatches:
@@ -327,6 +328,48 @@ def device_batches(host: HostBatches, batch_sh, depth: int, count: int) -> Itera
       queue.append((sharding.global_batch(numeric(batch), batch_sh), state))
       pulled += 1
     yield queue.popleft()
+
+
+class Profiler:
+  """``train.profile_steps`` > 0: a ``jax.profiler`` trace of that many steps into ``<workdir>/profile/``
+  (process 0), from ``train.profile_start`` steps after this run (or resume) starts, so compilation is not in
+  it. ``before(step)`` runs before step ``step + 1`` is dispatched, ``after(step, state)`` after it; the trace
+  stops once the state of its last step is computed."""
+
+  def __init__(self, config, workdir: Path, start: int, num_steps: int):
+    self.steps = int(config.train.profile_steps) if jax.process_index() == 0 else 0
+    self.first = start + int(config.train.profile_start)
+    self.last = min(self.first + self.steps, num_steps)
+    self.dir = Path(workdir) / "profile"
+    self.active = False
+    if self.steps and self.first >= num_steps:
+      log.warning("config.train.profile_start=%d: this run goes from step %d to %d, so no profile is written",
+                  config.train.profile_start, start, num_steps)
+      self.steps = 0
+
+  def before(self, step: int) -> None:
+    if self.steps and not self.active and step == self.first:
+      self.dir.mkdir(parents=True, exist_ok=True)
+      jax.profiler.start_trace(str(self.dir))
+      self.active = True
+      log.info("profiling steps %d-%d into %s", self.first + 1, self.last, self.dir)
+
+  def after(self, step: int, state: State) -> None:
+    if self.active and step >= self.last:
+      jax.block_until_ready(state)
+      self.stop()
+
+  def stop(self) -> None:
+    if not self.active:
+      return
+    self.active = False
+    jax.profiler.stop_trace()
+    runs = sorted((self.dir / "plugins" / "profile").glob("*"), key=lambda p: p.stat().st_mtime)
+    traces = sorted(runs[-1].glob("*.trace.json.gz")) if runs else []
+    log.info("profile of steps %d-%d written to %s; view it with `tensorboard --logdir %s` (the Profile tab: "
+             "pip install tensorboard-plugin-profile) or open %s at https://ui.perfetto.dev",
+             self.first + 1, self.last, runs[-1] if runs else self.dir, self.dir,
+             traces[0] if traces else "its *.trace.json.gz")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -414,6 +457,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
     best_mode = config.eval.best_mode or task.best_mode
     last = {"train": None, **{name: None for name, _, _ in periodic}}
     batches = device_batches(host, batch_sh, int(config.data.device_prefetch), num_steps - start)
+    profiler = Profiler(config, workdir, start, num_steps)
   except BaseException:
     ckpt.close()
     raise
@@ -427,10 +471,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
   step, stop_reason = start, None
   try:
     while step < num_steps:
+      profiler.before(step)
       batch, data_state = next(batches)  # on the devices already; the data position right after this batch
       state, m = step_fn(state, batch)
       pending.append(m)
       step += 1
+      profiler.after(step, state)
       bar.update(1)
       is_last = step == num_steps
       preempted = preempt.check(step)  # at every step: hosts agree on the step to stop at
@@ -496,14 +542,17 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
         break
   finally:
     bar.close()
-    try:  # a checkpoint that could not be written raises its one UserError here or at the save (not both)
-      ckpt.wait()
+    try:
+      profiler.stop()  # a run that ended inside the profiled steps
     finally:
-      try:
-        ckpt.close()
+      try:  # a checkpoint that could not be written raises its one UserError here or at the save (not both)
+        ckpt.wait()
       finally:
-        writer.close()
-        preempt.restore()
+        try:
+          ckpt.close()
+        finally:
+          writer.close()
+          preempt.restore()
   if stop_reason:
     log.info(stop_reason)
     print(stop_reason, file=sys.stderr)

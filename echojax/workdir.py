@@ -118,7 +118,7 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 #: fields that do not change what a resumed run computes: config_changes leaves them out (and ``init.*``)
-UNCOMPARED = ("init_from", "data.device_prefetch")
+UNCOMPARED = ("init_from", "train.profile_steps", "train.profile_start", "data.device_prefetch")
 
 
 def config_changes(old: dict, new: dict) -> list[str]:
@@ -128,7 +128,7 @@ def config_changes(old: dict, new: dict) -> list[str]:
   from echojax import schema
   a = _flat(json.loads(config_lib.to_json(schema.fill_defaults(old))))
   b = _flat(json.loads(json.dumps(new)))
-  for d in (a, b):  # how a run STARTS (ImageNet file, init_from), device prefetch: no effect on a resume
+  for d in (a, b):  # how a run STARTS (ImageNet file, init_from), profiling, prefetch: no effect on a resume
     for k in [k for k in d if k in UNCOMPARED or k.startswith("init.")]:
       del d[k]
   absent = object()

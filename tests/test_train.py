@@ -1,6 +1,6 @@
 """Trainer: end-to-end smoke run (metrics JSONL, TensorBoard, checkpoints, output-bias init), non-finite stop
-keeping the last good checkpoint, device prefetch and the checkpointed data position, early stopping, task
-losses. (Resume-after-SIGKILL lives in test_checkpoint.py.)"""
+keeping the last good checkpoint, device prefetch and the checkpointed data position, the profiler switch, early
+stopping, task losses. (Resume-after-SIGKILL lives in test_checkpoint.py.)"""
 
 import json
 import logging
@@ -104,6 +104,15 @@ def test_device_prefetch_trains_the_same_and_checkpoints_the_trained_batches_pos
   assert strip == [{k: v for k, v in r.items() if k != "clips_per_s"} for r in _records(runs[2])]
   a, b = (ocp.StandardCheckpointer().restore((runs[d] / "checkpoints" / "6" / "state").absolute()) for d in (0, 2))
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+def test_profile_steps_writes_a_trace_under_workdir_profile(tmp_path):
+  config = load_config(HELPER, {"train.profile_steps": "2", "train.profile_start": "1",
+                                "evals.val.every_steps": "0"})
+  train(config, tmp_path)
+  runs = list((tmp_path / "profile" / "plugins" / "profile").iterdir())
+  assert len(runs) == 1
+  assert list(runs[0].glob("*.xplane.pb")) and list(runs[0].glob("*.trace.json.gz"))
 
 
 class _FinitePasses:
