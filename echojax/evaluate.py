@@ -225,12 +225,12 @@ def write_predictions_csv(path: Path, indices, names, columns: dict[str, np.ndar
 
 def loader_input_shape(loader, config) -> tuple[int, ...]:
   """The model input's batch shape, without using up the first batch of the pass that predict() reads (nor
-  building the loader, and for clips="all" its clip table, twice). Custom loaders start a pass per iter()."""
-  from echojax.data.pipeline import Loader, batch_shapes
-
+  building the loader, and for clips="all" its clip table, twice): the loader's ``spec()`` (the pipeline's
+  ``Loader`` has one); a custom loader without one is probed with a batch of its own pass (custom loaders start a
+  pass per iter())."""
   key = run_lib.input_key(config)
-  if isinstance(loader, Loader):
-    return batch_shapes(loader)[key][0]
+  if callable(getattr(loader, "spec", None)):
+    return tuple(loader.spec()[key].shape)
   return tuple(next(iter(loader))[key].shape)
 
 

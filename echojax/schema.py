@@ -67,7 +67,10 @@ def defaults(data_name: str | None = None) -> dict[str, Any]:
                 "decay_every_epochs": 0.0, "decay_factor": 0.1, "warmup_steps": 0, "grad_clip": 0.0,
                 "trainable": ""},
       "train": {"num_steps": 0, "num_epochs": 0.0, "steps_per_epoch": 0, "log_every": 50, "checkpoint_every": 0,
-                "checkpoint_every_epochs": 1.0, "keep_checkpoints": 2, "early_stopping_patience": 0},
+                "checkpoint_every_epochs": 1.0, "keep_checkpoints": 2, "early_stopping_patience": 0,
+                # a jax.profiler trace of profile_steps steps (0 = none) into <workdir>/profile/, starting
+                # profile_start steps after the run (or resume) starts, so compilation is not in it
+                "profile_steps": 0, "profile_start": 5},
       # shared by every evaluation; batch_size 0 = data.batch_size
       "eval": {"batch_size": 0, "best_metric": "", "best_mode": "", "aux_keys": None},
       "evals": Entries(EVAL_DEFAULTS, {"val": {"split": "val", "every_epochs": 1.0, "pick_best": True}}),

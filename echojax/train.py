@@ -10,22 +10,26 @@ that differs from the latest checkpoint's stops (listing the keys) unless ``--al
 A task (echojax/tasks) supplies the head size, loss and metrics; the config supplies model, data, optimizer, mesh
 and sharding rules. The step is one ``jax.jit`` with NamedSharding in/out shardings and a donated state; the
 state is created already sharded; the RNG of step s is ``fold_in(key(seed), s)`` so a resumed run repeats an
-uninterrupted one exactly. The host syncs only at logging / eval / checkpoint steps.
+uninterrupted one exactly. The host syncs only at logging / eval / checkpoint steps; a non-finite loss or
+gradient in the window stops the run there, before anything is evaluated or saved. ``data.device_prefetch``
+batches are put onto the devices ahead of their step (checkpoints record the data position after the last batch
+trained on); ``train.profile_steps`` > 0 writes a ``jax.profiler`` trace to ``<workdir>/profile/``.
 
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (one JSON object per log/eval line), TensorBoard
-events (``tb/``), ``checkpoints/`` and ``best/`` (orbax).
+events (``tb/``), ``checkpoints/`` and ``best/`` (orbax), ``profile/`` when profiling.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -127,11 +131,15 @@ def check_train_config(config) -> None:
           ("checkpoint_every", t.checkpoint_every, ">= 0"), ("checkpoint_every_epochs", t.checkpoint_every_epochs,
                                                             ">= 0"),
           ("keep_checkpoints", t.keep_checkpoints, ">= 1"), ("early_stopping_patience", t.early_stopping_patience,
-                                                            ">= 0")]
+                                                            ">= 0"),
+          ("profile_steps", t.profile_steps, ">= 0 (0 = no profile)"), ("profile_start", t.profile_start, ">= 0")]
          if v is not None and v < (1 if want.startswith(">= 1") else 0)]
   if bad:
     f, v, want = bad[0]
     raise UserError(f"config.train.{f}={v} must be {want} (--config.train.{f}=...)")
+  if config.data.device_prefetch is None or config.data.device_prefetch < 0:
+    raise UserError(f"config.data.device_prefetch={config.data.device_prefetch} must be >= 0 (0 = off; "
+                    "--config.data.device_prefetch=2)")
   if not t.num_steps and not t.num_epochs:
     raise UserError("config.train.num_steps and config.train.num_epochs are both 0, so nothing would train; set "
                     "--config.train.num_steps=N or --config.train.num_epochs=E")
@@ -178,7 +186,11 @@ def state_shardings(abstract: State, mesh, rules) -> State:
 
 
 def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict], tuple[State, dict]]:
-  """One SGD step; non-finite loss/gradients leave the state unchanged and are reported in the metrics."""
+  """One SGD step. The new state is returned as it is, also after a non-finite loss or gradient: that step's
+  ``finite`` metric is False, and the loop (:func:`train`) stops with a UserError at its next host sync, before
+  anything of that window is evaluated or saved, so the state it leaves in memory is never used. (A per-step
+  ``where(finite, new, old)`` over params, batch_stats and optimizer state would read and write the whole state
+  once more every step to protect a state the run then throws away.)"""
   model_input, seed = make_model_input(config), int(config.seed)
 
   def step_fn(state: State, batch: dict) -> tuple[State, dict]:
@@ -196,9 +208,7 @@ def make_train_step(model, tx, task, config, schedule) -> Callable[[State, dict]
     new_params = optax.apply_updates(state["params"], updates)
     gnorm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-    keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = {"step": state["step"] + 1, "params": keep(new_params, state["params"]),
-                 "batch_stats": keep(new_bs, state["batch_stats"]), "opt_state": keep(new_opt, state["opt_state"])}
+    new_state = {"step": state["step"] + 1, "params": new_params, "batch_stats": new_bs, "opt_state": new_opt}
     metrics = {"loss": loss, "grad_norm": gnorm, "lr": schedule(state["step"]), "finite": finite, **extras}
     return new_state, metrics
 
@@ -245,6 +255,122 @@ def record_data_stats(config) -> None:
   with config.unlocked():
     del config.data["norm_stats"]  # None -> a dict
     config.data.norm_stats = stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Batches into the step, and the profiler
+
+
+class HostBatches:
+  """The training loader's batches in order, each with the loader's ``get_state()`` taken right after that batch
+  was pulled: the data position a checkpoint written after training on it must record (batches pulled ahead of
+  the step, see :func:`device_batches`, must not move it). A finite loader starts its next pass when one ends."""
+
+  def __init__(self, loader):
+    self.loader = loader
+    self._it = iter(loader)
+    self._held: collections.deque = collections.deque()  # pulled by peek(), not handed out yet
+
+  def pull(self) -> tuple[dict, bytes]:
+    if self._held:
+      return self._held.popleft()
+    try:
+      batch = next(self._it)
+    except StopIteration:  # finite loaders: the next pass
+      self._it = iter(self.loader)
+      try:
+        batch = next(self._it)
+      except StopIteration:
+        raise UserError(f"the training loader of {self.loader!r} yielded no batch") from None
+    return batch, self.loader.get_state()
+
+  def peek(self) -> dict:
+    """The next batch, still to be handed out by pull()."""
+    if not self._held:
+      self._held.append(self.pull())
+    return self._held[0][0]
+
+
+def input_spec(config, loader, host: HostBatches) -> jax.ShapeDtypeStruct:
+  """The model input of one LOCAL batch, as float32 (what init needs). From the loader's ``spec()`` (the
+  pipeline's :class:`~echojax.data.pipeline.Loader` has one: nothing is read from the stream); a custom loader
+  (``echojax.data.datasets.register_loader``) without ``spec()`` is probed with its first batch, which stays in
+  ``host`` to be trained on first."""
+  key = input_key(config)
+  spec = loader.spec() if callable(getattr(loader, "spec", None)) else None
+  shape = tuple(spec[key].shape) if spec is not None else tuple(np.shape(host.peek()[key]))
+  return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
+class DataState:
+  """A data position recorded earlier (``get_state()`` bytes), saved as the checkpoint's ``data`` item."""
+
+  def __init__(self, state: bytes):
+    self.state = state
+
+  def get_state(self) -> bytes:
+    return self.state
+
+  def set_state(self, state: bytes) -> None:
+    self.state = state
+
+
+def device_batches(host: HostBatches, batch_sh, depth: int, count: int) -> Iterator[tuple[dict, bytes]]:
+  """``count`` (global batch on the devices, data state after it) pairs. ``depth`` (``data.device_prefetch``)
+  more batches are loaded and put onto the devices (``sharding.global_batch``, the run's batch sharding, on every
+  process) before the one handed out is used, so host loading and the transfer overlap the step dispatched before
+  (as flax's ``jax_utils.prefetch_to_device``); 0 loads each batch just before its step. Never pulls more than
+  ``count`` batches."""
+  queue: collections.deque = collections.deque()
+  pulled = 0
+  for _ in range(count):
+    while len(queue) <= depth and pulled < count:
+      batch, state = host.pull()
+      queue.append((sharding.global_batch(numeric(batch), batch_sh), state))
+      pulled += 1
+    yield queue.popleft()
+
+
+class Profiler:
+  """``train.profile_steps`` > 0: a ``jax.profiler`` trace of that many steps into ``<workdir>/profile/``
+  (process 0), from ``train.profile_start`` steps after this run (or resume) starts, so compilation is not in
+  it. ``before(step)`` runs before step ``step + 1`` is dispatched, ``after(step, state)`` after it; the trace
+  stops once the state of its last step is computed."""
+
+  def __init__(self, config, workdir: Path, start: int, num_steps: int):
+    self.steps = int(config.train.profile_steps) if jax.process_index() == 0 else 0
+    self.first = start + int(config.train.profile_start)
+    self.last = min(self.first + self.steps, num_steps)
+    self.dir = Path(workdir) / "profile"
+    self.active = False
+    if self.steps and self.first >= num_steps:
+      log.warning("config.train.profile_start=%d: this run goes from step %d to %d, so no profile is written",
+                  config.train.profile_start, start, num_steps)
+      self.steps = 0
+
+  def before(self, step: int) -> None:
+    if self.steps and not self.active and step == self.first:
+      self.dir.mkdir(parents=True, exist_ok=True)
+      jax.profiler.start_trace(str(self.dir))
+      self.active = True
+      log.info("profiling steps %d-%d into %s", self.first + 1, self.last, self.dir)
+
+  def after(self, step: int, state: State) -> None:
+    if self.active and step >= self.last:
+      jax.block_until_ready(state)
+      self.stop()
+
+  def stop(self) -> None:
+    if not self.active:
+      return
+    self.active = False
+    jax.profiler.stop_trace()
+    runs = sorted((self.dir / "plugins" / "profile").glob("*"), key=lambda p: p.stat().st_mtime)
+    traces = sorted(runs[-1].glob("*.trace.json.gz")) if runs else []
+    log.info("profile of steps %d-%d written to %s; view it with `tensorboard --logdir %s` (the Profile tab: "
+             "pip install tensorboard-plugin-profile) or open %s at https://ui.perfetto.dev",
+             self.first + 1, self.last, runs[-1] if runs else self.dir, self.dir,
+             traces[0] if traces else "its *.trace.json.gz")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -305,9 +431,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
 
     if ckpt.latest_step() is not None:
       ckpt.restore_data(loader)
-    batches = iter(loader)
-    first = next(batches)
-    sample_x = jax.ShapeDtypeStruct(first[input_key(config)].shape, jnp.float32)
+    host = HostBatches(loader)
+    sample_x = input_spec(config, loader, host)
     if sample_x.shape[0] * jax.process_count() != config.data.batch_size:
       raise UserError(f"the loader gave a per-process batch of {sample_x.shape[0]} but config.data.batch_size="
                       f"{config.data.batch_size} for {jax.process_count()} process(es)")
@@ -332,6 +457,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
     best_metric = config.eval.best_metric or task.best_metric
     best_mode = config.eval.best_mode or task.best_mode
     last = {"train": None, **{name: None for name, _, _ in periodic}}
+    batches = device_batches(host, batch_sh, int(config.data.device_prefetch), num_steps - start)
+    profiler = Profiler(config, workdir, start, num_steps)
   except BaseException:
     ckpt.close()
     raise
@@ -345,11 +472,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
   step, stop_reason = start, None
   try:
     while step < num_steps:
-      batch = first if first is not None else _next(batches, loader)
-      first = None
-      state, m = step_fn(state, sharding.global_batch(numeric(batch), batch_sh))
+      profiler.before(step)
+      batch, data_state = next(batches)  # on the devices already; the data position right after this batch
+      state, m = step_fn(state, batch)
       pending.append(m)
       step += 1
+      profiler.after(step, state)
       bar.update(1)
       is_last = step == num_steps
       preempted = preempt.check(step)  # at every step: hosts agree on the step to stop at
@@ -359,7 +487,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
       do_ckpt = step % ckpt_every == 0 or is_last or preempted or do_eval
       if not (do_log or do_eval or do_ckpt):
         continue
-      # Host sync point: pull the window's metrics, stop on non-finite values before anything is saved.
+      # Host sync point: pull the window's metrics, stop on non-finite values before anything is evaluated or
+      # saved (the step keeps no old state: after a non-finite step the state in memory is garbage).
       host = jax.device_get(pending)
       bad = [(s, h) for s, h in zip(range(window_start + 1, step + 1), host) if not bool(h["finite"])]
       if bad:
@@ -401,10 +530,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
         else:
           early["bad_evals"] += 1
         t0 = time.perf_counter()  # eval time is not training throughput
-      if do_ckpt:
-        ckpt.save(step, state, make_meta(step), data=loader)
+      if do_ckpt:  # the data position after the last batch trained on, not after the ones prefetched
+        ckpt.save(step, state, make_meta(step), data=DataState(data_state))
         if improved:
-          ckpt.save(step, state, make_meta(step), data=loader, best=True)
+          ckpt.save(step, state, make_meta(step), data=DataState(data_state), best=True)
       if patience and early["bad_evals"] >= patience:
         stop_reason = f"early stopping: {best_metric} has not improved for {patience} evaluations " \
                       f"(best {early['best']} at step {early['best_step']})"
@@ -414,25 +543,22 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, allow_confi
         break
   finally:
     bar.close()
-    try:  # a checkpoint that could not be written raises its one UserError here or at the save (not both)
-      ckpt.wait()
+    try:
+      profiler.stop()  # a run that ended inside the profiled steps
     finally:
-      try:
-        ckpt.close()
+      try:  # a checkpoint that could not be written raises its one UserError here or at the save (not both)
+        ckpt.wait()
       finally:
-        writer.close()
-        preempt.restore()
+        try:
+          ckpt.close()
+        finally:
+          writer.close()
+          preempt.restore()
   if stop_reason:
     log.info(stop_reason)
     print(stop_reason, file=sys.stderr)
   return last
 
-
-def _next(batches, loader):
-  try:
-    return next(batches)
-  except StopIteration:  # finite loaders: start the next epoch
-    return next(iter(loader))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -117,6 +117,10 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: tree}
 
 
+#: fields that do not change what a resumed run computes: config_changes leaves them out (and ``init.*``)
+UNCOMPARED = ("init_from", "train.profile_steps", "train.profile_start", "data.device_prefetch")
+
+
 def config_changes(old: dict, new: dict) -> list[str]:
   """``key: old -> new`` for every dotted key whose value differs (``(absent)`` where one side lacks it). ``old``
   is completed with the schema's defaults first, so a run stored by an older version differs only where a value
@@ -124,8 +128,8 @@ def config_changes(old: dict, new: dict) -> list[str]:
   from echojax import schema
   a = _flat(json.loads(config_lib.to_json(schema.fill_defaults(old))))
   b = _flat(json.loads(json.dumps(new)))
-  for d in (a, b):  # how a run STARTS (ImageNet file, init_from) has no effect on a resume: not a change
-    for k in [k for k in d if k == "init_from" or k.startswith("init.")]:
+  for d in (a, b):  # how a run STARTS (ImageNet file, init_from), profiling, prefetch: no effect on a resume
+    for k in [k for k in d if k in UNCOMPARED or k.startswith("init.")]:
       del d[k]
   absent = object()
   show = lambda v: "(absent)" if v is absent else json.dumps(v)

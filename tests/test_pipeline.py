@@ -1,5 +1,5 @@
 """grain pipeline: shapes/dtypes (train, eval, all clips, image preset), padding masks, normalisation, eval padding
-rows, determinism, iterator-state round trip, augmentation, frame-sampler hook, errors."""
+rows, determinism, iterator-state round trip, the batch spec, augmentation, frame-sampler hook, errors."""
 
 from __future__ import annotations
 
@@ -179,6 +179,34 @@ def test_iterator_state_round_trip():
                        process_count=1)
   with pytest.raises(UserError, match="does not match"):
     wrong.set_state(state)
+
+
+def _same_spec(loader_a, loader_b):
+  """loader_a.spec() describes loader_b's first batch exactly, and asking for it left loader_a's stream alone."""
+  spec = loader_a.spec()
+  first = next(loader_b)
+  assert sorted(spec) == sorted(first)
+  for key, value in first.items():
+    assert (spec[key].shape, spec[key].dtype) == (value.shape, value.dtype), key
+  for key, value in next(loader_a).items():  # the spec read no batch from the stream
+    np.testing.assert_array_equal(value, first[key])
+
+
+@pytest.mark.parametrize("source, config, split", [
+    (lambda: FakeVideos([20, 30, 40, 25, 35, 50, 22, 33]), cfg(augment=dict(pad=2, rotation=5)), "train"),
+    (lambda: FakeVideos([20, 9, 40]), cfg(clips="all", batch_size=2), "val"),
+    (lambda: FakeVideos([20, 30, 40, 25]), cfg(normalize="device"), "train"),
+    (lambda: FakeImages(7), dict(preset="image", batch_size=4), "train"),
+    (lambda: FakeVideos([20, 30]), dict(preset="image", batch_size=2, image_frame="es", size=8), "val"),
+], ids=["video-train", "video-all-clips", "video-uint8", "image-train", "image-from-video"])
+@pytest.mark.parametrize("process_count", [1, 2])
+def test_spec_is_a_batch_without_reading_one(source, config, split, process_count):
+  def make():
+    return build_loader(source(), STATS, config, split, train=split == "train", seed=0, process_index=0,
+                        process_count=process_count)
+
+  assert make().spec()["index"].shape == (config["batch_size"] // process_count,)  # the LOCAL batch
+  _same_spec(make(), make())
 
 
 def test_in_process_shards_are_disjoint_and_complete():
@@ -533,6 +561,17 @@ def test_value_range_unit_scales_to_0_1(echonet_data):
                lambda c: pipeline.input_normalization(dict(c, normalize="device"))):
     with pytest.raises(UserError, match=r"data\.value_range is '0-1'; use None .*'dataset'.*'unit'"):
       call(dict(base, value_range="0-1"))
+
+
+@pytest.mark.parametrize("normalize", ["host", "device"])
+def test_spec_of_prepared_data_is_a_batch(echonet_data, normalize):
+  """The prepared data's frame store (clips read straight into the batch) gives the batches spec() describes."""
+  c = dict(name="echonet_dynamic", data_dir=echonet_data, builder_config="28", frames=8, period=2, batch_size=4,
+           normalize=normalize)
+  for train, extra in ((True, {}), (False, {"clips": "all"})):
+    a, b = (pipeline.make_loader(dict(c, **extra), "train", train=train, seed=0, process_index=0, process_count=1)
+            for _ in range(2))
+    _same_spec(a, b)
 
 
 def test_worker_processes_give_the_same_eval_clips(echonet_data):

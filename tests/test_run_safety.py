@@ -86,6 +86,14 @@ def test_resuming_with_another_config_stops_listing_the_keys(finished_run, tmp_p
   assert _snapshot(workdir) == before
 
 
+def test_profiling_or_device_prefetch_on_a_resume_is_not_a_config_change(finished_run, tmp_path):
+  workdir = _copy(finished_run, tmp_path)
+  last = train(load_config(HELPER, {**RUN, "train.profile_steps": "2", "train.profile_start": "0",
+                                    "data.device_prefetch": "0"}), workdir)
+  assert last["train"] is None  # resumed at its last step: nothing to train, nothing to profile
+  assert not (workdir / "profile").exists()
+
+
 def test_allow_config_change_keeps_the_history_and_writes_the_new_config(finished_run, tmp_path):
   workdir = _copy(finished_run, tmp_path)
   old = json.loads((workdir / "config.json").read_text())

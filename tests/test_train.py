@@ -1,5 +1,6 @@
 """Trainer: end-to-end smoke run (metrics JSONL, TensorBoard, checkpoints, output-bias init), non-finite stop
-keeping the last good checkpoint, early stopping, task losses. (Resume-after-SIGKILL lives in test_checkpoint.py.)"""
+keeping the last good checkpoint, device prefetch and the checkpointed data position, the profiler switch, early
+stopping, task losses. (Resume-after-SIGKILL lives in test_checkpoint.py.)"""
 
 import json
 import logging
@@ -59,6 +60,90 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert steps[-1] == 4
   restored = ocp.StandardCheckpointer().restore((tmp_path / "checkpoints" / "4" / "state").absolute())
   assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(restored["params"]))
+
+
+def _steps(folder):
+  return sorted(int(p.name) for p in Path(folder).iterdir() if p.name.isdigit()) if Path(folder).is_dir() else []
+
+
+def _data_position(workdir, step):
+  return json.loads((Path(workdir) / "checkpoints" / str(step) / "data" / "process_0-of-1.json").read_text())
+
+
+def test_a_nonfinite_step_stops_before_the_eval_and_the_preemption_save_of_its_window(tmp_path, monkeypatch):
+  """The step keeps no old state, so after the NaN at step 5 the state in memory is garbage: the preemption at
+  step 6 (a save) and nothing after the last good checkpoint (step 4) is evaluated, logged or written."""
+  from echojax.checkpoint import PreemptionFlag
+
+  monkeypatch.setattr(PreemptionFlag, "check", lambda self, step: step >= 6)
+  config = load_config(HELPER, {"data.nan_at_batch": "5", "train.num_steps": "12", "train.log_every": "100",
+                                "train.checkpoint_every": "4", "evals.val.every_steps": "4"})
+  with pytest.raises(UserError, match=r"non-finite loss or gradient at step 5.*last good checkpoint is step 4"):
+    train(config, tmp_path)
+  assert _steps(tmp_path / "checkpoints") == [4] and _steps(tmp_path / "best") == [4]
+  assert max(r["step"] for r in _records(tmp_path)) == 4
+  state = ocp.StandardCheckpointer().restore((tmp_path / "checkpoints" / "4" / "state").absolute())
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(state))
+  # 32 records in batches of 8: four batches trained, however many were read ahead by then
+  assert _data_position(tmp_path, 4) == {"epoch": 0, "offset": 32}
+
+
+def test_device_prefetch_trains_the_same_and_checkpoints_the_trained_batches_position(tmp_path):
+  """data.device_prefetch=2 reads batches ahead of the step; the run is the same as without, and each checkpoint
+  records the data position after its own last batch (which a resume continues from), not the prefetched ones."""
+  runs = {}
+  for depth in (0, 2):
+    train(load_config(HELPER, {"data.device_prefetch": str(depth), "evals.val.every_steps": "0"}),
+          tmp_path / str(depth))
+    runs[depth] = tmp_path / str(depth)
+  assert _data_position(runs[2], 4) == {"epoch": 0, "offset": 32}  # 4 batches of 8 of 32: the first epoch
+  assert _data_position(runs[2], 6) == {"epoch": 1, "offset": 16}
+  for step in (4, 6):
+    assert _data_position(runs[0], step) == _data_position(runs[2], step)
+  strip = [{k: v for k, v in r.items() if k != "clips_per_s"} for r in _records(runs[0])]
+  assert strip == [{k: v for k, v in r.items() if k != "clips_per_s"} for r in _records(runs[2])]
+  a, b = (ocp.StandardCheckpointer().restore((runs[d] / "checkpoints" / "6" / "state").absolute()) for d in (0, 2))
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+def test_profile_steps_writes_a_trace_under_workdir_profile(tmp_path):
+  config = load_config(HELPER, {"train.profile_steps": "2", "train.profile_start": "1",
+                                "evals.val.every_steps": "0"})
+  train(config, tmp_path)
+  runs = list((tmp_path / "profile" / "plugins" / "profile").iterdir())
+  assert len(runs) == 1
+  assert list(runs[0].glob("*.xplane.pb")) and list(runs[0].glob("*.trace.json.gz"))
+
+
+class _FinitePasses:
+  """A custom loader of 3 batches per pass whose iter() starts a new pass (a fresh generator)."""
+
+  def __init__(self):
+    self.passes = 0
+
+  def __iter__(self):
+    self.passes += 1
+    for i in range(3):
+      self.pos = (self.passes, i)
+      yield {"x": np.full((8, 2), 10 * self.passes + i, np.float32), "name": np.asarray(["a"] * 8)}
+
+  def get_state(self) -> bytes:
+    return json.dumps(self.pos).encode()
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_device_batches_cross_passes_in_order_with_each_batchs_own_position(depth):
+  from echojax import sharding
+  from echojax.train import HostBatches, device_batches
+
+  loader = _FinitePasses()
+  host = HostBatches(loader)
+  assert float(host.peek()["x"][0, 0]) == 10  # a probe (custom loaders without spec()) is trained on first
+  got = list(device_batches(host, sharding.batch_sharding(sharding.make_mesh([("data", -1)])), depth, 7))
+  assert [float(b["x"][0, 0]) for b, _ in got] == [10, 11, 12, 20, 21, 22, 30]
+  assert [json.loads(s) for _, s in got] == [[1, 0], [1, 1], [1, 2], [2, 0], [2, 1], [2, 2], [3, 0]]
+  assert all(set(b) == {"x"} and b["x"].shape == (8, 2) for b, _ in got)  # strings never go to the devices
+  assert loader.pos == (3, 0)  # nothing read beyond the 7 batches asked for
 
 
 def test_early_stopping_after_patience_evals(tmp_path):

@@ -37,6 +37,9 @@ Fields the pipeline itself does not read (echojax.train and echojax.predict do):
 - ``synthetic_num``, ``synthetic_seed``: size (None = the generator's default) and seed of the synthetic phantom
   set made when ``data_dir`` is empty.
 - ``loader``: "module:function" building the loaders (None = ``echojax.data.pipeline:make_loader``).
+- ``device_prefetch``: training batches put onto the devices (sharded as the step takes them) ahead of the step
+  that uses them, so host loading and the transfer overlap the running step (default 2; 0 = each batch is loaded
+  and transferred just before its step). Each costs one global batch of device memory.
 
 Only the clip is ever converted to float: the stored uint8 record is read, the clip frames are sliced from it,
 then (optionally) warped, converted to float32 and normalised with the per-channel mean/std that
@@ -90,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
     "train_split": "train",
     "synthetic_num": None,
     "synthetic_seed": 0,
+    "device_prefetch": 2,
 }
 
 

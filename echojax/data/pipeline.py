@@ -5,6 +5,7 @@ fixed-shape batching and per-process sharding.
     for batch in loader: ...                  # dicts of numpy arrays with fixed shapes
     state = loader.get_state()                # bytes (JSON); orbax saves it with the train state
     loader.set_state(state)                   # a restored loader continues exactly where the saved one was
+    loader.spec()                             # {key: jax.ShapeDtypeStruct} of one local batch (stream untouched)
 
 The data config fields and their defaults are documented in :mod:`echojax.data.options` (``DEFAULTS``). The
 pieces: :mod:`~echojax.data.options` (options, stats), :mod:`~echojax.data.sources` (prepared split -> records,
@@ -48,9 +49,10 @@ class Loader:
 
   def __init__(self, dataloader: grain.DataLoader, *, train: bool, num_examples: int, num_rows: int,
                local_batch_size: int, global_batch_size: int, process_index: int, process_count: int,
-               opts: dict, source: Any = None):
+               opts: dict, source: Any = None, row_source: Any = None, transform: Any = None):
     self.dataloader = dataloader
     self.source = source  # the split's random-access source (records), for targets()
+    self.row_source, self.transform = row_source, transform  # what the dataloader maps, for spec()
     self.train = train
     self.num_examples = num_examples  # records (videos/images) in the split
     self.num_rows = num_rows  # rows before padding (clips for clips="all")
@@ -81,6 +83,23 @@ class Loader:
           vals[k].append(np.asarray(rec[k]))
       self._targets.update({k: np.stack(v) for k, v in vals.items()})
     return {k: self._targets[k] for k in keys}
+
+  def spec(self) -> dict[str, Any]:
+    """``{key: jax.ShapeDtypeStruct}`` of one LOCAL batch (this process's ``local_batch_size`` rows), equal to the
+    shape and dtype of every batch the loader yields, computed without touching the iterator stream: the
+    loader's own :class:`ClipTransform` applied to row 0 of its row table (one random-access read of record 0),
+    with the batch size put in front (as :func:`batch_samples` stacks the samples)."""
+    import copy
+
+    import jax
+
+    transform = copy.copy(self.transform)  # its caches stay the dataloader's own
+    sample = transform.random_map(self.row_source[0], np.random.default_rng(0))
+    out = {}
+    for key, v in sample.items():
+      shape, dtype = (v.shape, v.dtype) if isinstance(v, PendingClip) else (np.shape(v), np.asarray(v).dtype)
+      out[key] = jax.ShapeDtypeStruct((self.local_batch_size, *shape), np.dtype(dtype))
+    return out
 
   @property
   def steps_per_epoch(self) -> int:
@@ -191,14 +210,15 @@ def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: An
   shard = grain.ShardOptions(shard_index=p, shard_count=n, drop_remainder=True)
   sampler = grain.IndexSampler(num_records=len(row_source), shard_options=shard, shuffle=train,
                                num_epochs=None if train else 1, seed=int(seed) % (2**32))
-  ops = [ClipTransform(opts, stats[0], stats[1], train, frame_sampler),
-         grain.Batch(batch_size=local_b, drop_remainder=train, batch_fn=batch_samples)]
+  transform = ClipTransform(opts, stats[0], stats[1], train, frame_sampler)
+  ops = [transform, grain.Batch(batch_size=local_b, drop_remainder=train, batch_fn=batch_samples)]
   dl = grain.DataLoader(data_source=row_source, sampler=sampler, operations=ops,
                         worker_count=int(opts["worker_count"]), worker_buffer_size=int(opts["worker_buffer_size"]),
                         read_options=grain.ReadOptions(num_threads=int(opts["read_threads"]),
                                                        prefetch_buffer_size=int(opts["prefetch"])))
   return Loader(dl, train=train, num_examples=num_examples, num_rows=num_rows, local_batch_size=local_b,
-                global_batch_size=global_b, process_index=p, process_count=n, opts=opts, source=source)
+                global_batch_size=global_b, process_index=p, process_count=n, opts=opts, source=source,
+                row_source=row_source, transform=transform)
 
 
 def _unit_range(data_cfg: Any) -> bool:
@@ -255,12 +275,3 @@ def input_normalization(data_cfg: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return _prepared_stats(data_cfg, None)
   return _prepared_stats(data_cfg, open_source(data_cfg, "train")[1])
 
-
-def batch_shapes(loader: Loader) -> dict[str, tuple[tuple[int, ...], str]]:
-  """Shapes/dtypes of one batch (for eval_shape / init) without consuming the loader's stream."""
-  probe = Loader(loader.dataloader, train=loader.train, num_examples=loader.num_examples,
-                 num_rows=loader.num_rows, local_batch_size=loader.local_batch_size,
-                 global_batch_size=loader.global_batch_size, process_index=loader.process_index,
-                 process_count=loader.process_count, opts=loader.options, source=loader.source)
-  batch = next(probe)
-  return {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()}
