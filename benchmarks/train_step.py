@@ -10,7 +10,7 @@ For each case the **echojax step** is the trainer's own ``echojax.train.make_tra
 optax optimizer, batch stats, metrics), jitted with the trainer's donation; the **torch step** is the echoforge
 mirror of the same architecture holding the same initial weights (converted by the export's name map), in train
 mode, with the same loss and optimizer (SGD momentum 0.9, weight decay 1e-4, or the config's), on the same batch
-(channels-first). Rounds are strictly interleaved (one JAX step, one torch step, ...) after one untimed warm-up
+(channels-first); a ResNet's ``frozen_stages`` (EchoSDNet trains conv5 + head) are frozen on the torch side too. Rounds are strictly interleaved (one JAX step, one torch step, ...) after one untimed warm-up
 step each, so load changes on a shared machine hit both sides alike. Printed per case: min and median seconds per
 step, JAX steps/s, **JAX/torch** (torch median / JAX median: above 1 means echojax is faster), the step's FLOPs
 from XLA's cost analysis, the achieved FLOP/s and its fraction of this device's **measured** matmul peak (a jitted
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -98,6 +99,17 @@ def named_config(spec: str, overrides: list[str], dtype: str):
   return load_config(spec, over)
 
 
+def config_size(cfg) -> int:
+  """The frame size a config trains on: ``data.size``, else the stored size its builder config names (``"112"``,
+  ``"images_224"``), else the architecture's default input size."""
+  from echoforge import archs
+
+  if cfg.data.size:
+    return int(cfg.data.size)
+  digits = re.findall(r"\d+", str(cfg.data.get("builder_config") or ""))
+  return int(digits[-1]) if digits else archs.get(cfg.model.name).input_size
+
+
 class Case:
   """Both steps of one configuration, built once, timed in interleaved rounds."""
 
@@ -116,10 +128,15 @@ class Case:
     self.shape = (b, t, size, size, 3) if self.video else (b, size, size, 3)
     rng = np.random.default_rng(0)
     x = rng.random(self.shape, dtype=np.float32)
-    labels = rng.integers(0, 2, b).astype(np.int32)
-    self.batch = {config.data.input_key: jnp.asarray(x), "label": jnp.asarray(labels),
-                  "valid": jnp.ones(b, bool), **({"mask": jnp.ones((b, t), bool)} if self.video else {})}
     task = tasks.get_task(config)
+    self.classes = task.num_outputs if task.num_outputs > 1 else 0  # 0: a regression (EF)
+    targets = {k: (rng.uniform(20, 75, b).astype(np.float32) if k == "ef" or not self.classes
+                   else rng.integers(0, self.classes, b).astype(np.int32)) for k in task.target_keys}
+    if task.needs_train_targets():
+      task.prepare({k: np.tile(v, 4) for k, v in targets.items()})
+    self.batch = {config.data.input_key: jnp.asarray(x), **{k: jnp.asarray(v) for k, v in targets.items()},
+                  "valid": jnp.ones(b, bool), **({"mask": jnp.ones((b, t), bool)} if self.video else {})}
+    labels = rng.integers(0, self.classes, b).astype(np.int32) if self.classes else next(iter(targets.values()))
     model = build_model(config, task)
     tx, schedule = make_optimizer(config.optim, 100, int(config.train.num_steps))
     init = make_init_fn(model, tx, task, jax.ShapeDtypeStruct(self.shape, jnp.float32), int(config.seed))
@@ -133,9 +150,10 @@ class Case:
     cost = self.step.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     self.flops = float((cost or {}).get("flops", float("nan")))
-    self.torch = self._torch_step(variables, x, labels, threads) if torch_side else None
+    frozen = int(getattr(model, "frozen_stages", -1))  # ResNet family: stem + stages 1..k get no gradient
+    self.torch = self._torch_step(variables, x, labels, threads, frozen) if torch_side else None
 
-  def _torch_step(self, variables, x, labels, threads: int):
+  def _torch_step(self, variables, x, labels, threads: int, frozen: int):
     import torch
 
     from echojax.export import to_module, torch_kwargs_for
@@ -143,17 +161,26 @@ class Case:
     torch.set_num_threads(threads)
     model_kwargs = {k: v for k, v in dict(self.config.model.kwargs).items() if k != "dtype"}
     spec = {"size": list(self.shape[-3:-1]), "frames": self.shape[1] if self.video else 0}
-    module = to_module(variables, self.arch, {**model_kwargs, "num_classes": 2},
+    module = to_module(variables, self.arch, {**model_kwargs, "num_classes": self.classes or 1},
                        torch_kwargs_for(self.arch, spec))
     module.train()
+    if frozen >= 0:  # as the JAX ResNet's frozen_stages: no gradients and running-stat batch norm there
+      pattern = re.compile(r"(^|\.)(" + "|".join(["stem_"] + [f"stage{i}_" for i in range(1, frozen + 1)]) + ")")
+      for name, sub in module.named_modules():
+        if pattern.search(name):
+          sub.eval()
+          for p in sub.parameters(recurse=False):
+            p.requires_grad_(False)
     o = self.config.optim
     if o.name == "sgd":
-      opt = torch.optim.SGD(module.parameters(), lr=float(o.lr), momentum=float(o.momentum),
+      opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=float(o.lr), momentum=float(o.momentum),
                             weight_decay=float(o.weight_decay))
     else:
-      opt = torch.optim.AdamW(module.parameters(), lr=float(o.lr), weight_decay=float(o.weight_decay))
+      opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=float(o.lr), weight_decay=float(o.weight_decay))
     xt = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
-    yt = torch.from_numpy(labels.astype(np.int64))
+    yt = torch.from_numpy(labels.astype(np.int64) if self.classes else labels)
+    loss_fn = torch.nn.functional.cross_entropy if self.classes else (
+        lambda out, y: torch.nn.functional.mse_loss(out[:, 0], y))
 
     def step():
       opt.zero_grad(set_to_none=True)
@@ -161,7 +188,7 @@ class Case:
       out = out[0] if isinstance(out, tuple) else out
       if out.ndim == 3:  # per-frame logits: the clip mean, as echojax.run.pool_outputs
         out = out.mean(1)
-      loss = torch.nn.functional.cross_entropy(out, yt)
+      loss = loss_fn(out, yt)
       loss.backward()
       opt.step()
       return loss.item()
@@ -214,7 +241,8 @@ def parse_args(argv):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("cases", nargs="*", help=f"case names ({', '.join(CASES)}) or architecture names "
                                           "(echoforge.archs); default: every case")
-  p.add_argument("--config", help="a named config NAME[:ARG] instead of cases (its model, batch and clip)")
+  p.add_argument("--config", nargs="+", help="named configs NAME[:ARG] instead of cases (their model, batch, clip "
+                                            "and frame size); 'all' = every experiments/ config at full size")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides for --config")
   p.add_argument("--batch", type=int, help="batch size (overrides the case's)")
   p.add_argument("--frames", type=int, help="clip length of video cases")
@@ -244,16 +272,20 @@ def main(argv=None) -> None:
         f"conv implementation: {layers.conv_impl()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
   specs = []
   if args.config:
-    cfg = named_config(args.config, args.set, args.dtype)
-    if cfg.model.name not in archs.ARCHS:
-      raise UserError(f"--config {args.config}: model {cfg.model.name!r} has no echoforge mirror; use --no-torch")
-    with cfg.unlocked():
-      if args.batch:
-        cfg.data.batch_size = args.batch
-      if args.frames:
-        cfg.data.frames = args.frames
-    size = args.size or cfg.data.size or archs.get(cfg.model.name).input_size
-    specs.append((args.config, cfg, size))
+    from echojax.config import list_configs
+    for spec in (list_configs() if args.config == ["all"] else args.config):
+      cfg = named_config(spec, args.set, args.dtype)
+      if cfg.model.name not in archs.ARCHS and not (args.no_torch or args.compile_only):
+        raise UserError(f"--config {spec}: model {cfg.model.name!r} has no echoforge mirror; use --no-torch")
+      size = args.size or config_size(cfg)
+      with cfg.unlocked():
+        if args.batch:
+          cfg.data.batch_size = args.batch
+        if args.frames:
+          cfg.data.frames = args.frames
+        if not cfg.data.norm_stats:  # device-side normalisation needs the train split's stats: stand-ins, no data
+          cfg.data.norm_stats = {"mean": [127.5] * 3, "std": [64.0] * 3, "stored_size": size}
+      specs.append((spec, cfg, size))
   else:
     for name in args.cases or list(CASES):
       if name in CASES:

@@ -45,3 +45,48 @@ def test_metrics_benchmark_prints_its_table():
   bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "metrics.py"), "--n", "5"],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
   assert bad.returncode != 0 and "give test-set sizes >= 10" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _table_rows(out: str) -> list[list[str]]:
+  return [[c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines()
+          if ln.startswith("| ") and not ln.startswith("| case")]
+
+
+def test_train_step_benchmark_times_both_steps_side_by_side(tmp_path):
+  """A case and a named config, tiny sizes: both steps run, the ratio, FLOPs, peak fraction and compile time print."""
+  out_json = tmp_path / "t.json"
+  cmd = [sys.executable, str(REPO / "benchmarks" / "train_step.py"), "resnet18", "--batch", "2", "--size", "32",
+         "--rounds", "2", "--json", str(out_json)]
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "measured float32 matmul peak" in proc.stdout and "conv implementation: cpu" in proc.stdout
+  (row,) = _table_rows(proc.stdout)
+  name, shape, jax_s, torch_s, rate, ratio, gflop, gflops, peak, compile_s = row
+  assert name == "resnet18" and shape == "2x32x32x3"
+  assert float(ratio.rstrip("x")) > 0 and float(gflop) > 0 and peak.endswith("%") and float(compile_s) > 0
+  assert all(float(v) > 0 for v in jax_s.split(" / ") + torch_s.split(" / "))
+  import json
+  rec = json.loads(out_json.read_text())["rows"][0]
+  assert len(rec["times"]["jax"]) == len(rec["times"]["torch"]) == 2  # interleaved rounds, both sides
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_compiles_named_configs_and_rejects_unknown_cases():
+  cmd = [sys.executable, str(REPO / "benchmarks" / "train_step.py"), "--config", "echonet_ef:smoke",
+         "view_image_effnetb2:smoke", "--compile-only"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = _table_rows(proc.stdout)
+  assert [r[0] for r in rows] == ["echonet_ef:smoke", "view_image_effnetb2:smoke"]
+  assert all(r[2] == "-" and float(r[-1]) > 0 for r in rows)  # compile time only
+  bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_step.py"), "resnet19"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert bad.returncode == 2 and "unknown case 'resnet19'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_conv_benchmark_prints_its_table():
+  cmd = [sys.executable, str(REPO / "benchmarks" / "conv.py"), "--rounds", "1", "--only", "resnet18 stage1 3x3"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (row,) = _table_rows(proc.stdout.replace("| layer", "| case"))
+  assert row[0] == "resnet18 stage1 3x3" and row[-2].endswith("x") and row[-1].endswith("x")

@@ -134,7 +134,7 @@ class _FinitePasses:
 @pytest.mark.parametrize("depth", [0, 2])
 def test_device_batches_cross_passes_in_order_with_each_batchs_own_position(depth):
   from echojax import sharding
-  from echojax.train import HostBatches, device_batches
+  from echojax.feed import HostBatches, device_batches
 
   loader = _FinitePasses()
   host = HostBatches(loader)
