@@ -17,8 +17,8 @@ from XLA's cost analysis, the achieved FLOP/s and its fraction of this device's 
 square matmul, timed first), the **MFU** against the vendor's dense bf16 peak when the device is a known
 accelerator, and the JAX **compile** time (lowering + XLA compilation, no persistent cache).
 
-It runs unchanged on a GPU or TPU (torch stays on the CPU there unless it sees a CUDA device; ``--no-torch`` skips
-it). XLA flags, e.g. ``XLA_FLAGS=--xla_cpu_...``, apply as usual; the device-specific defaults echojax chooses (see
+It runs unchanged on a GPU or TPU. The torch step runs on the GPU when JAX does and torch sees CUDA (this
+project pins a CPU torch: install a CUDA build there for the comparison), else on the CPU; ``--no-torch`` skips it. XLA flags, e.g. ``XLA_FLAGS=--xla_cpu_...``, apply as usual; the device-specific defaults echojax chooses (see
 ``echojax.models.layers``) are reported in the header.
 """
 
@@ -163,7 +163,8 @@ class Case:
     spec = {"size": list(self.shape[-3:-1]), "frames": self.shape[1] if self.video else 0}
     module = to_module(variables, self.arch, {**model_kwargs, "num_classes": self.classes or 1},
                        torch_kwargs_for(self.arch, spec))
-    module.train()
+    device = "cuda" if torch.cuda.is_available() and jax.default_backend() == "gpu" else "cpu"
+    module.to(device).train()
     if frozen >= 0:  # as the JAX ResNet's frozen_stages: no gradients and running-stat batch norm there
       pattern = re.compile(r"(^|\.)(" + "|".join(["stem_"] + [f"stage{i}_" for i in range(1, frozen + 1)]) + ")")
       for name, sub in module.named_modules():
@@ -177,8 +178,8 @@ class Case:
                             weight_decay=float(o.weight_decay))
     else:
       opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=float(o.lr), weight_decay=float(o.weight_decay))
-    xt = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
-    yt = torch.from_numpy(labels.astype(np.int64) if self.classes else labels)
+    xt = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))).to(device)
+    yt = torch.from_numpy(labels.astype(np.int64) if self.classes else labels).to(device)
     loss_fn = torch.nn.functional.cross_entropy if self.classes else (
         lambda out, y: torch.nn.functional.mse_loss(out[:, 0], y))
 
@@ -191,7 +192,7 @@ class Case:
       loss = loss_fn(out, yt)
       loss.backward()
       opt.step()
-      return loss.item()
+      return loss.item()  # waits for the device
 
     return step
 

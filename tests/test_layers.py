@@ -30,6 +30,12 @@ CONVS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _formulations_at_every_size(monkeypatch):
+  """These tests check the CPU formulations on small shapes, which ECHOJAX_CONV=auto leaves to XLA."""
+  monkeypatch.setenv("ECHOJAX_CONV", "cpu")
+
+
 def _conv_pair(xs, k, ci, co, s, p, d, g):
   nd = len(k)
   sp = "DHW"[-nd:]
@@ -44,7 +50,7 @@ def _conv_pair(xs, k, ci, co, s, p, d, g):
 
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: f"{c[0]}-{c[1]}-s{c[4]}-g{c[7]}")
 def test_conv_equals_xla_values_and_gradients(case):
-  assert layers.conv_impl() == "cpu"  # the tests run on the CPU, where the rewrites apply
+  assert layers.conv_impl() == "cpu"
   x, w, ref, new = _conv_pair(*case)
   y0, y1 = ref(x, w), new(x, w)
   assert y0.shape == y1.shape
@@ -114,6 +120,10 @@ def test_echojax_conv_xla_turns_the_rewrites_off(monkeypatch):
   x, w, ref, new = _conv_pair(*CONVS[0])
   assert jax.make_jaxpr(new)(x, w).eqns[0].primitive.name == "conv_general_dilated"
   assert len(jax.make_jaxpr(new)(x, w).eqns) == 1  # lax.conv_general_dilated as is
+  monkeypatch.setenv("ECHOJAX_CONV", "auto")  # small convolutions stay XLA's under the default
+  assert layers.conv_impl() == "cpu" and len(jax.make_jaxpr(new)(x, w).eqns) == 1
+  big = jnp.zeros((2, 16, 56, 56, 64))
+  assert len(jax.make_jaxpr(new)(big, jnp.zeros((1, 3, 3, 64, 64))).eqns) > 1  # large ones are rewritten
   monkeypatch.setenv("ECHOJAX_CONV", "fast")
   with pytest.raises(ValueError, match="ECHOJAX_CONV='fast'"):
     layers.conv_impl()

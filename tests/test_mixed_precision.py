@@ -31,17 +31,14 @@ def _one_step(name: str, kwargs: dict, shape: tuple, dtype: str):
   rng = np.random.default_rng(0)
   batch = {cfg.data.input_key: jnp.asarray(rng.random(shape, dtype=np.float32)),
            "label": jnp.asarray(rng.integers(0, 2, shape[0]).astype(np.int32))}
-  logits, _ = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, batch[cfg.data.input_key])
+  logits, _ = jax.jit(model.apply)({"params": state["params"], "batch_stats": state["batch_stats"]},
+                                   batch[cfg.data.input_key])
   new, metrics = jax.jit(make_train_step(model, tx, task, cfg, schedule))(state, batch)
   return model, logits, new, jax.device_get(metrics), batch[cfg.data.input_key], state["params"]
 
 
-# The update direction is checked on the image model. On two 8-frame clips the video model's batch-norm statistics in
-# bf16 make per-layer updates noisy (cosine about 0.5, the same with plain XLA convolutions, ECHOJAX_CONV=xla).
-@pytest.mark.parametrize("name,kwargs,shape,cosine", [("resnet18", {"width": 16}, (8, 64, 64, 3), UPDATE_COSINE),
-                                                      pytest.param("r2plus1d_18", {"width": 32}, (2, 8, 64, 64, 3),
-                                                                   None, marks=pytest.mark.slow)])
-def test_bfloat16_step_matches_float32_and_keeps_float32_weights(name, kwargs, shape, cosine):
+def test_bfloat16_step_matches_float32_and_keeps_float32_weights():
+  name, kwargs, shape, cosine = "resnet18", {"width": 16}, (8, 64, 64, 3), UPDATE_COSINE
   _, logits32, new32, m32, _, init = _one_step(name, kwargs, shape, "float32")
   model16, logits16, new16, m16, x, _ = _one_step(name, kwargs, shape, "bfloat16")
   assert logits32.dtype == jnp.float32  # (some heads return float32 from a bf16 trunk)
@@ -59,8 +56,21 @@ def test_bfloat16_step_matches_float32_and_keeps_float32_weights(name, kwargs, s
   # the SGD step on the float32 weights points the same way (bf16 rounding of single gradient entries is larger)
   flat = lambda t: jnp.concatenate([(a - b).ravel() for a, b in zip(jax.tree.leaves(t), jax.tree.leaves(init))])
   u32, u16 = flat(new32["params"]), flat(new16["params"])
-  if cosine is not None:
-    assert float(u32 @ u16 / (jnp.linalg.norm(u32) * jnp.linalg.norm(u16))) > cosine
+  assert float(u32 @ u16 / (jnp.linalg.norm(u32) * jnp.linalg.norm(u16))) > cosine
+
+
+def test_a_video_model_computes_in_bfloat16_on_float32_parameters():
+  """The dtype reaches the convolutions of the video models too (traced, not compiled: cheap). A bf16 video step
+  against fp32 is not asserted here: on two small clips batch-norm statistics make single updates noisy in bf16
+  (update cosine about 0.5, with plain XLA convolutions as well)."""
+  cfg = schema.complete({"task": {"kind": "classification", "num_classes": 2},
+                         "model": {"name": "r2plus1d_18", "kwargs": {"width": 8}, "dtype": "bfloat16"}})
+  model = build_model(cfg, tasks.get_task(cfg))
+  x = jnp.zeros((1, 4, 32, 32, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  jaxpr = str(jax.make_jaxpr(lambda v, x: model.apply(v, x))(variables, x))
+  assert "conv_general_dilated" in jaxpr and "bf16[1,4,16,16," in jaxpr
 
 
 def test_unknown_compute_dtype_is_named():

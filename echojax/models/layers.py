@@ -18,13 +18,15 @@ by ``benchmarks/train_step.py`` and ``benchmarks/conv.py``:
   keep YNNPACK for reductions only.
 
 ``ECHOJAX_CONV=xla`` turns all of this off (plain ``lax.conv_general_dilated``, XLA's default options), e.g. to
-compare; ``auto`` (the default) applies it on the CPU only.
+compare; ``auto`` (the default) applies it on the CPU only, to convolutions above :data:`MIN_REWRITE_WORK`;
+``cpu`` applies it to every convolution (the tests of the formulations).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
 from typing import Sequence
 
@@ -38,11 +40,23 @@ from jax import lax
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
-def conv_impl() -> str:
-  """"cpu" (the rewrites above) or "xla" (lax.conv_general_dilated as is), from ECHOJAX_CONV and the backend."""
+#: A convolution with less work than this (output elements x kernel taps x input channels per group, about
+#: 20 MFLOP forward; a tenth of it for depthwise ones, which XLA runs 10x slower) stays XLA's own under
+#: ``ECHOJAX_CONV=auto``: at that size XLA's kernels cost well under a millisecond, and the rewrites would only add
+#: compile time (tests and smoke configs compile far more than they run).
+MIN_REWRITE_WORK = 10_000_000
+
+
+def _mode() -> str:
   mode = os.environ.get("ECHOJAX_CONV", "auto").lower()
   if mode not in ("auto", "xla", "cpu"):
-    raise ValueError(f"ECHOJAX_CONV={mode!r}; use auto (default), xla or cpu")
+    raise ValueError(f"ECHOJAX_CONV={mode!r}; use auto (default), xla or cpu (the CPU formulations at every size)")
+  return mode
+
+
+def conv_impl() -> str:
+  """"cpu" (the rewrites above) or "xla" (lax.conv_general_dilated as is), from ECHOJAX_CONV and the backend."""
+  mode = _mode()
   if mode == "auto":
     return "cpu" if jax.default_backend() == "cpu" else "xla"
   return mode
@@ -91,9 +105,14 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   strides = tuple(window_strides)
   dilation = tuple(rhs_dilation or (1,) * nd)
   kernel = rhs.shape[:nd]
-  pads = _pads(padding, lhs.shape[1:-1], kernel, strides, dilation)
   cin, cout = lhs.shape[-1], rhs.shape[-1]
-  if feature_group_count > 1 and feature_group_count == cin == cout and rhs.shape[-2] == 1:
+  depthwise = feature_group_count > 1 and feature_group_count == cin == cout and rhs.shape[-2] == 1
+  out_elements = lhs.shape[0] * math.prod(lhs.shape[1:-1]) // math.prod(strides) * cout
+  work = out_elements * math.prod(kernel) * rhs.shape[-2]
+  if _mode() == "auto" and work < MIN_REWRITE_WORK / (10 if depthwise else 1):  # XLA's depthwise is 10x slower
+    return plain()
+  pads = _pads(padding, lhs.shape[1:-1], kernel, strides, dilation)
+  if depthwise:
     return _depthwise(lhs, rhs, strides, pads, dilation, preferred_element_type)
   if nd != 3:
     return plain()
