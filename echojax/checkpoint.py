@@ -329,13 +329,16 @@ class Checkpointer:
                       f"loader ({e}); the checkpoint was written with a different data config, split, seed, "
                       "worker_count or process count") from None
 
+  def _open_managers(self):
+    """(which, manager) for the managers that exist (``best`` is created on its first save)."""
+    for which, mngr in (("latest", self.latest), ("best", self._best)):
+      if mngr is not None:
+        yield which, mngr
+
   def wait(self) -> None:
     """Waits for the saves in flight; a failed write raises its UserError (once: after a failure, later waits
     return)."""
-    for which in ("latest", "best"):
-      mngr = self.latest if which == "latest" else self._best
-      if mngr is None:
-        continue
+    for which, mngr in self._open_managers():
       try:
         mngr.wait_until_finished()
       except Exception as e:
@@ -347,10 +350,7 @@ class Checkpointer:
     """Closes both managers (their threads); a write error that surfaces only here raises its UserError, unless
     one was raised already."""
     first = None
-    for which in ("latest", "best"):
-      mngr = self.latest if which == "latest" else self._best
-      if mngr is None:
-        continue
+    for which, mngr in self._open_managers():
       try:
         mngr.close()
       except Exception as e:
