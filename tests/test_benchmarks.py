@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,3 +91,64 @@ def test_conv_benchmark_prints_its_table():
   assert proc.returncode == 0, proc.stderr[-3000:]
   (row,) = _table_rows(proc.stdout.replace("| layer", "| case"))
   assert row[0] == "resnet18 stage1 3x3" and row[-2].endswith("x") and row[-1].endswith("x")
+
+
+def _ecg_rpeaks_module():
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location("ecg_rpeaks_bench", REPO / "benchmarks" / "ecg_rpeaks.py")
+  mod = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = mod  # its dataclasses look their module up while the class is made
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_ecg_rpeaks_matching_on_hand_made_peaks():
+  """The R-peak benchmark's scoring on peaks with a known answer: greedy nearest, one detection per beat,
+  don't-care beats and ignored spans counting neither way; the anchors' consensus on three made-up pairs."""
+  B = _ecg_rpeaks_module()
+  assert B.score([104, 500], [100, 300], tol=10) == (1, 1, 1)  # 1 TP, 1 FP (500), 1 FN (300)
+  assert B.match([100, 110], [108], tol=10) == [(1, 0)]  # the nearest beat takes the detection
+  assert B.score([108], [100, 110], tol=10) == (1, 0, 1)
+  assert B.score([98, 103], [100], tol=10) == (1, 1, 0)  # a second detection of the same beat is false
+  assert B.score([100, 201], [100], tol=10, optional=[200]) == (1, 0, 0)  # matched to a don't-care beat: no FP
+  assert B.score([100, 150], [100], tol=10, ignore=[(140, 160)]) == (1, 0, 0)  # inside an ignored span
+  assert B.score([], [100], tol=10) == (0, 0, 1) and B.score([5], [], tol=10) == (0, 1, 0)
+  assert B.rates(1, 1, 1) == (0.5, 0.5) and B.rates(0, 0, 0) == (None, None)
+  # 3 pairs: 2 = a majority (a beat), 1 = a third (don't care, unless within 200 ms of a beat: 650 is 502's straggler)
+  beats, dont_care = B.consensus([np.array([100, 500, 900]), np.array([102, 505]), np.array([98, 650, 800])], 1000.0)
+  assert beats.tolist() == [100, 502] and dont_care.tolist() == [800, 900]
+
+
+def test_ecg_rpeaks_benchmark_quick_json(tmp_path, fixtures_dir):
+  """--quick --json on the real LUDB / PTB-XL records: the table prints, the JSON holds every class and detector,
+  and its totals add up (per-lead counts sum to the class's, Se / PPV from them, LUDB's 6 annotated QRS x 12 leads)."""
+  import json
+
+  out_json = tmp_path / "r.json"
+  cmd = [sys.executable, str(REPO / "benchmarks" / "ecg_rpeaks.py"), "--quick", "--json", str(out_json)]
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = proc.stdout
+  assert "CONSENSUS reference (not an annotation)" in out and "echojax fails:" in out
+  dets = ["echojax", "neurokit2", "xqrs", "pantompkins"]
+  res = json.loads(out_json.read_text())
+  assert res["detectors"] == dets and res["quick"] and res["tol_s"] == 0.15
+  names = [c["name"] for c in res["classes"]]
+  assert names[:2] == ["LUDB 1 (annotated)", "PTB-XL 00001_lr (consensus)"] and names[-2:] == ["pure noise", "flat"]
+  assert res["consensus"]["ptbxl/00001_lr"]["pairs"] == 36 and res["consensus"]["ptbxl/00001_lr"]["beats"] > 5
+  table = {r[0]: r for r in _table_rows(out.replace("| class", "| case"))}
+  assert set(table) == set(names) | {"time, s per minute of signal"}
+  for c in res["classes"]:
+    assert set(c["scores"]) == set(dets) and c["beats"] == sum(x["truth"] for x in c["cases"])
+    for d, s in c["scores"].items():
+      assert [s["tp"], s["fp"], s["fn"]] == np.sum([x["scores"][d] for x in c["cases"]], axis=0).tolist()
+      if c["kind"] == "no truth":
+        assert s["tp"] == s["fn"] == 0 and s["se"] is None
+        assert table[c["name"]][3 + dets.index(d)].startswith(f"FP {s['fp']}")
+      else:
+        assert s["tp"] + s["fn"] == c["beats"] and s["se"] == pytest.approx(s["tp"] / c["beats"])
+  ludb = res["classes"][0]
+  assert ludb["kind"] == "annotated" and ludb["leads"] == 12 and ludb["beats"] == 72
+  assert set(res["verdicts"]) == set(names) | {"time"} and all(v > 0 for v in
+                                                               (res["time"][d]["s_per_min"] for d in dets))
