@@ -32,7 +32,7 @@ def ludb(fixtures_dir):
   return rec, truth
 
 
-@pytest.mark.parametrize("method", ["neurokit", "pantompkins", "auto"])
+@pytest.mark.parametrize("method", ["neurokit", "xqrs", "auto"])
 def test_ludb_lead_ii_sensitivity_ppv(ludb, method):
   rec, truth = ludb
   assert rec.fs == 500
@@ -55,25 +55,37 @@ def test_ludb_all_leads_report(ludb):
     scores[name] = _score(rp.indices, truth[name][0], rec.fs)
   print("LUDB 1 per lead (sens/PPV): " + ", ".join(f"{k} {a:.2f}/{b:.2f}" for k, (a, b) in scores.items()))
   assert min(min(v) for v in scores.values()) >= 0.99
-  # without the T-wave rule, neurokit alone picks V2's T waves as beats: the rule is what fixes it
-  raw = E.detect_r_peaks(rec.p_signal[:, rec.sig_name.index("v2")], rec.fs, method="neurokit", reject_t_waves=False)
-  assert _score(raw.indices, truth["v2"][0], rec.fs)[1] < 0.9
 
 
 def test_ludb_end_systole_estimates_match_t_wave_ends(ludb):
-  """ES = R + Bazett QT and ES = delineated T offset, both against LUDB's annotated T-wave ends (lead II)."""
+  """ES = R + Bazett QT against LUDB's annotated T-wave ends, on every lead that has them: within 80 ms of each lead's
+  own T end and within 40 ms of their median (leads differ by up to ~100 ms among themselves)."""
   rec, truth = ludb
-  _, ann = truth["ii"]
-  sym = list(ann.symbol)
-  t_end = np.array([ann.sample[i + 1] for i in range(len(sym) - 1) if sym[i] == "t" and sym[i + 1] == ")"])
-  x = rec.p_signal[:, rec.sig_name.index("ii")]
-  rp = E.detect_r_peaks(x, rec.fs)
+  per_lead = []
+  for name in rec.sig_name:
+    _, ann = truth[name]
+    sym = list(ann.symbol)
+    per_lead.append(np.array([ann.sample[i + 1] for i in range(len(sym) - 1) if sym[i] == "t" and sym[i + 1] == ")"]))
+  assert all(len(t) == 5 for t in per_lead)
+  rp = E.detect_r_peaks_multilead(rec.p_signal, rec.fs)
   baz = E.bazett_es_times(rp.times) * rec.fs
-  dl = E.t_wave_ends(x, rec.fs, rp.indices)
-  err_b = [np.min(np.abs(baz - t)) / rec.fs for t in t_end]
-  err_d = [np.nanmin(np.abs(dl - t)) / rec.fs for t in t_end]
-  print(f"ES vs T end: Bazett max {max(err_b)*1000:.0f} ms, delineation max {max(err_d)*1000:.0f} ms")
-  assert max(err_b) < 0.06 and max(err_d) < 0.03
+  err = [np.min(np.abs(baz[:, None] - t[None]), 0) / rec.fs for t in per_lead]
+  med = np.median(np.stack(per_lead), 0)
+  err_med = np.min(np.abs(baz[:, None] - med[None]), 0) / rec.fs
+  print(f"ES vs T end: max {max(e.max() for e in err) * 1000:.0f} ms per lead, {err_med.max() * 1000:.0f} ms vs median")
+  assert max(e.max() for e in err) < 0.08 and err_med.max() < 0.04
+
+
+@pytest.mark.parametrize("hr", [60.0, 80.0, 100.0])
+def test_end_systole_is_physiological_at_normal_rates(hr):
+  """ES 250-450 ms after R on normal sinus rhythm (the wavelet delineation it replaces gave 90-270 ms)."""
+  ecg, r_t = synthesize_ecg(10.0, 500.0, hr, rng=3)
+  ph = E.ecg_phases(ecg, 500.0, 500, 50.0)
+  gaps = [(es - ed) / 50.0 for ed, es, _ in ph.cycles(500)]
+  assert len(gaps) >= 7 and 0.25 <= min(gaps) and max(gaps) <= 0.45
+  assert not hasattr(E, "t_wave_ends")
+  with pytest.raises(TypeError):
+    E.ecg_phases(ecg, 500.0, 500, 50.0, es_method="delineate")
 
 
 @pytest.mark.parametrize("rel,fs", [("ptb/s0010_re", 1000), ("ptbxl/00001_lr", 100)])
@@ -107,14 +119,6 @@ def test_synthetic_ecg_alignment_to_frames():
       assert ed < es < nxt
       assert (es - ed) / fps == pytest.approx(0.4 * np.sqrt(60 / hr), abs=1.5 / fps)
   np.testing.assert_allclose(E.frame_times(3, 50.0, 0.1), [0.1, 0.12, 0.14])
-
-
-def test_delineation_es_on_synthetic():
-  ecg, r_t = synthesize_ecg(6.0, 500.0, 70.0, rng=2)
-  ph = E.ecg_phases(ecg, 500.0, 150, 25.0, es_method="delineate")
-  assert ph.source == "ecg+delineation" and len(ph.cycles(150)) >= 4
-  with pytest.raises(UserError, match="es_method"):
-    E.ecg_phases(ecg, 500.0, 150, 25.0, es_method="qt")
 
 
 def test_sample_phase_frames_length_order_determinism():
@@ -279,7 +283,7 @@ def test_multilead_voting(ludb, fixtures_dir):
   print(f"PTB s0010_re 12-lead vote: {len(clean.indices)} beats; with a noise lead and a flat lead: "
         f"{len(noisy.indices)}")
   assert len(noisy.indices) == len(clean.indices)
-  assert np.max(np.abs(noisy.indices - clean.indices)) <= 0.01 * ptb.fs
+  assert np.max(np.abs(noisy.indices - clean.indices)) <= 0.015 * ptb.fs  # the median of 10 leads, not 12
   np.testing.assert_array_equal(E.detect_r_peaks_multilead(x[:, 1], ptb.fs).indices,
                                 E.detect_r_peaks(x[:, 1], ptb.fs).indices)
 

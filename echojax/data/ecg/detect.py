@@ -1,43 +1,68 @@
-"""R peaks of an ECG: cleaning, neurokit2 / Pan-Tompkins detection, T-wave rejection, lead voting, T-wave ends.
+"""R peaks of an ECG: one lead (any polarity, any length, quality-gated) and multi-lead fusion.
 
-All numpy/scipy; neurokit2 is imported only when used (it takes seconds to import).
+All numpy/scipy; neurokit2 and wfdb are imported only by the anchor methods that use them.
 
-* :func:`detect_r_peaks` -- R peaks at any sampling rate (>= 50 Hz). For traces of 4 s or more: neurokit2
-  (``nk.ecg_clean`` + ``nk.ecg_peaks``, method ``"neurokit"``); for shorter ones (echo clips) a scipy
-  Pan-Tompkins-style detector, because neurokit2 drops beats near the ends of short traces. Either way followed
-  by the Pan-Tompkins T-wave rule (a candidate within 360 ms of the previous beat whose QRS slope is under half
-  of that beat's is a T wave, not an R peak). On LUDB record 1 both find every annotated QRS of all 12 leads
-  within 75 ms with no false positives (tests/test_ecg.py).
-* :func:`detect_r_peaks_multilead` -- a 12-lead record by voting across leads (a beat = detections in at least
-  half of the leads within 75 ms), robust to a flat or noisy lead.
-* :func:`t_wave_ends` -- T-wave offsets per R peak (``nk.ecg_delineate``, wavelet method).
+* :func:`detect_r_peaks` -- R peaks of one lead. The default method (``"auto"``) is written here because none of the
+  maintained detectors does all of it (``benchmarks/ecg_rpeaks.py`` scores it beside neurokit2, wfdb's XQRS and
+  Pan-Tompkins on the real records in ../shared/fixtures and perturbed copies of them):
+
+  1. QRS energy envelope (:func:`echojax.data.ecg.quality.qrs_envelope`: 5-25 Hz slope energy), which is
+     **polarity-independent**; candidates are its peaks at least :data:`REFRACTORY_S` apart and above
+     :data:`THRESHOLD` of the local beat energy (median of the largest envelope values of the neighbouring
+     segments, so the threshold follows amplitude changes). The envelope is reflected at both ends, so a QRS cut
+     by the **edge** of the trace is still a peak (neurokit2 drops the first ~0.3 s and the last beat).
+  2. **T waves and double detections**: a candidate within :data:`T_WAVE_WINDOW_S` of the previous beat is a
+     T wave (or the second half of one QRS) when its energy is under half of that beat's or its shape does not
+     match the record's median beat (correlation under :data:`MIN_TEMPLATE_CORR`).
+  3. Each beat is placed on the record's dominant QRS deflection (the lead's polarity: an inverted lead is located
+     on its negative peak, consistently beat after beat).
+  4. **Beats only where the signal is ECG**: beats outside the usable part of
+     :func:`echojax.data.ecg.quality.signal_quality` (flat, saturated, noise, lead-off) are dropped; the quality is
+     returned with the peaks.
+
+  ``method="neurokit"`` and ``method="xqrs"`` run those libraries instead (for comparison), followed by steps 2-4.
+* :func:`detect_r_peaks_multilead` -- an (N, L) record: each lead is detected alone; detections are clustered across
+  leads (at most one per lead per cluster), a cluster is scored by the QRS energy of *all* usable leads at its time
+  (so a lead that fires on its T waves is outvoted by the leads whose QRS is there), clusters closer than the
+  refractory period keep the higher score, and the beat is the median time of its members. Leads enter by quality,
+  never by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import warnings
 
 import numpy as np
+from scipy import ndimage as ndi
 from scipy import signal as sps
 
+from echojax.data.ecg.quality import SignalQuality, fill_gaps, qrs_envelope, signal_quality
 from echojax.errors import UserError
 
 T_WAVE_WINDOW_S = 0.36  # Pan-Tompkins: a candidate this close to the previous beat may be a T wave
-REFRACTORY_S = 0.20  # no two QRS complexes closer than this
+REFRACTORY_S = 0.20  # no two QRS complexes closer than this (300 bpm)
 MIN_FS = 50.0  # Hz; below this a QRS complex spans too few samples to locate
+MIN_DURATION_S = 0.25  # shorter traces hold no QRS complex to find
+THRESHOLD = 0.25  # a candidate's envelope must reach this fraction of the local beat energy
+MIN_TEMPLATE_CORR = 0.5  # a close candidate whose shape correlates less with the median beat is not a QRS
+LOCATE_S = 0.075  # a beat is placed on the dominant deflection within this of its envelope peak
+METHODS = ("auto", "neurokit", "xqrs")
 
 
 # --------------------------------------------------------------------------------------------------------------
-# R peaks
+# One lead
 
 
 @dataclasses.dataclass(frozen=True)
 class RPeaks:
-  """R-peak sample indices (int64) of a trace sampled at ``fs``."""
+  """R-peak sample indices (int64) of a trace sampled at ``fs``, with the trace's quality when it was measured."""
 
   indices: np.ndarray
   fs: float
+  quality: SignalQuality | None = None
 
   @property
   def times(self) -> np.ndarray:
@@ -54,181 +79,242 @@ class RPeaks:
     return float(60.0 / np.median(self.rr_s)) if len(self.indices) > 1 else float("nan")
 
 
-def _as_lead(ecg: np.ndarray, fs: float) -> np.ndarray:
-  """Validate a 1-D trace (or (N, 1)); fill NaNs by interpolation."""
-  x = np.asarray(ecg, np.float64)
+def check_fs(fs, what: str = "ECG sampling rate") -> float:
+  """``fs`` as a float, or a UserError naming the field: a finite number of at least :data:`MIN_FS` Hz."""
+  if isinstance(fs, bool) or not isinstance(fs, (numbers.Real, np.floating, np.integer)):
+    raise UserError(f"{what} must be a number in Hz; got {fs!r} ({type(fs).__name__})")
+  f = float(fs)
+  if not math.isfinite(f) or f <= 0:
+    raise UserError(f"{what} must be a finite number > 0 Hz; got {fs!r}")
+  if f < MIN_FS:
+    raise UserError(f"ECG sampled at {f:g} Hz is too coarse to find R peaks (a QRS lasts ~0.1 s); need at least "
+                    f"{MIN_FS:g} Hz")
+  return f
+
+
+def _as_lead(ecg, fs) -> tuple[np.ndarray, float]:
+  """Validate a 1-D trace (or (N, 1)) and its rate; NaNs are kept (gaps are the quality module's business)."""
+  fs = check_fs(fs)
+  try:
+    x = np.asarray(ecg, np.float64)
+  except (TypeError, ValueError) as e:
+    raise UserError(f"ECG must be a numeric array; got {type(ecg).__name__} ({e})") from None
   if x.ndim == 2 and 1 in x.shape:
     x = x.reshape(-1)
   if x.ndim != 1:
-    raise UserError(f"ECG must be one lead, shape (N,); got {x.shape} (pick a column, e.g. lead II)")
-  if not fs or fs <= 0:
-    raise UserError(f"ECG sampling rate must be > 0 Hz; got {fs}")
-  if fs < MIN_FS:
-    raise UserError(f"ECG sampled at {fs:g} Hz is too coarse to find R peaks (a QRS lasts ~0.1 s); need at least "
-                    f"{MIN_FS:g} Hz")
+    raise UserError(f"ECG must be one lead, shape (N,); got {x.shape} (pick a column, e.g. the best lead: "
+                    "echojax.data.ecg.best_lead, or use detect_r_peaks_multilead)")
   if len(x) == 0:
     raise UserError("ECG is empty (no samples)")
-  bad = ~np.isfinite(x)
-  if bad.all():
+  if len(x) < MIN_DURATION_S * fs:
+    raise UserError(f"ECG has {len(x)} samples ({len(x) / fs:.3f} s at {fs:g} Hz); need at least {MIN_DURATION_S} s "
+                    "to hold a QRS complex")
+  if not np.isfinite(x).any():
     raise UserError("ECG has no finite samples")
-  if bad.any():
-    idx = np.arange(len(x))
-    x = x.copy()
-    x[bad] = np.interp(idx[bad], idx[~bad], x[~bad])
-  return x
+  return x, fs
 
 
 def _bandpass(x: np.ndarray, fs: float, lo: float, hi: float, order: int = 2) -> np.ndarray:
-  """Zero-phase Butterworth band-pass (upper edge kept under Nyquist)."""
+  """Zero-phase Butterworth band-pass (upper edge kept under Nyquist), padded by up to a second."""
   hi = min(hi, 0.45 * fs)
   sos = sps.butter(order, [lo, hi], btype="bandpass", fs=fs, output="sos")
-  padlen = min(len(x) - 1, 3 * (2 * len(sos) + 1))
-  return sps.sosfiltfilt(sos, x, padlen=max(padlen, 0))
+  return sps.sosfiltfilt(sos, x, padtype="even", padlen=max(0, min(len(x) - 1, int(fs))))
 
 
-def clean_ecg(ecg: np.ndarray, fs: float) -> np.ndarray:
-  """Baseline/noise removal: neurokit2's ``ecg_clean`` (0.5 Hz high-pass + 50 Hz powerline), scipy fallback."""
-  x = _as_lead(ecg, fs)
-  try:
-    import neurokit2 as nk
-
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore")
-      return np.asarray(nk.ecg_clean(x, sampling_rate=fs, method="neurokit"), np.float64)
-  except Exception:  # very short traces: the filter's padding fails; a gentler band-pass does the same job
-    return _bandpass(x, fs, 0.5, 40.0)
+def clean_ecg(ecg, fs) -> np.ndarray:
+  """Baseline and noise removal (0.5-40 Hz zero-phase band-pass); NaN gaps interpolated first."""
+  x, fs = _as_lead(ecg, fs)
+  return _bandpass(fill_gaps(x), fs, 0.5, 40.0)
 
 
-def _qrs_slope(x: np.ndarray, fs: float, peaks: np.ndarray) -> np.ndarray:
-  """Max |slope| of the 5-15 Hz band-passed trace within +-60 ms of each peak (QRS steepness)."""
-  bp = _bandpass(x, fs, 5.0, 15.0)
-  d = np.abs(np.gradient(bp)) * fs
-  w = max(1, int(0.06 * fs))
-  return np.array([d[max(0, p - w) : p + w + 1].max() if len(d) else 0.0 for p in peaks])
+def _local_beat_energy(env: np.ndarray, fs: float) -> np.ndarray:
+  """Per sample: the median over the 5 nearest 2 s segments of each segment's largest envelope value."""
+  seg = max(1, int(2.0 * fs))
+  n = len(env)
+  nseg = max(1, -(-n // seg))
+  padded = np.pad(env, (0, nseg * seg - n), mode="edge").reshape(nseg, seg)
+  peaks = padded.max(1)
+  local = ndi.median_filter(peaks, size=min(5, nseg), mode="nearest")
+  return np.repeat(local, seg)[:n]
 
 
-def _reject_t_waves(x: np.ndarray, fs: float, peaks: np.ndarray) -> np.ndarray:
-  """Pan-Tompkins rules: within 200 ms keep the steeper; within 360 ms drop one under half the previous slope."""
+def _candidates(env: np.ndarray, fs: float, floor: float) -> np.ndarray:
+  """Envelope peaks >= REFRACTORY_S apart above THRESHOLD of the local beat energy (and ``floor``); the envelope is
+  reflected at both ends so a QRS cut by an edge still peaks."""
+  m = max(1, int(REFRACTORY_S * fs))
+  m = min(m, len(env) - 1)
+  e = np.pad(env, m, mode="reflect") if m > 0 else env
+  thr = np.maximum(THRESHOLD * np.pad(_local_beat_energy(env, fs), m, mode="edge"), floor)
+  pk, _ = sps.find_peaks(e, height=thr, distance=max(1, int(REFRACTORY_S * fs)))
+  pk = pk - m
+  return pk[(pk >= 0) & (pk < len(env))]
+
+
+def _polarity(cleaned: np.ndarray, centres: np.ndarray, w: int) -> int:
+  """+1 when the lead's QRS deflections are mostly upward, -1 when mostly downward (median over beats)."""
+  if len(centres) == 0:
+    return 1
+  up, down = [], []
+  for c in centres:
+    seg = cleaned[max(0, c - w) : c + w + 1]
+    base = np.median(seg)
+    up.append(seg.max() - base)
+    down.append(base - seg.min())
+  return 1 if np.median(up) >= np.median(down) else -1
+
+
+def _locate(cleaned: np.ndarray, centres: np.ndarray, w: int, polarity: int) -> np.ndarray:
+  """Each centre moved to the dominant deflection (``polarity`` x signal maximum) within +-w samples."""
+  s = polarity * cleaned
+  return np.array([max(0, c - w) + int(np.argmax(s[max(0, c - w) : c + w + 1])) for c in centres], np.int64)
+
+
+def _template_corr(cleaned: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
+  """Correlation of each beat (+-100 ms) with the median beat; 1 where the window leaves the trace."""
+  w = max(2, int(0.1 * fs))
+  ok = (peaks >= w) & (peaks + w < len(cleaned))
+  corr = np.ones(len(peaks))
+  if ok.sum() < 3:
+    return corr
+  beats = np.stack([cleaned[p - w : p + w + 1] for p in peaks[ok]])
+  beats = beats - beats.mean(1, keepdims=True)
+  tmpl = np.median(beats, 0)
+  tmpl = tmpl - tmpl.mean()
+  den = np.linalg.norm(beats, axis=1) * np.linalg.norm(tmpl) + 1e-12
+  corr[ok] = beats @ tmpl / den
+  return corr
+
+
+def _reject_t_waves(peaks: np.ndarray, energy: np.ndarray, corr: np.ndarray, fs: float) -> np.ndarray:
+  """Walk the beats in time. Two within the refractory period are one: the stronger stays. Two within
+  T_WAVE_WINDOW_S are a QRS and its T wave (or the previous beat's) when one has under half the other's energy or
+  does not look like a beat (template correlation under MIN_TEMPLATE_CORR): the QRS-like, stronger one stays,
+  whichever comes first."""
   if len(peaks) < 2:
     return peaks
-  slope = _qrs_slope(x, fs, peaks)
   keep: list[int] = [0]
   for i in range(1, len(peaks)):
     j = keep[-1]
     gap = (peaks[i] - peaks[j]) / fs
     if gap < REFRACTORY_S:
-      if slope[i] > slope[j]:
+      if energy[i] > energy[j]:
         keep[-1] = i
-    elif gap < T_WAVE_WINDOW_S and slope[i] < 0.5 * slope[j]:
-      continue
+    elif gap < T_WAVE_WINDOW_S:
+      i_weak = energy[i] < 0.5 * energy[j] or (corr[i] < MIN_TEMPLATE_CORR <= corr[j])
+      j_weak = energy[j] < 0.5 * energy[i] or (corr[j] < MIN_TEMPLATE_CORR <= corr[i])
+      if j_weak and not i_weak:
+        keep[-1] = i
+      elif not i_weak:
+        keep.append(i)
     else:
       keep.append(i)
   return peaks[keep]
 
 
-def _pantompkins(x: np.ndarray, fs: float) -> np.ndarray:
-  """Pan-Tompkins-style detector in scipy: 5-15 Hz band-pass, derivative, square, 150 ms integration,
-  peaks of the integrated energy above 30% of its robust maximum (at least 200 ms apart), each moved to the
-  largest |deflection| of the band-passed trace within +-75 ms."""
-  bp = _bandpass(x, fs, 5.0, 15.0)
-  energy = np.gradient(bp) ** 2
-  win = max(1, int(0.15 * fs))
-  integ = np.convolve(energy, np.ones(win) / win, mode="same")
-  ref = np.percentile(integ, 99) if len(integ) > 100 else integ.max()
-  cand, _ = sps.find_peaks(integ, height=0.3 * ref, distance=max(1, int(REFRACTORY_S * fs)))
-  w = max(1, int(0.075 * fs))
-  ref_sig = x - np.median(x)
-  out = [max(0, c - w) + int(np.argmax(np.abs(ref_sig[max(0, c - w) : c + w + 1]))) for c in cand]
-  return np.unique(np.asarray(out, np.int64))
-
-
-AUTO_NEUROKIT_MIN_S = 4.0  # neurokit2's smoothing windows drop beats near the ends of short traces
-
-
-def detect_r_peaks(
-    ecg: np.ndarray, fs: float, *, method: str = "auto", reject_t_waves: bool = True
-) -> RPeaks:
-  """R peaks of one ECG lead at any sampling rate (tested at 100, 500 and 1000 Hz).
-
-  Args:
-    ecg: (N,) trace in any unit (mV typical).
-    fs: sampling rate in Hz.
-    method: ``"neurokit"`` (neurokit2 ecg_clean + ecg_peaks), ``"pantompkins"`` (scipy only), or ``"auto"``
-      (default): neurokit for traces of at least 4 s, Pan-Tompkins for shorter ones -- echo clips are often
-      1-3 s and neurokit misses the beat in the first ~0.3 s of such a trace. Both score 100% on LUDB record 1
-      (all 12 leads). Falls back to ``"pantompkins"`` when neurokit2 fails.
-    reject_t_waves: apply the Pan-Tompkins T-wave / refractory rules after detection (removes tall T waves
-      picked as beats, e.g. in V2).
-  """
-  x = _as_lead(ecg, fs)
-  if method not in ("auto", "neurokit", "pantompkins"):
-    raise UserError(f"unknown R-peak method {method!r}; use 'auto', 'neurokit' or 'pantompkins'")
-  if method == "auto":
-    method = "neurokit" if len(x) >= AUTO_NEUROKIT_MIN_S * fs else "pantompkins"
-  # neurokit2 takes seconds to import: the scipy path (short traces) never touches it
-  cleaned = clean_ecg(x, fs) if method == "neurokit" else _bandpass(x, fs, 0.5, 40.0)
-  peaks = None
-  if method == "neurokit":
-    try:
+def _anchor_peaks(filled: np.ndarray, fs: float, method: str) -> np.ndarray:
+  """R peaks from a maintained detector (neurokit2's default, or wfdb's XQRS) for comparison."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    if method == "neurokit":
       import neurokit2 as nk
 
-      with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, info = nk.ecg_peaks(cleaned, sampling_rate=fs, method="neurokit")
-      peaks = np.asarray(info["ECG_R_Peaks"], np.int64)
-    except Exception:
-      peaks = None
-  if peaks is None or (len(peaks) == 0 and len(x) > 0.5 * fs):
-    peaks = _pantompkins(cleaned, fs)
-  peaks = np.unique(peaks[(peaks >= 0) & (peaks < len(x))])
-  if reject_t_waves:
-    peaks = _reject_t_waves(cleaned, fs, peaks)
-  return RPeaks(peaks.astype(np.int64), float(fs))
+      _, info = nk.ecg_peaks(nk.ecg_clean(filled, sampling_rate=fs), sampling_rate=fs)
+      return np.asarray(info["ECG_R_Peaks"], np.int64)
+    from wfdb import processing
+
+    return np.asarray(processing.xqrs_detect(filled, fs, verbose=False), np.int64)
 
 
-def detect_r_peaks_multilead(ecg: np.ndarray, fs: float, *, method: str = "auto", tol_s: float = 0.075,
-                             min_fraction: float = 0.5) -> RPeaks:
-  """R peaks of a multi-lead record (N, L) by voting: each lead is detected alone, detections of different leads
-  within ``tol_s`` of each other are grouped, and a group found in at least ``min_fraction`` of the leads is a
-  beat, placed at the median of its members. Survives a lead that is flat, noisy or has tall T waves."""
+def detect_r_peaks(ecg, fs, *, method: str = "auto", reject_t_waves: bool = True,
+                   quality: bool = True) -> RPeaks:
+  """R peaks of one ECG lead at any sampling rate >= 50 Hz, of any polarity and length >= 0.25 s.
+
+  Args:
+    ecg: (N,) trace in any unit (mV typical); NaN samples are gaps (short ones bridged, long ones unusable).
+    fs: sampling rate in Hz.
+    method: ``"auto"`` (this module's detector, see the module docstring), or ``"neurokit"`` / ``"xqrs"`` (that
+      library's candidates, then the same T-wave, location and quality steps).
+    reject_t_waves: drop T waves and double detections (module docstring, step 2).
+    quality: drop beats outside the usable signal (flat, saturated, noise, lead-off) and return the quality.
+  """
+  if method not in METHODS:
+    raise UserError(f"unknown R-peak method {method!r}; use one of {', '.join(METHODS)}")
+  x, fs = _as_lead(ecg, fs)
+  filled = fill_gaps(x)
+  cleaned = _bandpass(filled, fs, 0.5, 40.0)
+  env = qrs_envelope(filled, fs)
+  q = signal_quality(x, fs, envelope=env) if quality else None
+  w = max(1, int(LOCATE_S * fs))
+  if method == "auto":
+    floor = 0.0
+    if q is not None and q.usable.any():  # beat energy of the usable signal: flat stretches cannot reach it
+      floor = 0.02 * float(np.percentile(env[q.usable], 99))
+    centres = _candidates(env, fs, floor)
+  else:
+    try:
+      centres = _anchor_peaks(filled, fs, method)
+    except Exception:  # the libraries raise on traces they cannot handle: no beats from them
+      centres = np.zeros(0, np.int64)
+    centres = np.unique(centres[(centres >= 0) & (centres < len(x))])
+  polarity = _polarity(cleaned, centres, w)
+  peaks = _locate(cleaned, centres, w, polarity)
+  if len(peaks):
+    peaks, first = np.unique(peaks, return_index=True)
+    centres = centres[first]
+  if reject_t_waves and len(peaks) > 1:
+    energy = env[centres]
+    peaks = _reject_t_waves(peaks, energy, _template_corr(cleaned, peaks, fs), fs)
+  if q is not None:
+    peaks = peaks[q.usable[peaks]]
+  return RPeaks(peaks.astype(np.int64), fs, q)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Several leads
+
+
+def detect_r_peaks_multilead(ecg, fs, *, method: str = "auto", tol_s: float = 0.12) -> RPeaks:
+  """R peaks of a multi-lead record (N, L) by clustering the leads' detections (module docstring).
+
+  A cluster holds at most one detection per lead, all within ``tol_s`` of its first member. Its score is the sum,
+  over the leads usable at that time, of each lead's QRS envelope there (the maximum within ``tol_s``) divided by
+  that lead's typical beat energy; a cluster needs a score of at least a quarter of the usable leads, and of two
+  clusters closer than the refractory period the higher score stays. The beat is the median of its members.
+  The returned quality is the best lead's.
+  """
+  fs = check_fs(fs)
   x = np.asarray(ecg, np.float64)
-  if x.ndim == 1:
-    return detect_r_peaks(x, fs, method=method)
+  if x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1):
+    return detect_r_peaks(x.reshape(-1), fs, method=method)
   if x.ndim != 2:
     raise UserError(f"multi-lead ECG must be (N, leads); got shape {x.shape}")
-  per_lead = [detect_r_peaks(x[:, i], fs, method=method).indices for i in range(x.shape[1])]
-  peaks = np.concatenate(per_lead + [np.zeros(0, np.int64)])
-  lead = np.concatenate([np.full(len(p), i) for i, p in enumerate(per_lead)] + [np.zeros(0, np.int64)])
-  order = np.argsort(peaks, kind="stable")
-  peaks, lead = peaks[order], lead[order]
-  tol = tol_s * fs
-  # chain detections closer than tol (beats are >= 200 ms apart, so a chain is one beat)
-  starts = np.flatnonzero(np.diff(peaks, prepend=-np.inf) > tol)
-  beats, support = [], []
-  for g0, g1 in zip(starts, np.append(starts[1:], len(peaks))):
-    beats.append(int(np.median(peaks[g0:g1])))
-    support.append(len(set(lead[g0:g1].tolist())))
-  keep = [b for b, n in zip(beats, support) if n >= min_fraction * x.shape[1]]
-  return RPeaks(np.asarray(keep, np.int64), float(fs))
-
-
-def t_wave_ends(ecg: np.ndarray, fs: float, r_peaks: np.ndarray) -> np.ndarray:
-  """T-wave offsets (sample index, NaN where none) per R peak, via ``nk.ecg_delineate`` (wavelet method)."""
-  out = np.full(len(r_peaks), np.nan)
-  if len(r_peaks) == 0:
-    return out
-  try:
-    import neurokit2 as nk
-
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore")
-      _, waves = nk.ecg_delineate(clean_ecg(ecg, fs), np.asarray(r_peaks), sampling_rate=fs, method="dwt")
-    offs = np.asarray(waves.get("ECG_T_Offsets", []), np.float64)
-  except Exception:
-    return out
-  # neurokit returns one value per R peak (NaN where it found none); keep only offsets after their own R
-  if len(offs) == len(r_peaks):
-    nxt = np.append(np.asarray(r_peaks[1:], np.float64), np.inf)
-    ok = (offs > r_peaks) & (offs < nxt)
-    out[ok] = offs[ok]
-  return out
+  per_lead = [detect_r_peaks(x[:, i], fs, method=method) for i in range(x.shape[1])]
+  usable = np.stack([r.quality.usable for r in per_lead], 1)  # (N, L)
+  # each lead's envelope in units of its own beat energy
+  norm_env = np.zeros(x.shape)
+  for i, r in enumerate(per_lead):
+    env = qrs_envelope(fill_gaps(x[:, i]), fs)
+    ref = float(np.percentile(env[usable[:, i]], 99)) if usable[:, i].any() else 0.0  # its QRS, whatever it detected
+    if ref > 0:
+      norm_env[:, i] = np.minimum(env / ref, 2.0) * usable[:, i]  # one lead's artefact cannot outvote the rest
+  tol = max(1, int(tol_s * fs))
+  peak_env = ndi.maximum_filter1d(norm_env, 2 * tol + 1, axis=0)
+  det = np.concatenate([r.indices for r in per_lead] + [np.zeros(0, np.int64)])
+  lead = np.concatenate([np.full(len(r.indices), i) for i, r in enumerate(per_lead)] + [np.zeros(0, np.int64)])
+  order = np.argsort(det, kind="stable")
+  det, lead = det[order], lead[order]
+  clusters: list[list[int]] = []
+  for k in range(len(det)):
+    if clusters and det[k] - det[clusters[-1][0]] <= tol and lead[k] not in {lead[m] for m in clusters[-1]}:
+      clusters[-1].append(k)
+    else:
+      clusters.append([k])
+  beats = np.array([int(np.median(det[c])) for c in clusters], np.int64)
+  scores = np.array([peak_env[b].sum() for b in beats]) if len(beats) else np.zeros(0)
+  n_usable = usable[beats].sum(1) if len(beats) else np.zeros(0)
+  ok = (scores >= 0.25 * n_usable) & (n_usable > 0)
+  beats, scores = beats[ok], scores[ok]
+  # a weak cluster just before or after a strong one is a lead's T wave: the single-lead rule on cluster scores
+  beats = _reject_t_waves(beats, scores, np.ones(len(beats)), fs)
+  best = int(np.argmax([r.quality.usable_fraction for r in per_lead]))
+  return RPeaks(beats, fs, per_lead[best].quality)

@@ -5,9 +5,14 @@
   nearest frame ``round((t - offset_s) * fps)``; events outside the video are dropped.
 * :func:`ecg_phases` -- ED = the frame nearest each R peak. ES = R + QT, with QT from Bazett's formula
   ``QT = QTc * sqrt(RR)`` (``QTc`` = 0.40 s by default, RR in seconds; the end of the T wave marks the end of
-  mechanical systole, i.e. aortic-valve closure, closely enough for frame sampling), or -- with
-  ``es_method="delineate"`` -- the T-wave offset found by ``nk.ecg_delineate`` (wavelet method), falling back to
-  Bazett for beats where delineation finds none.
+  mechanical systole, i.e. aortic-valve closure, closely enough for frame sampling). On LUDB record 1 it lands within
+  80 ms of the annotated T-wave end on every lead and within 40 ms of their median (tests/test_ecg.py); at 60-100
+  bpm it is 310-400 ms after R. (A wavelet delineation of the T-wave end was offered before and put ES 90-270 ms
+  after R on normal sinus rhythm, inside the T wave: it was removed.)
+* :func:`plausible_cycles` -- which cycles (R to next R) can be sampled: RR inside :data:`RR_RANGE_S` (30-220 bpm),
+  within :data:`RR_NEIGHBOUR_RATIO` of its neighbours (a missed beat doubles an RR, an extra beat halves it), and
+  ECG usable over at least :data:`MIN_USABLE_FRACTION` of it. :class:`CardiacPhases` keeps only those and the reason
+  when none is left.
 * :func:`intensity_phases` -- no ECG: the mean grey level of a central region of each frame rises and falls
   with the cardiac cycle (the blood pool is dark, so the frame is darkest when the LV is largest). The smoothed,
   detrended signal's period comes from its autocorrelation; its minima are ED and its maxima ES.
@@ -20,10 +25,13 @@ import dataclasses
 import numpy as np
 from scipy import signal as sps
 
-from echojax.data.ecg.detect import RPeaks, detect_r_peaks, t_wave_ends
+from echojax.data.ecg.detect import RPeaks, detect_r_peaks
 from echojax.errors import UserError
 
 DEFAULT_QTC_S = 0.40  # Bazett-corrected QT (s) of a healthy adult; ES = R + QTc * sqrt(RR)
+RR_RANGE_S = (60.0 / 220.0, 60.0 / 30.0)  # a cycle's RR must be inside this (220 to 30 bpm)
+RR_NEIGHBOUR_RATIO = 1.5  # and within this factor of each neighbouring RR (a missed beat gives 2, an extra 0.5)
+MIN_USABLE_FRACTION = 0.7  # and the ECG usable over this much of it
 MIN_PERIOD_CORR = 0.3  # intensity cycle: autocorrelation a period must reach (phantoms: 0.87-0.98)
 
 
@@ -57,20 +65,65 @@ def bazett_es_times(r_times_s: np.ndarray, qtc_s: float = DEFAULT_QTC_S) -> np.n
   return r + qtc_s * np.sqrt(rr)
 
 
+def _agrees(rr: np.ndarray, neighbour: np.ndarray) -> np.ndarray:
+  """RR within RR_NEIGHBOUR_RATIO of its neighbour (True where there is none)."""
+  return ~np.isfinite(neighbour) | ((rr <= RR_NEIGHBOUR_RATIO * neighbour) & (neighbour <= RR_NEIGHBOUR_RATIO * rr))
+
+
+def plausible_cycles(r_times_s: np.ndarray, usable: np.ndarray | None = None, fs: float = 0.0) -> tuple[np.ndarray, str]:
+  """Which cycles ``[r_i, r_{i+1})`` are plausible (module docstring): bool (len(r) - 1,), and why the others are
+  not (``""`` when all are). ``usable``: the ECG's per-sample usable mask at rate ``fs`` (None: not checked)."""
+  r = np.asarray(r_times_s, np.float64)
+  rr = np.diff(r)
+  if len(rr) == 0:
+    return np.zeros(0, bool), ("no R peaks" if len(r) == 0 else "one R peak: no complete cycle")
+  lo, hi = RR_RANGE_S
+  in_range = (rr >= lo) & (rr <= hi)
+  # each RR against its neighbours that are themselves in range (an out-of-range neighbour says nothing)
+  ref = np.where(in_range, rr, np.nan)
+  regular = _agrees(rr, np.append(np.nan, ref[:-1])) & _agrees(rr, np.append(ref[1:], np.nan))
+  ok = in_range & regular
+  covered = np.ones(len(rr), bool)
+  if usable is not None and fs > 0 and len(usable):
+    idx = np.clip(np.round(r * fs).astype(np.int64), 0, len(usable))
+    csum = np.concatenate([[0], np.cumsum(usable)])
+    frac = (csum[idx[1:]] - csum[idx[:-1]]) / np.maximum(idx[1:] - idx[:-1], 1)
+    covered = frac >= MIN_USABLE_FRACTION
+    ok &= covered
+  why = []
+  if (~in_range).any():
+    bad = rr[~in_range]
+    why.append(f"{len(bad)} RR outside {lo:.2f}-{hi:.2f} s (30-220 bpm): {', '.join(f'{v:.2f}' for v in bad[:3])} s")
+  if (in_range & ~regular).any():
+    why.append(f"{int((in_range & ~regular).sum())} RR more than {RR_NEIGHBOUR_RATIO}x off a neighbour (a missed or "
+               "extra beat)")
+  if (~covered).any():
+    why.append(f"{int((~covered).sum())} cycles on unusable ECG (flat, saturated, noise or lead-off)")
+  return ok, "; ".join(why)
+
+
 @dataclasses.dataclass(frozen=True)
 class CardiacPhases:
-  """ED and ES frame indices (each sorted, int64) and where they came from."""
+  """ED and ES frame indices (each sorted, int64), where they came from, and which cycles may be sampled.
+
+  ``good_cycles[i]`` says whether the cycle starting at ``ed_frames[i]`` is plausible (None: all are); ``reason``
+  says why a source gave no usable cycle, or which cycles it dropped.
+  """
 
   ed_frames: np.ndarray
   es_frames: np.ndarray
-  source: str  # "ecg", "ecg+delineation", "r_peaks", "intensity", "none"
+  source: str  # "ecg", "r_peaks", "intensity", "none"
   period_frames: float = float("nan")  # cycle length in frames when known
+  good_cycles: np.ndarray | None = None
+  reason: str = ""
 
   def cycles(self, num_frames: int) -> list[tuple[int, int, int]]:
-    """Complete cycles (ED, ES, next ED) inside the video, in time order."""
+    """Complete, plausible cycles (ED, ES, next ED) inside the video, in time order."""
     ed, es = np.sort(self.ed_frames), np.sort(self.es_frames)
     out = []
     for i in range(len(ed) - 1):
+      if self.good_cycles is not None and not (i < len(self.good_cycles) and self.good_cycles[i]):
+        continue
       s = es[(es > ed[i]) & (es < ed[i + 1])]
       if len(s) and ed[i + 1] < num_frames:
         out.append((int(ed[i]), int(s[0]), int(ed[i + 1])))
@@ -84,45 +137,39 @@ def ecg_phases(
     fps: float,
     *,
     offset_s: float = 0.0,
-    es_method: str = "bazett",
     qtc_s: float = DEFAULT_QTC_S,
     r_peaks: RPeaks | None = None,
 ) -> CardiacPhases:
-  """ED/ES frames of a video from its synchronised ECG (see module docstring for the rules).
-
-  ``offset_s`` is the ECG time of the video's first frame. ``es_method``: ``"bazett"`` or ``"delineate"``.
-  """
-  if es_method not in ("bazett", "delineate"):
-    raise UserError(f"unknown es_method {es_method!r}; use 'bazett' or 'delineate'")
+  """ED/ES frames of a video from its synchronised ECG (see module docstring for the rules); only plausible
+  cycles on usable ECG are kept. ``offset_s`` is the ECG time of the video's first frame."""
   rp = r_peaks if r_peaks is not None else detect_r_peaks(ecg, ecg_fs)
   r_t = rp.times
   es_t = bazett_es_times(r_t, qtc_s)
-  source = "ecg"
-  if es_method == "delineate" and len(r_t):
-    toff = t_wave_ends(ecg, ecg_fs, rp.indices)
-    ok = np.isfinite(toff)
-    es_t = np.where(ok, toff / ecg_fs, es_t)
-    source = "ecg+delineation"
-  period = float(np.median(np.diff(r_t)) * fps) if len(r_t) > 1 else float("nan")
-  return CardiacPhases(
-      np.unique(times_to_frames(r_t, fps, num_frames, offset_s)),
-      np.unique(times_to_frames(es_t, fps, num_frames, offset_s)),
-      source,
-      period,
-  )
+  good, why = plausible_cycles(r_t, rp.quality.usable if rp.quality is not None else None, rp.fs)
+  # keep the R peaks inside the video and the plausibility of the cycles that start at them
+  idx = np.round((r_t - offset_s) * fps).astype(np.int64)
+  inside = (idx >= 0) & (idx < num_frames)
+  ed, first = np.unique(idx[inside], return_index=True)
+  good_in = np.append(good, False)[np.flatnonzero(inside)][first]
+  period = float(np.median(np.diff(r_t)[good]) * fps) if good.any() else float("nan")
+  if not good.any() and len(r_t) > 1 and rp.quality is not None:
+    why = f"{why} (ECG quality: {rp.quality.summary()})"
+  return CardiacPhases(ed, np.unique(times_to_frames(es_t, fps, num_frames, offset_s)), "ecg", period, good_in, why)
 
 
 def phases_from_r_peak_frames(
     r_peak_frames: np.ndarray, num_frames: int, fps: float, qtc_s: float = DEFAULT_QTC_S
 ) -> CardiacPhases:
-  """ED/ES frames from stored ED (R-peak) frame indices; ES by Bazett with RR measured in frames / fps."""
+  """ED/ES frames from stored ED (R-peak) frame indices; ES by Bazett with RR measured in frames / fps; cycles
+  checked for plausible RR (the stored peaks carry no ECG quality)."""
   ed = np.unique(np.asarray(r_peak_frames, np.int64))
   ed = ed[(ed >= 0) & (ed < num_frames)]
   if len(ed) == 0 or fps <= 0:
-    return CardiacPhases(ed, np.zeros(0, np.int64), "r_peaks")
+    return CardiacPhases(ed, np.zeros(0, np.int64), "r_peaks", reason="no R peaks inside the video")
+  good, why = plausible_cycles(ed / float(fps))
   es_t = bazett_es_times(ed / float(fps), qtc_s)
-  period = float(np.median(np.diff(ed))) if len(ed) > 1 else float("nan")
-  return CardiacPhases(ed, np.unique(times_to_frames(es_t, fps, num_frames)), "r_peaks", period)
+  period = float(np.median(np.diff(ed)[good])) if good.any() else float("nan")
+  return CardiacPhases(ed, np.unique(times_to_frames(es_t, fps, num_frames)), "r_peaks", period, good, why)
 
 
 def intensity_signal(frames: np.ndarray, center_frac: float = 0.5) -> np.ndarray:
