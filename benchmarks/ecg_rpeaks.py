@@ -38,7 +38,8 @@ Perturbed copies of every real LUDB and PTB lead, deterministic per ``--seed``, 
 - **flat dropout**: the trace held at one value for 1-3 s; beats inside leave the truth and detections inside ARE
   false positives (beats within 50 ms of the dropout's edges are don't care);
 - **window 2 / 5 / 10 s**: windows cut at random points (three / two / one per lead; 10 s from PTB only, as LUDB
-  lasts 10 s); truth = the beats inside, a beat within 50 ms of an edge is don't care;
+  lasts 10 s); truth = the beats inside, a beat within 50 ms of an edge (inside or just outside: part of its QRS is in
+  the window) is don't care;
 - **resampled 128 / 250 / 360 / 1000 Hz**: ``scipy.signal.resample_poly``, truth scaled (1000 Hz from LUDB only);
 - **pure noise** (10 s of white Gaussian noise at 128, 250, 500 and 1000 Hz) and **flat** (10 s constant traces):
   no truth, every detection is a false positive; the table shows the FP count.
@@ -399,7 +400,8 @@ def p_window(seconds, per_lead):
       a = int(rng.integers(0, len(c.x) - n + 1))
       keep, _ = _drop(c.truth, -np.inf, a + e)
       keep, _ = _drop(keep, a + n - e, np.inf)
-      edge = np.concatenate([_drop(c.truth, a, a + e)[1], _drop(c.truth, a + n - e, a + n)[1]])
+      # a beat within 50 ms of a cut, on either side, has part of its QRS in the window: don't care
+      edge = np.concatenate([_drop(c.truth, a - e, a + e)[1], _drop(c.truth, a + n - e, a + n + e)[1]])
       opt = np.concatenate([_drop(c.optional, a, a + n)[1], edge])
       ignore = tuple((max(s - a, 0), min(t - a, n)) for s, t in c.ignore if t > a and s < a + n)
       out.append(_copy(c, f"{a / c.fs:.2f}+{seconds:g} s", c.x[a : a + n].copy(), truth=keep - a,

@@ -143,7 +143,10 @@ def _candidates(env: np.ndarray, fs: float, floor: float) -> np.ndarray:
   reflected at both ends so a QRS cut by an edge still peaks."""
   m = max(1, int(REFRACTORY_S * fs))
   m = min(m, len(env) - 1)
-  e = np.pad(env, m, mode="reflect") if m > 0 else env
+  e = env
+  if m > 0:  # the mirror image fades out, so a peak at the edge is a peak and its image never outranks it
+    ramp = np.linspace(0.0, 1.0, m, endpoint=False)
+    e = np.concatenate([env[m:0:-1] * ramp, env, env[-2 : -m - 2 : -1] * ramp[::-1]])
   thr = np.maximum(THRESHOLD * np.pad(_local_beat_energy(env, fs), m, mode="edge"), floor)
   pk, _ = sps.find_peaks(e, height=thr, distance=max(1, int(REFRACTORY_S * fs)))
   pk = pk - m
