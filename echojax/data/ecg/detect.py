@@ -275,6 +275,33 @@ def detect_r_peaks(ecg, fs, *, method: str = "auto", reject_t_waves: bool = True
 # --------------------------------------------------------------------------------------------------------------
 # Several leads
 
+SUPPORT_LEVEL = 0.1  # a lead supports a cluster when its envelope there reaches this fraction of its beat energy
+
+
+def _resolve_clusters(beats: np.ndarray, scores: np.ndarray, support: np.ndarray, fs: float) -> np.ndarray:
+  """Clusters closer than the refractory period are one beat (the better stays); within T_WAVE_WINDOW_S, one that
+  fewer leads support and that scores lower is one lead's T wave (a QRS shows in every lead, a T wave that outgrows
+  its QRS in one lead does not)."""
+  keep: list[int] = []
+  for i in range(len(beats)):
+    if not keep:
+      keep.append(i)
+      continue
+    j = keep[-1]
+    gap = (beats[i] - beats[j]) / fs
+    better = (support[i], scores[i]) > (support[j], scores[j])
+    if gap < REFRACTORY_S:
+      if better:
+        keep[-1] = i
+    elif gap < T_WAVE_WINDOW_S and support[i] != support[j]:
+      if support[i] > support[j] and scores[i] > scores[j]:
+        keep[-1] = i
+      elif not (support[i] < support[j] and scores[i] < scores[j]):
+        keep.append(i)
+    else:
+      keep.append(i)
+  return beats[keep]
+
 
 def detect_r_peaks_multilead(ecg, fs, *, method: str = "auto", tol_s: float = 0.12) -> RPeaks:
   """R peaks of a multi-lead record (N, L) by clustering the leads' detections (module docstring).
@@ -316,8 +343,8 @@ def detect_r_peaks_multilead(ecg, fs, *, method: str = "auto", tol_s: float = 0.
   scores = np.array([peak_env[b].sum() for b in beats]) if len(beats) else np.zeros(0)
   n_usable = usable[beats].sum(1) if len(beats) else np.zeros(0)
   ok = (scores >= 0.25 * n_usable) & (n_usable > 0)
-  beats, scores = beats[ok], scores[ok]
-  # a weak cluster just before or after a strong one is a lead's T wave: the single-lead rule on cluster scores
-  beats = _reject_t_waves(beats, scores, np.ones(len(beats)), fs)
+  support = (peak_env[beats] > SUPPORT_LEVEL).sum(1) if len(beats) else np.zeros(0, np.int64)
+  beats, scores, support = beats[ok], scores[ok], support[ok]
+  beats = _resolve_clusters(beats, scores, support, fs)
   best = int(np.argmax([r.quality.usable_fraction for r in per_lead]))
   return RPeaks(beats, fs, per_lead[best].quality)

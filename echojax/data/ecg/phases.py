@@ -10,7 +10,8 @@
   bpm it is 310-400 ms after R. (A wavelet delineation of the T-wave end was offered before and put ES 90-270 ms
   after R on normal sinus rhythm, inside the T wave: it was removed.)
 * :func:`plausible_cycles` -- which cycles (R to next R) can be sampled: RR inside :data:`RR_RANGE_S` (30-220 bpm),
-  within :data:`RR_NEIGHBOUR_RATIO` of its neighbours (a missed beat doubles an RR, an extra beat halves it), and
+  within :data:`RR_NEIGHBOUR_RATIO` of the median of its neighbours (two cycles either side: a missed beat doubles
+  an RR, an extra beat halves it), and
   ECG usable over at least :data:`MIN_USABLE_FRACTION` of it. :class:`CardiacPhases` keeps only those and the reason
   when none is left.
 * :func:`intensity_phases` -- no ECG: the mean grey level of a central region of each frame rises and falls
@@ -30,7 +31,7 @@ from echojax.errors import UserError
 
 DEFAULT_QTC_S = 0.40  # Bazett-corrected QT (s) of a healthy adult; ES = R + QTc * sqrt(RR)
 RR_RANGE_S = (60.0 / 220.0, 60.0 / 30.0)  # a cycle's RR must be inside this (220 to 30 bpm)
-RR_NEIGHBOUR_RATIO = 1.5  # and within this factor of each neighbouring RR (a missed beat gives 2, an extra 0.5)
+RR_NEIGHBOUR_RATIO = 1.5  # and within this factor of its neighbours' median RR (a missed beat gives 2, an extra 0.5)
 MIN_USABLE_FRACTION = 0.7  # and the ECG usable over this much of it
 MIN_PERIOD_CORR = 0.3  # intensity cycle: autocorrelation a period must reach (phantoms: 0.87-0.98)
 
@@ -65,9 +66,16 @@ def bazett_es_times(r_times_s: np.ndarray, qtc_s: float = DEFAULT_QTC_S) -> np.n
   return r + qtc_s * np.sqrt(rr)
 
 
-def _agrees(rr: np.ndarray, neighbour: np.ndarray) -> np.ndarray:
-  """RR within RR_NEIGHBOUR_RATIO of its neighbour (True where there is none)."""
-  return ~np.isfinite(neighbour) | ((rr <= RR_NEIGHBOUR_RATIO * neighbour) & (neighbour <= RR_NEIGHBOUR_RATIO * rr))
+def _neighbour_median(rr: np.ndarray, ref: np.ndarray, k: int = 2) -> np.ndarray:
+  """Per RR: the median of the in-range RRs (``ref``, NaN where out of range) up to ``k`` cycles either side, itself
+  excluded (NaN when there are none), so one missed beat does not condemn the cycles next to it."""
+  out = np.full(len(rr), np.nan)
+  for i in range(len(rr)):
+    nb = np.concatenate([ref[max(0, i - k) : i], ref[i + 1 : i + 1 + k]])
+    nb = nb[np.isfinite(nb)]
+    if len(nb):
+      out[i] = np.median(nb)
+  return out
 
 
 def plausible_cycles(r_times_s: np.ndarray, usable: np.ndarray | None = None, fs: float = 0.0) -> tuple[np.ndarray, str]:
@@ -79,9 +87,9 @@ def plausible_cycles(r_times_s: np.ndarray, usable: np.ndarray | None = None, fs
     return np.zeros(0, bool), ("no R peaks" if len(r) == 0 else "one R peak: no complete cycle")
   lo, hi = RR_RANGE_S
   in_range = (rr >= lo) & (rr <= hi)
-  # each RR against its neighbours that are themselves in range (an out-of-range neighbour says nothing)
-  ref = np.where(in_range, rr, np.nan)
-  regular = _agrees(rr, np.append(np.nan, ref[:-1])) & _agrees(rr, np.append(ref[1:], np.nan))
+  # each RR against the median of its in-range neighbours
+  nb = _neighbour_median(rr, np.where(in_range, rr, np.nan))
+  regular = ~np.isfinite(nb) | ((rr <= RR_NEIGHBOUR_RATIO * nb) & (nb <= RR_NEIGHBOUR_RATIO * rr))
   ok = in_range & regular
   covered = np.ones(len(rr), bool)
   if usable is not None and fs > 0 and len(usable):
@@ -93,7 +101,9 @@ def plausible_cycles(r_times_s: np.ndarray, usable: np.ndarray | None = None, fs
   why = []
   if (~in_range).any():
     bad = rr[~in_range]
-    why.append(f"{len(bad)} RR outside {lo:.2f}-{hi:.2f} s (30-220 bpm): {', '.join(f'{v:.2f}' for v in bad[:3])} s")
+    hint = " (is the ECG sampling rate right?)" if (~in_range).mean() > 0.5 else ""
+    why.append(f"{len(bad)} RR outside {lo:.2f}-{hi:.2f} s (30-220 bpm): {', '.join(f'{v:.2f}' for v in bad[:3])} s"
+               + hint)
   if (in_range & ~regular).any():
     why.append(f"{int((in_range & ~regular).sum())} RR more than {RR_NEIGHBOUR_RATIO}x off a neighbour (a missed or "
                "extra beat)")
