@@ -145,14 +145,16 @@ def signal_quality(x: np.ndarray, fs: float, *, segment_s: float = SEGMENT_S,
   edge[:m] = True
   edge[n - m :] = True
   half = int(NOISE_WINDOW_S * fs / 2)
+  d = max(1, int(fs // 125))
   labels, noisy = [], []
   for a, b in zip(bounds[:-1], bounds[1:]):
     c = (a + b) // 2
     wa = int(np.clip(c - half, 0, max(0, n - 2 * half)))  # full length at both ends of the trace
     wb = min(n, wa + 2 * half)
     live_w = ~(flat[wa:wb] | gap[wa:wb])
-    e = env[wa:wb][live_w & ~edge[wa:wb]]
-    e_seg = env[a:b][~(flat[a:b] | gap[a:b] | edge[a:b])]
+    # every d-th sample: the envelope is a 100 ms average, so 8 ms steps lose nothing and save most of the time
+    e = env[wa:wb:d][(live_w & ~edge[wa:wb])[::d]]
+    e_seg = env[a:b:d][~(flat[a:b] | gap[a:b] | edge[a:b])[::d]]
     if len(e_seg) <= 10:
       e_seg = e
     # the window's beats over the segment's own floor: a noise burst raises the floor of its segment only
