@@ -39,7 +39,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import signal as sps
 
-from echojax.data.ecg.quality import SignalQuality, fill_gaps, qrs_envelope, signal_quality
+from echojax.data.ecg.quality import SignalQuality, bandpass_sos, fill_gaps, qrs_envelope, signal_quality
 from echojax.errors import UserError
 
 T_WAVE_WINDOW_S = 0.36  # Pan-Tompkins: a candidate this close to the previous beat may be a T wave
@@ -116,8 +116,7 @@ def _as_lead(ecg, fs) -> tuple[np.ndarray, float]:
 
 def _bandpass(x: np.ndarray, fs: float, lo: float, hi: float, order: int = 2) -> np.ndarray:
   """Zero-phase Butterworth band-pass (upper edge kept under Nyquist), padded by up to a second."""
-  hi = min(hi, 0.45 * fs)
-  sos = sps.butter(order, [lo, hi], btype="bandpass", fs=fs, output="sos")
+  sos = bandpass_sos(order, lo, hi, float(fs))
   return sps.sosfiltfilt(sos, x, padtype="even", padlen=max(0, min(len(x) - 1, int(fs))))
 
 
