@@ -404,7 +404,7 @@ def test_classification_bootstrap_cis_equal_sklearn_on_the_same_resamples():
   estimate."""
   import warnings
 
-  from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+  from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, precision_score, recall_score
 
   rng = np.random.default_rng(3)
   n, c, num = 40, 5, 200
@@ -415,10 +415,15 @@ def test_classification_bootstrap_cis_equal_sklearn_on_the_same_resamples():
   m = M.classification_metrics(y, probs, bootstrap=num, seed=11)
   pred = probs.argmax(1)
   idx = np.random.default_rng(11).integers(0, n, size=(num, n))  # one chunk: the same draws as the metrics
-  want = {"accuracy": [], "macro_f1": [], "balanced_accuracy": []}
+  want = {"accuracy": [], "macro_f1": [], "balanced_accuracy": [], "macro_precision": [], "macro_recall": [],
+          "macro_specificity": []}
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # resamples where a predicted class has no true example
     for i in idx:
+      want["macro_precision"].append(precision_score(y[i], pred[i], average="macro", zero_division=0))
+      want["macro_recall"].append(recall_score(y[i], pred[i], average="macro", zero_division=0))
+      # specificity: no scikit-learn function; the point estimate on the resample is the reference
+      want["macro_specificity"].append(M.classification_metrics(y[i], probs[i])["macro_specificity"])
       want["accuracy"].append(accuracy_score(y[i], pred[i]))
       want["macro_f1"].append(f1_score(y[i], pred[i], average="macro", zero_division=0))
       want["balanced_accuracy"].append(balanced_accuracy_score(y[i], pred[i]))

@@ -91,14 +91,16 @@ def _bootstrap_regression(y_true: np.ndarray, err: np.ndarray, num: int, seed: i
 
 def _bootstrap_classification(y: np.ndarray, pred: np.ndarray, num_classes: int, num: int,
                                seed: int) -> dict[str, np.ndarray]:
-  """Accuracy (= micro-F1), macro-F1 and balanced accuracy on ``num`` bootstrap resamples of (label, prediction)
-  pairs, with the point estimate's conventions (macro over classes seen in the resample's labels or predictions;
-  balanced accuracy over classes in its labels). Vectorised over a (chunk, n, C) one-hot tensor."""
+  """Accuracy (= micro-F1), macro-F1, balanced accuracy and macro precision / recall / specificity on ``num``
+  bootstrap resamples of (label, prediction) pairs, with the point estimate's conventions (macro over classes seen
+  in the resample's labels or predictions; balanced accuracy over classes in its labels; specificity over seen
+  classes that have negatives). Vectorised over a (chunk, n, C) one-hot tensor."""
   n = y.size
   rng = np.random.default_rng(seed)
   chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // (n * num_classes))
   classes = np.arange(num_classes)
-  out = {"accuracy": [], "macro_f1": [], "balanced_accuracy": []}
+  out = {k: [] for k in ("accuracy", "macro_f1", "balanced_accuracy", "macro_precision", "macro_recall",
+                         "macro_specificity")}
   done = 0
   while done < num:
     b = min(chunk, num - done)
@@ -115,5 +117,13 @@ def _bootstrap_classification(y: np.ndarray, pred: np.ndarray, num_classes: int,
     out["accuracy"].append(tp.sum(axis=1) / n)
     out["macro_f1"].append(f1.sum(axis=1) / np.maximum(seen.sum(axis=1), 1))
     out["balanced_accuracy"].append(recall.sum(axis=1) / np.maximum(present.sum(axis=1), 1))
+    n_seen = np.maximum(seen.sum(axis=1), 1)
+    out["macro_precision"].append(np.where(seen, tp / np.maximum(predicted, 1), 0.0).sum(axis=1) / n_seen)
+    out["macro_recall"].append(recall.sum(axis=1) / n_seen)
+    negatives = n - support  # specificity = TN / (TN + FP), over seen classes that have negatives
+    has_neg = seen & (negatives > 0)
+    spec = np.where(has_neg, (negatives - fp) / np.maximum(negatives, 1), 0.0)
+    with np.errstate(invalid="ignore"):
+      out["macro_specificity"].append(spec.sum(axis=1) / np.where(has_neg.any(axis=1), has_neg.sum(axis=1), np.nan))
     done += b
   return {k: np.concatenate(v) for k, v in out.items()}

@@ -19,9 +19,10 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
   """Single-label multi-class metrics from integer labels (N,) and softmax probabilities (N, C).
 
   With ``bootstrap`` > 0, percentile-bootstrap ``ci`` intervals are added for accuracy, micro_f1 (the same
-  numbers), macro_f1 and balanced_accuracy as ``<name>_ci_low`` / ``<name>_ci_high``.
+  numbers), macro_f1, balanced_accuracy and macro precision / recall / specificity as ``<name>_ci_low`` /
+  ``<name>_ci_high``.
 
-  Keys: accuracy, balanced_accuracy, micro_f1, macro_f1, weighted_f1, macro_precision, macro_recall,
+  Keys: accuracy, balanced_accuracy, micro_f1, macro_f1, weighted_f1, macro_precision, macro_recall, macro_specificity,
   auroc_macro_ovr, auprc_macro_ovr, log_loss, top2_accuracy (C > 2), confusion_matrix (list of lists, rows = true
   class, columns = predicted class, in ``class_names`` order), per_class ``{name: {precision, recall, f1,
   specificity, support, auroc, auprc}}``, class_names, n, notes.
@@ -120,6 +121,8 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
       "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=0)),
       "macro_precision": float(macro_precision),
       "macro_recall": float(macro_recall),
+      # over the same classes as the macro precision (those in the labels or predicted) that have negatives
+      "macro_specificity": _nanmean(specificity[seen]),
       "auroc_macro_ovr": float(np.mean(aurocs[finite_auc])) if finite_auc.any() else float("nan"),
       "auprc_macro_ovr": float(np.mean(auprcs[finite_auc])) if finite_auc.any() else float("nan"),
       "log_loss": loss,
@@ -129,7 +132,7 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
   _check_bootstrap_args(bootstrap, ci)
   if bootstrap:
     boot = _bootstrap_classification(y, pred, num_classes, bootstrap, seed)
-    for name in ("accuracy", "macro_f1", "balanced_accuracy"):
+    for name in ("accuracy", "macro_f1", "balanced_accuracy", "macro_precision", "macro_recall", "macro_specificity"):
       _add_ci(out, name, boot[name], ci, notes)
     out["micro_f1_ci_low"], out["micro_f1_ci_high"] = out["accuracy_ci_low"], out["accuracy_ci_high"]
   out.update({
@@ -140,3 +143,9 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
       "notes": notes,
   })
   return out
+
+
+def _nanmean(v: np.ndarray) -> float:
+  v = np.asarray(v, np.float64)
+  v = v[np.isfinite(v)]
+  return float(v.mean()) if len(v) else float("nan")
