@@ -33,6 +33,23 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, *, weight: jax.A
   return _weighted_mean(per_example, w)
 
 
+def softmax_focal_loss(logits: jax.Array, labels: jax.Array, *, gamma: float = 2.0, alpha: jax.Array | None = None,
+                       weight: jax.Array | None = None) -> jax.Array:
+  """Mean multi-class focal loss (Lin et al. 2017, softmax form): ``-alpha_y * (1 - p_y)^gamma * log p_y``.
+
+  ``gamma`` = 0 with no ``alpha`` is cross-entropy. ``alpha`` (C,) multiplies each example by its true class's
+  factor, unnormalised as in the paper (unlike ``class_weights`` of :func:`softmax_cross_entropy`). optax's
+  ``sigmoid_focal_loss`` is the multi-label (sigmoid) form, so this one is written here.
+  """
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+  logp_y = jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+  p_y = jnp.exp(logp_y)
+  per_example = -jnp.power(jnp.maximum(1.0 - p_y, 0.0), gamma) * logp_y
+  if alpha is not None:
+    per_example = per_example * jnp.asarray(alpha, jnp.float32)[labels]
+  return _weighted_mean(per_example, weight)
+
+
 def mean_squared_error(pred: jax.Array, target: jax.Array, *, weight: jax.Array | None = None) -> jax.Array:
   """Mean of (pred - target)^2 over examples (pred (B,) or (B,1))."""
   pred = pred.astype(jnp.float32).reshape(target.shape)

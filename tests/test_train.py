@@ -202,6 +202,48 @@ def test_task_losses_and_prepared_constants():
   assert float(reg.init_params(params)["head"]["bias"][0]) == 50.0
 
 
+def test_focal_loss_formula_and_task_config():
+  """Softmax focal loss = -alpha_y (1 - p_y)^gamma log p_y, averaged over valid rows; gamma 0 without alpha is
+  cross-entropy; the task takes loss='focal' with focal_gamma / focal_alpha (a list, a number or 'balanced')."""
+  logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5], [1.0, 1.0, 1.0], [3.0, -2.0, 0.0]])
+  labels = jnp.array([0, 1, 2, 1])
+  p = np.asarray(jax.nn.softmax(logits))[np.arange(4), np.asarray(labels)]
+  alpha = np.array([0.25, 0.5, 1.0])
+  want = np.mean(-alpha[np.asarray(labels)] * (1 - p) ** 2 * np.log(p))
+  assert float(losses.softmax_focal_loss(logits, labels, gamma=2.0, alpha=alpha)) == pytest.approx(want, rel=1e-5)
+  assert float(losses.softmax_focal_loss(logits, labels, gamma=0.0)) == pytest.approx(
+      float(losses.softmax_cross_entropy(logits, labels)), rel=1e-6)
+  # hard examples weigh more than with cross-entropy: the easy row's share of the loss shrinks
+  per = [float(losses.softmax_focal_loss(logits[i : i + 1], labels[i : i + 1])) for i in range(4)]
+  ce = [float(losses.softmax_cross_entropy(logits[i : i + 1], labels[i : i + 1])) for i in range(4)]
+  assert per[0] / per[3] < ce[0] / ce[3]
+  padded = losses.softmax_focal_loss(jnp.concatenate([logits, logits[:1]]), jnp.array([0, 1, 2, 1, 2]),
+                                     weight=jnp.array([1, 1, 1, 1, 0]))
+  assert float(padded) == pytest.approx(float(losses.softmax_focal_loss(logits, labels)), rel=1e-6)
+
+  cfg = load_config("tests/helpers/trainer.py:task=classification")
+  with cfg.unlocked():
+    cfg.task.loss, cfg.task.focal_gamma, cfg.task.focal_alpha, cfg.task.label_smoothing = "focal", 1.5, "balanced", 0.0
+  task = get_task(cfg)
+  assert task.needs_train_targets()
+  n = task.num_outputs
+  task.prepare({task.label_key: np.array([0] * 3 + list(range(1, n)))})
+  assert task.focal_alpha is not None and task.focal_alpha[0] < task.focal_alpha[1]
+  assert task.prepared_constants()["focal_alpha"] == pytest.approx(list(task.focal_alpha))
+  batch = {task.label_key: jnp.zeros(2, jnp.int32), "valid": jnp.ones(2, bool)}
+  got, _ = task.loss(jnp.zeros((2, n)), batch)
+  assert float(got) == pytest.approx(task.focal_alpha[0] * (1 - 1 / n) ** 1.5 * np.log(n), rel=1e-5)
+  for bad, match in [({"loss": "hinge"}, "task.loss"), ({"loss": "focal", "focal_alpha": [1.0]}, "focal_alpha"),
+                     ({"loss": "focal", "class_weights": "balanced"}, "focal_alpha"),
+                     ({"loss": "focal", "focal_gamma": -1.0}, "focal_gamma")]:
+    c = load_config("tests/helpers/trainer.py:task=classification")
+    with c.unlocked():
+      c.task.label_smoothing = 0.0
+      c.task.update(bad)
+    with pytest.raises(UserError, match=match):
+      get_task(c)
+
+
 @pytest.mark.slow
 def test_echonet_ef_smoke_end_to_end_on_synthetic_phantoms(tmp_path, capsys):
   """The real recipe's smoke variant: phantoms generated + prepared into the (per-session) cache, R(2+1)D-18 at

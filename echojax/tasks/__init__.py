@@ -3,7 +3,8 @@
 ``get_task(config) -> Task`` picks the task from ``config.task.kind``:
 
 * ``classification``: softmax cross-entropy over ``config.task.num_classes`` (optional class weights, label
-  smoothing); batch target ``label``.
+  smoothing), or ``loss="focal"`` (``focal_gamma``, per-class ``focal_alpha`` or ``"balanced"``); batch target
+  ``label``.
 * ``ef_regression``: MSE on ejection fraction (batch target ``ef``); the output bias starts at the train-split EF
   mean (as echonet/dynamic does) unless ``config.task.output_bias`` gives it.
 * ``ef_classification``: EF >= ``config.task.threshold`` (50) vs below, 2-way softmax with optional class weights

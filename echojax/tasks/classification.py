@@ -1,4 +1,4 @@
-"""Multi-class classification: softmax cross-entropy with optional class weights and label smoothing."""
+"""Multi-class classification: softmax cross-entropy (optional class weights, label smoothing) or focal loss."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import numpy as np
 
 from echojax import losses
 from echojax import metrics as M
+from echojax.errors import UserError
 from echojax.tasks.base import Task
 
 log = logging.getLogger(__name__)
+
+LOSSES = ("cross_entropy", "focal")
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -25,8 +28,9 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 class ClassificationTask(Task):
-  """``config.task``: num_classes, class_names, label_key ("label"), class_weights (None | "balanced" | list),
-  label_smoothing (0.0)."""
+  """``config.task``: num_classes, class_names, label_key ("label"), loss ("cross_entropy" | "focal"),
+  class_weights (None | "balanced" | list; cross-entropy), label_smoothing (0.0; cross-entropy), focal_gamma (2.0)
+  and focal_alpha (None | "balanced" | a number for every class | a list per class; focal)."""
 
   best_metric = "accuracy"
   best_mode = "max"
@@ -38,25 +42,51 @@ class ClassificationTask(Task):
     self.class_names = list(cfg.get("class_names", None) or [str(i) for i in range(self.num_outputs)])
     cw = cfg.get("class_weights", None)
     self.class_weights = None if cw in (None, "balanced") else np.asarray(cw, np.float32)
+    self.loss_name = cfg.get("loss", "cross_entropy")
+    if self.loss_name not in LOSSES:
+      raise UserError(f"config.task.loss={self.loss_name!r} is unknown; use one of {', '.join(LOSSES)}")
+    self.gamma = float(cfg.get("focal_gamma", 2.0))
+    fa = cfg.get("focal_alpha", None)
+    if self.loss_name == "focal":
+      if cw is not None or float(cfg.get("label_smoothing", 0.0) or 0.0):
+        raise UserError("config.task.class_weights / label_smoothing apply to loss='cross_entropy'; with "
+                        "loss='focal' weight the classes with config.task.focal_alpha")
+      if self.gamma < 0:
+        raise UserError(f"config.task.focal_gamma must be >= 0; got {self.gamma}")
+    self.focal_alpha = None
+    if fa is not None and fa != "balanced":
+      alpha = np.broadcast_to(np.asarray(fa, np.float32), (self.num_outputs,)) if np.ndim(fa) == 0 else \
+          np.asarray(fa, np.float32)
+      if alpha.shape != (self.num_outputs,) or (alpha < 0).any():
+        raise UserError(f"config.task.focal_alpha must be one non-negative number or {self.num_outputs} of them (one "
+                        f"per class); got {fa!r}")
+      self.focal_alpha = alpha
 
   @property
   def num_outputs(self) -> int:
     return int(self.cfg.num_classes)
 
   def needs_train_targets(self) -> bool:
-    return self.cfg.get("class_weights", None) == "balanced"
+    return self.cfg.get("class_weights", None) == "balanced" or self.cfg.get("focal_alpha", None) == "balanced"
 
   def train_labels(self, train_targets: dict[str, np.ndarray]) -> np.ndarray:
     return train_targets[self.label_key]
 
   def prepare(self, train_targets):
     if self.needs_train_targets():
-      self.class_weights = balanced_class_weights(self.train_labels(train_targets), self.num_outputs)
-      log.info("class weights from train-split frequencies: %s",
-               dict(zip(self.class_names, np.round(self.class_weights, 3).tolist())))
+      w = balanced_class_weights(self.train_labels(train_targets), self.num_outputs)
+      if self.loss_name == "focal":
+        self.focal_alpha = w
+      else:
+        self.class_weights = w
+      log.info("%s from train-split frequencies: %s", "focal alpha" if self.loss_name == "focal" else "class weights",
+               dict(zip(self.class_names, np.round(w, 3).tolist())))
 
   def prepared_constants(self):
-    return {"class_weights": None if self.class_weights is None else [float(w) for w in self.class_weights]}
+    out = {"class_weights": None if self.class_weights is None else [float(w) for w in self.class_weights]}
+    if self.loss_name == "focal":
+      out["focal_alpha"] = None if self.focal_alpha is None else [float(w) for w in self.focal_alpha]
+    return out
 
   def labels(self, batch):
     return batch[self.label_key]
@@ -64,9 +94,13 @@ class ClassificationTask(Task):
   def loss(self, outputs, batch):
     labels = self.labels(batch)
     weight = batch.get("valid")
-    cw = None if self.class_weights is None else jnp.asarray(self.class_weights)
-    loss = losses.softmax_cross_entropy(outputs, labels, weight=weight, class_weights=cw,
-                                        label_smoothing=float(self.cfg.get("label_smoothing", 0.0)))
+    if self.loss_name == "focal":
+      alpha = None if self.focal_alpha is None else jnp.asarray(self.focal_alpha)
+      loss = losses.softmax_focal_loss(outputs, labels, gamma=self.gamma, alpha=alpha, weight=weight)
+    else:
+      cw = None if self.class_weights is None else jnp.asarray(self.class_weights)
+      loss = losses.softmax_cross_entropy(outputs, labels, weight=weight, class_weights=cw,
+                                          label_smoothing=float(self.cfg.get("label_smoothing", 0.0)))
     return loss, {"accuracy": losses.accuracy(outputs, labels, weight=weight)}
 
   def decode(self, outputs):
