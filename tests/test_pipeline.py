@@ -3,6 +3,7 @@ rows, determinism, iterator-state round trip, the batch spec, augmentation, fram
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -319,6 +320,15 @@ def test_augment_same_transform_for_all_frames_and_deterministic():
   assert {d.dx for d in draws} == {-2.0, -1.0, 0.0, 1.0, 2.0}
   with pytest.raises(UserError, match="unknown augmentation"):
     aug.check_options(dict(rotate=3))
+  # fill: the paper colour of an ECG printout comes in at the borders, for shifts and for warps alike
+  white = aug.sample_params(np.random.default_rng(7), aug.check_options(dict(rotation=15, fill=255)), S, S)
+  assert white.fill == 255.0 and white.angle == p1.angle  # the same draws as without fill
+  warped = aug.apply_geometric(np.zeros_like(frames), dataclasses.replace(white, scale=0.7))  # corners outside
+  assert warped[0, 0, 0].tolist() == [255, 255, 255] and warped[0, S // 2, S // 2].tolist() == [0, 0, 0]
+  moved = aug.apply_geometric(frames, aug.AugmentParams(dx=2, dy=-1, fill=255))
+  assert (moved[:, :, :2] == 255).all()
+  with pytest.raises(UserError, match="fill"):
+    aug.check_options(dict(fill=300))
 
 
 def test_transform_converts_only_the_clip_to_float():

@@ -14,6 +14,8 @@ Options (all off when absent or 0), in the ``augment`` dict of the data config:
 - ``brightness`` (float, fraction of 255): additive intensity offset in [-b, b] * 255.
 - ``contrast`` (float, fraction): multiplicative intensity gain in [1 - c, 1 + c] about the clip mean.
 - ``flip`` (bool): random left-right flip. Off by default: it swaps the apparent anatomy in apical views.
+- ``fill`` (0-255, default 0): the grey level of pixels a shift/rotation/zoom brings in from outside the image
+  (black for echo; 255 for ECG printouts on white paper).
 
 Geometric parts are fused into one affine warp per frame (one interpolation, not three). Intensity parts act on
 the float clip before normalisation, in [0, 255] units, and are clipped back to [0, 255].
@@ -29,7 +31,7 @@ import numpy as np
 
 from echojax.errors import UserError
 
-KNOWN_OPTIONS = ("pad", "rotation", "shift", "zoom", "brightness", "contrast", "flip")
+KNOWN_OPTIONS = ("pad", "rotation", "shift", "zoom", "brightness", "contrast", "flip", "fill")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,7 @@ class AugmentParams:
   flip: bool = False
   brightness: float = 0.0  # additive, [0, 255] units
   contrast: float = 1.0  # multiplicative gain about the clip mean
+  fill: float = 0.0  # grey level brought in at the borders by geometric transforms
 
   @property
   def is_geometric_identity(self) -> bool:
@@ -63,6 +66,8 @@ def check_options(options: Mapping[str, Any] | None, where: str = "data.augment"
   for k, v in options.items():
     if k != "flip" and float(v) < 0:
       raise UserError(f"config field {where}.{k} must be >= 0, got {v}")
+  if float(options.get("fill", 0) or 0) > 255:
+    raise UserError(f"config field {where}.fill is a grey level in 0-255, got {options['fill']}")
   return options
 
 
@@ -85,7 +90,8 @@ def sample_params(rng: np.random.Generator, options: Mapping[str, Any], height: 
   brightness = float(extra[0] * float(options.get("brightness", 0) or 0) * 255.0)
   contrast = float(1.0 + extra[1] * float(options.get("contrast", 0) or 0))
   flip = bool(options.get("flip", False)) and bool(u[6] > 0)
-  return AugmentParams(dx=dx, dy=dy, angle=angle, scale=scale, flip=flip, brightness=brightness, contrast=contrast)
+  return AugmentParams(dx=dx, dy=dy, angle=angle, scale=scale, flip=flip, brightness=brightness, contrast=contrast,
+                       fill=float(options.get("fill", 0) or 0))
 
 
 def affine_matrix(params: AugmentParams, height: int, width: int) -> np.ndarray:
@@ -97,9 +103,9 @@ def affine_matrix(params: AugmentParams, height: int, width: int) -> np.ndarray:
   return m
 
 
-def _integer_shift(frames: np.ndarray, dx: int, dy: int) -> np.ndarray:
-  """Exact translation with zero fill (what pad + crop does), on (T, H, W, C) arrays of any dtype."""
-  out = np.zeros_like(frames)
+def _integer_shift(frames: np.ndarray, dx: int, dy: int, fill: float = 0.0) -> np.ndarray:
+  """Exact translation with ``fill`` (0: what pad + crop does), on (T, H, W, C) arrays of any dtype."""
+  out = np.full_like(frames, fill)
   _, h, w = frames.shape[:3]
   ys, yd = (0, dy) if dy >= 0 else (-dy, 0)
   xs, xd = (0, dx) if dx >= 0 else (-dx, 0)
@@ -117,13 +123,13 @@ def apply_geometric(frames: np.ndarray, params: AugmentParams) -> np.ndarray:
                                       and params.scale == 1.0):
     return np.ascontiguousarray(frames)
   if params.is_integer_shift:
-    return _integer_shift(frames, int(params.dx), int(params.dy))
+    return _integer_shift(frames, int(params.dx), int(params.dy), params.fill)
   t, h, w, c = frames.shape
   m = affine_matrix(params, h, w)
   out = np.empty_like(frames)
   for i in range(t):
     warped = cv2.warpAffine(np.ascontiguousarray(frames[i]), m, (w, h), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=(params.fill,) * 4)
     out[i] = warped.reshape(h, w, c)
   return out
 
