@@ -25,6 +25,12 @@ clip, and off for the pixel-level video models (video_vit, r3d, r2plus1d, 3dcnn)
 frames (clips of ``frames`` frames every ``period`` stored frames). With ECG sampling, ``frames`` must be 4, 8,
 16 or 32. The pipeline finds the ``ecg_phases_<N>`` samplers by name, so ``python -m echojax.evaluate`` (which
 rebuilds the loader from config.json) uses the same frames.
+
+Still-frame configs take ``ecg=True`` too (``view_image_effnetb2:ecg_phases``): they then read the cines (the
+``VIDEO_DATA`` builder config and phantom count) instead of the stills, and the pipeline's ``ecg_phase_frame``
+sampler picks one frame per cine at an ECG-derived phase (training: a random cycle and one of ED, ES and the
+phases between; evaluation: ED of the first cycle), resized to the stills' side (``PHASE_IMAGE_DATA``), so the
+image model gets the same ``image`` batches as from the stills.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import ml_collections
 
 from echojax.config import parse_arg
 from echojax.data.ecg.sampler import PHASE_SAMPLER_FRAMES, phase_sampler_name
+from echojax.data.samplers import PHASE_FRAME
 from echojax.data.labels import ECHO_VIEWS
 from echojax.errors import UserError
 
@@ -43,6 +50,11 @@ CLASS_NAMES = ECHO_VIEWS
 # Per-variant data sizes: builder config, frame side after resize (None = stored size), phantoms per view.
 VIDEO_DATA = {"full": ("videos", None, None), "demo": ("videos_64", 32, 16), "smoke": ("videos_64", 16, 4)}
 IMAGE_DATA = {"full": ("images_224", None, None), "demo": ("images", 64, 16), "smoke": ("images", 32, 4)}
+# Still frames picked from the cines by ECG phase (image configs with ecg=True): the cines' builder config and
+# phantom count at the stills' input side, so the image model sees the same shape (the full recipe's 112 px cines
+# are upsampled to the 224 px of images_224).
+FULL_IMAGE_SIDE = 224
+PHASE_IMAGE_DATA = {v: (VIDEO_DATA[v][0], IMAGE_DATA[v][1] or FULL_IMAGE_SIDE, VIDEO_DATA[v][2]) for v in VIDEO_DATA}
 # Tiny per-frame EfficientNet-B2-family backbone for smoke/demo (full recipe: the real B2).
 SMOKE_BACKBONE = {"width_mult": 0.25, "depth_mult": 0.25}
 DEMO_BACKBONE = {"width_mult": 0.5, "depth_mult": 0.35}
@@ -60,10 +72,13 @@ def variant(a: ml_collections.ConfigDict) -> str:
   return "smoke" if a.smoke else "demo" if a.demo else "full"
 
 
-def ecg_sampler(name: str, frames: int, ecg: bool) -> str | None:
-  """The registered ECG phase sampler for ``frames`` frames, or None when ECG sampling is off."""
+def ecg_sampler(name: str, frames: int, ecg: bool, video: bool = True) -> str | None:
+  """The registered ECG phase sampler for ``frames`` frames of a clip (``ecg_phase_frame`` for still frames), or
+  None when ECG sampling is off."""
   if not ecg:
     return None
+  if not video:
+    return PHASE_FRAME
   if frames not in PHASE_SAMPLER_FRAMES:
     raise UserError(f"{name}: ECG phase sampling gives {', '.join(map(str, PHASE_SAMPLER_FRAMES))} frames, got "
                     f"frames={frames}; pick one of those or set ecg=false")
@@ -77,18 +92,19 @@ def view_config(name: str, a: ml_collections.ConfigDict, *, model_name: str, mod
   """The full view-classification config for experiment ``name`` in variant ``variant(a)``.
 
   ``model_kwargs`` are the model's constructor kwargs for this variant; ``video`` picks clips (B,T,H,W,C) over
-  still frames (B,H,W,C). ``batch_size``/``lr`` override the variant's defaults; ``epochs`` is the full recipe's
-  length and ``demo_steps`` the demo's.
+  still frames (B,H,W,C); ``ecg`` picks the frames by ECG phase (still frames: one per cine, from the cines).
+  ``batch_size``/``lr`` override the variant's defaults; ``epochs`` is the full recipe's length and ``demo_steps``
+  the demo's.
   """
   v = variant(a)
-  builder_config, size, num = (VIDEO_DATA if video else IMAGE_DATA)[v]
+  builder_config, size, num = (VIDEO_DATA if video else PHASE_IMAGE_DATA if ecg else IMAGE_DATA)[v]
   defaults = {"full": (32, 1e-3, 30.0), "demo": (16, 2e-3, 0.0), "smoke": (8, 1e-3, 0.0)}[v]
   batch_size = batch_size or defaults[0]
   lr = lr or defaults[1]
   c = ml_collections.ConfigDict()
   c.task = ml_collections.ConfigDict({"kind": "classification", "num_classes": len(CLASS_NAMES),
                                       "class_names": list(CLASS_NAMES), "label_smoothing": label_smoothing})
-  sampler = ecg_sampler(name, frames, ecg) if video else None
+  sampler = ecg_sampler(name, frames, ecg, video)
   c.data = ml_collections.ConfigDict({
       "name": "echo_views", "builder_config": builder_config, "preset": "video_clip" if video else "image",
       "input_key": "video" if video else "image", "frames": frames, "period": period, "batch_size": batch_size,

@@ -267,14 +267,18 @@ def test_ecg_phase_samplers_are_found_by_name(monkeypatch):
   monkeypatch.setattr(samplers, "_FRAME_SAMPLERS", {})  # a fresh registry: nothing registered yet
   fn = pipeline.get_frame_sampler("ecg_phases_8")
   assert isinstance(fn, ecg.PhaseFrameSampler) and fn.num_frames_out == 8
-  assert sorted(samplers._FRAME_SAMPLERS) == ["ecg_phases_16", "ecg_phases_32", "ecg_phases_4", "ecg_phases_8"]
+  assert sorted(samplers._FRAME_SAMPLERS) == ["ecg_phase_frame", "ecg_phases_16", "ecg_phases_32", "ecg_phases_4",
+                                              "ecg_phases_8"]
   monkeypatch.setattr(samplers, "_FRAME_SAMPLERS", {})
   loader = build_loader(FakeVideos([20, 30]), STATS, cfg(batch_size=2, frame_sampler="ecg_phases_4"), "train",
                         train=True, seed=0, process_index=0, process_count=1)
   assert next(loader)["video"].shape == (2, 4, S, S, 3)
+  monkeypatch.setattr(samplers, "_FRAME_SAMPLERS", {})
+  assert isinstance(pipeline.get_frame_sampler("ecg_phase_frame"), samplers.OnePhaseFrame)  # the image one too
   for name in ("nope", "ecg_phases_7"):
     with pytest.raises(UserError, match=rf"unknown frame sampler '{name}' \(config field data.frame_sampler\); "
-                                        r"registered: ecg_phases_16, ecg_phases_32, ecg_phases_4, ecg_phases_8\."):
+                                        r"registered: ecg_phase_frame, ecg_phases_16, ecg_phases_32, "
+                                        r"ecg_phases_4, ecg_phases_8\."):
       pipeline.get_frame_sampler(name)
 
 
