@@ -148,7 +148,7 @@ def test_smoke_train_step_data_parallel_8_devices(name):
 
 
 def test_ecg_sampler_reaches_the_pipeline_through_the_config_loader():
-  """tcn smoke config -> experiments._views_common.make_loader registers the ECG samplers -> batch of phases."""
+  """tcn smoke config -> the built-in ECG sampler found by name -> a batch of phase frames."""
   from echojax.run import make_loader
   from echojax.train import resolve_data
 

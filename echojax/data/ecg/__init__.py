@@ -18,8 +18,8 @@ One module per job (all numpy/scipy; no JAX); this package only re-exports their
   :func:`bazett_es_times`, :func:`plausible_cycles` (RR 30-220 bpm, no missed or extra beat, usable ECG),
   :class:`CardiacPhases`, :func:`ecg_phases`, :func:`intensity_phases`.
 * :mod:`echojax.data.ecg.sampler` -- the grain frame sampler: :func:`sample_phase_frames`,
-  :class:`PhaseFrameSampler`, :func:`register_phase_samplers` (the ``ecg_phases_<N>`` samplers, N in
-  :data:`PHASE_SAMPLER_FRAMES`; name from :func:`phase_sampler_name`).
+  :class:`PhaseFrameSampler` (the built-in ``ecg_phases_<N>`` samplers of :mod:`echojax.data.samplers`, N in
+  :data:`PHASE_SAMPLER_FRAMES`; name from :func:`phase_sampler_name`), :func:`record_phases`.
 
 The P-QRS-T generator for phantoms and tests is :func:`echojax.data.synthetic.ecg.synthesize_ecg`.
 """
