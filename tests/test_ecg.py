@@ -289,11 +289,119 @@ def test_multilead_voting(ludb, fixtures_dir):
 
 
 def test_csv_sampling_rate_survives_a_rounded_time_column(tmp_path):
-  """360 Hz written with 6-decimal times (as our own writer did, and spreadsheets do) reads back as 360 Hz, not
-  359.97; our writer now keeps 9 decimals."""
+  """360 Hz written with 6-decimal times (as our own writer did, and spreadsheets do) reads back as exactly 360 Hz,
+  not 359.97; so does a millisecond column (steps 0.003, 0.003, 0.002: uniform to its precision); our writer keeps
+  9 decimals."""
   n, fs = 3600, 360.0
   p = tmp_path / "rounded.csv"
-  p.write_text("time_s,ecg_mv\n" + "".join(f"{i / fs:.6f},0.0\n" for i in range(n)))
-  assert abs(E.read_ecg_file(p).fs - fs) < 1e-3
+  for decimals in (6, 3):
+    p.write_text("time_s,ecg_mv\n" + "".join(f"{i / fs:.{decimals}f},0.0\n" for i in range(n)))
+    assert E.read_ecg_file(p).fs == fs, decimals
   E.write_ecg_csv(tmp_path / "ours.csv", np.zeros(n), fs)
-  assert abs(E.read_ecg_file(tmp_path / "ours.csv").fs - fs) < 1e-6
+  assert E.read_ecg_file(tmp_path / "ours.csv").fs == fs
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The ECG reader on real-record faults (issue 12.4): .mat/.dat paths, exact rates, errors that name the file and
+# field
+
+
+def _wrsamp(tmp_path, name, x, fs, sig_name, units=None, **kw):
+  """A WFDB record (fmt 16) of the (N, L) physical signal ``x`` under tmp_path; returns its .hea path."""
+  wfdb = pytest.importorskip("wfdb")
+  x = np.asarray(x, np.float64).reshape(len(x), -1)
+  wfdb.wrsamp(name, fs=fs, units=units or ["mV"] * x.shape[1], sig_name=list(sig_name), p_signal=x,
+              fmt=["16"] * x.shape[1], write_dir=str(tmp_path), **kw)
+  return tmp_path / f"{name}.hea"
+
+
+def test_wfdb_records_open_through_hea_dat_or_mat(tmp_path, monkeypatch):
+  """A record opens through its .hea, .dat, .mat or bare record name: wfdb's own wfdb2mat output (rm.hea + rm.mat),
+  a PhysioNet-Challenge-style one (MAT v4 'val', header '16+24'); a .mat without a header names the file; the
+  echo layout finds <stem>.hea beside a video whose ECG is a .mat."""
+  wfdb = pytest.importorskip("wfdb")
+  sio = pytest.importorskip("scipy.io")
+  from wfdb.io.convert.matlab import wfdb_to_mat
+
+  ecg, _ = synthesize_ecg(4.0, 500.0, 80.0, rng=2)
+  x = np.stack([ecg, 0.5 * ecg], 1)
+  hea = _wrsamp(tmp_path, "r", x, 500, ["I", "II"])
+  ref = E.read_ecg_file(hea)
+  for p in (tmp_path / "r.dat", tmp_path / "r"):
+    t = E.read_ecg_file(p)
+    assert t.fs == ref.fs and np.array_equal(t.signal, ref.signal)
+  monkeypatch.chdir(tmp_path)
+  wfdb_to_mat("r")  # writes rm.hea + rm.mat into the working directory
+  assert "rm.mat" in (tmp_path / "rm.hea").read_text()
+  t = E.read_ecg_file(tmp_path / "rm.mat")
+  assert t.fs == 500 and np.array_equal(t.signal, ref.signal)
+  d = wfdb.rdrecord(str(tmp_path / "r"), physical=False).d_signal
+  cine = tmp_path / "cine"
+  cine.mkdir()
+  sio.savemat(cine / "A4C_0001.mat", {"val": d.T.astype(np.int16)}, format="4")
+  (cine / "A4C_0001.hea").write_text(hea.read_text().replace("r 2 ", "A4C_0001 2 ", 1)
+                                     .replace("r.dat 16 ", "A4C_0001.mat 16+24 "))
+  (cine / "A4C_0001.avi").write_bytes(b"")
+  found = E.find_ecg_file(cine / "A4C_0001.avi")
+  assert found == cine / "A4C_0001.hea"
+  for p in (found, cine / "A4C_0001.mat"):
+    t = E.read_ecg_file(p)
+    assert t.fs == 500 and np.array_equal(t.signal, ref.signal)
+  (tmp_path / "lone").mkdir()
+  (tmp_path / "lone" / "x.mat").write_bytes((cine / "A4C_0001.mat").read_bytes())
+  with pytest.raises(E.EcgReadError, match=r"lone/x.mat: WFDB header x.hea not found"):
+    E.read_ecg_file(tmp_path / "lone" / "x.mat")
+
+
+@pytest.mark.parametrize("fs", [250.0, 360.0, 500.0, 1000 / 3, 128.0, 256.5, 1000.0])
+def test_sampling_rates_read_back_exactly(tmp_path, fs):
+  """write_ecg_csv -> read_ecg_file gives fs back as the same float (also for a trace starting before the cine),
+  and a WFDB record gives the header's fs."""
+  ecg, _ = synthesize_ecg(3.0, fs, 70.0, rng=0)
+  for start in (0.0, -0.5, 12.25):
+    E.write_ecg_csv(tmp_path / "a.csv", ecg, fs, start_s=start)
+    tr = E.read_ecg_file(tmp_path / "a.csv")
+    assert tr.fs == fs and tr.start_s == pytest.approx(start) and len(tr.signal) == len(ecg)
+  assert E.read_ecg_file(_wrsamp(tmp_path, "w", ecg, fs, ["II"])).fs == fs
+
+
+def test_ecg_reader_errors_name_the_file_and_field(tmp_path):
+  """EcgReadError is a UserError "<path>: <reason>" naming the row or field, for headers wfdb would read leniently
+  (fs NaN, inf, 0, a word: wfdb takes 250 Hz), a 1-sample record, a missing signal file."""
+  assert issubclass(E.EcgReadError, UserError)
+  import pickle
+
+  e = pickle.loads(pickle.dumps(E.EcgReadError("a/b.csv", "ECG CSV row 3: why")))
+  assert (e.path, e.reason, str(e)) == ("a/b.csv", "ECG CSV row 3: why", "a/b.csv: ECG CSV row 3: why")
+  pytest.importorskip("wfdb")
+  ecg, _ = synthesize_ecg(2.0, 250.0, 70.0, rng=0)
+  hea = _wrsamp(tmp_path, "ok", ecg, 250, ["II"])
+  text = hea.read_text()
+  for fs in ("nan", "inf", "0", "abc", "-5", "1e3"):
+    bad = tmp_path / f"fs_{fs}.hea"
+    bad.write_text(text.replace("ok 1 250 ", f"fs_{fs} 1 {fs} ", 1).replace("ok.dat", "ok.dat"))
+    with pytest.raises(E.EcgReadError, match=rf"^{bad}: .*field fs \(sampling frequency, 3rd\) is '{fs}'"):
+      E.read_ecg_file(bad)
+  bad = tmp_path / "ns.hea"
+  bad.write_text(text.replace("ok 1 250 500", "ns 1 250 many", 1))
+  with pytest.raises(E.EcgReadError, match=rf"^{bad}: .*field nsamp .* is 'many'"):
+    E.read_ecg_file(bad)
+  bad = tmp_path / "nodat.hea"
+  bad.write_text(text.replace("ok 1 ", "nodat 1 ", 1).replace("ok.dat", "nodat.dat"))
+  with pytest.raises(E.EcgReadError, match=rf"^{bad}: signal file nodat.dat named in WFDB header nodat.hea"):
+    E.read_ecg_file(bad)
+  one = _wrsamp(tmp_path, "one", ecg[:1], 250, ["II"])
+  with pytest.raises(E.EcgReadError, match=rf"^{one}: WFDB record has 1 sample in lead II \(field nsamp\)"):
+    E.read_ecg_file(one)
+  p = tmp_path / "t.csv"
+  p.write_text("time_s,ecg_mv\n0.0,0.1\nsoon,0.2\n")
+  with pytest.raises(E.EcgReadError, match=rf"^{p}: ECG CSV row 2: time_s is 'soon'"):
+    E.read_ecg_file(p)
+  p.write_text("time_s,ecg_mv\n0.0,0.1\n")
+  with pytest.raises(E.EcgReadError, match=rf"^{p}: ECG CSV has 1 sample row; need at least 2"):
+    E.read_ecg_file(p)
+  with pytest.raises(E.EcgReadError, match=r"missing\.csv: file not found"):
+    E.read_ecg_file(tmp_path / "missing.csv")
+  with pytest.raises(E.EcgReadError, match=r"x\.txt: unknown ECG file type '\.txt'"):
+    (tmp_path / "x.txt").write_text("")
+    E.read_ecg_file(tmp_path / "x.txt")

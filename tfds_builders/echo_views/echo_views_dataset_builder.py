@@ -9,7 +9,7 @@ Raw layout (manual_dir = the dataset folder):
                                                           sample at a fixed rate (fs = 1 / time step). time_s
                                                           is on the video clock: 0 = the first frame, so an ECG
                                                           recorded from before the cine starts negative
-    <root>/videos/<VIEW>/<same stem>.hea (+ .dat)         ... or the ECG as a WFDB record (lead "II" if present,
+    <root>/videos/<VIEW>/<same stem>.hea (+ .dat/.mat)    ... or the ECG as a WFDB record (lead "II" if present,
                                                           else the first channel)
     <root>/splits.csv                                     optional: columns ``file,split`` (file relative to
                                                           root, split in train/val/test); overrides the default
@@ -55,7 +55,7 @@ from echojax.errors import UserError
 
 CLASSES = ECHO_VIEWS
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".m4v")
-ECG_SUFFIXES = (".csv", ".hea", ".dat")
+ECG_SUFFIXES = (".csv", ".hea", ".dat", ".mat")
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 ECG_DURATION_TOL = 0.05  # relative; plus two frame intervals
 # Pixels are stored as raw bytes: a read is a memory copy. (Encoding.NONE writes uint8 as a tf.train int64 list:
@@ -90,9 +90,10 @@ def list_items(root: Path, kind: str, report: SkipReport) -> list[dict]:
       rel = path.relative_to(root).as_posix()
       suf = path.suffix.lower()
       if kind == "videos" and suf in ECG_SUFFIXES:
-        if suf == ".csv" or suf == ".hea" or not path.with_suffix(".hea").exists():
-          if not any(path.with_suffix(s).exists() for s in VIDEO_SUFFIXES):
-            report.note(rel, "ignored: ECG file without a video of the same stem")
+        if suf in (".dat", ".mat") and not path.with_suffix(".hea").exists():
+          report.note(rel, f"ignored: WFDB signal file without its header {path.stem}.hea")
+        elif suf in (".csv", ".hea") and not any(path.with_suffix(s).exists() for s in VIDEO_SUFFIXES):
+          report.note(rel, "ignored: ECG file without a video of the same stem")
         continue
       if suf not in suffixes:
         report.note(rel, f"ignored: not a{'n image' if kind == 'images' else ' video'} file extension")
@@ -155,7 +156,7 @@ def load_video_item(it: dict, size: int, report: SkipReport) -> dict | None:
     try:
       trace = read_ecg_file(it["ecg"])
     except EcgReadError as e:
-      report.skip(it["rel"], f"ECG {ecg_rel} does not parse: {e}")
+      report.skip(it["rel"], f"ECG {ecg_rel} does not parse: {e.reason}")
       return None
     if fps <= 0:
       fps = t / trace.duration_s
@@ -192,7 +193,7 @@ class EchoViews(tfds.core.GeneratorBasedBuilder):
   DEFAULT_CONFIG_NAME = "images"
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Point --manual-dir at a folder with images/<VIEW>/<file>.png|jpg and/or videos/<VIEW>/<file>.avi|mp4 "
-      "(+ optional <stem>.csv 'time_s,ecg_mv' or WFDB <stem>.hea/.dat). "
+      "(+ optional <stem>.csv 'time_s,ecg_mv' or WFDB <stem>.hea with .dat/.mat). "
       "Synthetic: python -m echojax.data.synthetic echo_views --out DIR")
 
   def __init__(self, *, strict: bool = False, split_seed: int = 0, **kwargs):
