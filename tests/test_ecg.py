@@ -302,8 +302,8 @@ def test_csv_sampling_rate_survives_a_rounded_time_column(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The ECG reader on real-record faults (issue 12.4): .mat/.dat paths, exact rates, errors that name the file and
-# field
+# The ECG reader on real-record faults (issue 12.4): gaps, .mat/.dat paths, exact rates, errors that name the file
+# and field
 
 
 def _wrsamp(tmp_path, name, x, fs, sig_name, units=None, **kw):
@@ -313,6 +313,51 @@ def _wrsamp(tmp_path, name, x, fs, sig_name, units=None, **kw):
   wfdb.wrsamp(name, fs=fs, units=units or ["mV"] * x.shape[1], sig_name=list(sig_name), p_signal=x,
               fmt=["16"] * x.shape[1], write_dir=str(tmp_path), **kw)
   return tmp_path / f"{name}.hea"
+
+
+def test_ecg_reader_bridges_short_gaps_and_keeps_long_ones(tmp_path, fixtures_dir):
+  """Three NaN samples no longer reject a record: gaps up to MAX_GAP_S are interpolated, a 1 s gap stays NaN (the
+  detector finds the beats around it), the notes say so; the same for a CSV with empty / nan values."""
+  wfdb = pytest.importorskip("wfdb")
+  rec = wfdb.rdrecord(str(fixtures_dir / "ecg" / "ludb" / "1"))
+  x = rec.p_signal.copy()
+  ii = rec.sig_name.index("ii")
+  x[[700, 1900, 4100], ii] = np.nan  # three single missing samples
+  x[2500:3000, ii] = np.nan  # 1 s lead-off
+  tr = E.read_ecg_file(_wrsamp(tmp_path, "gaps", x, rec.fs, rec.sig_name))
+  assert tr.fs == 500 and len(tr.signal) == len(x)
+  for i in (700, 1900, 4100):
+    assert tr.signal[i] == pytest.approx((x[i - 1, ii] + x[i + 1, ii]) / 2, abs=0.01)
+  assert np.isnan(tr.signal).sum() == 500 and np.isnan(tr.signal[2500:3000]).all()
+  assert np.nanmax(np.abs(tr.signal - x[:, ii])) < 0.01
+  assert any("3 missing samples in 3 gaps" in n for n in tr.notes)
+  assert any("1 gap longer than" in n and "1.00 s" in n for n in tr.notes)
+  rp = E.detect_r_peaks(tr.signal, tr.fs)
+  clean = E.detect_r_peaks(rec.p_signal[:, ii], rec.fs).indices
+  np.testing.assert_array_equal(rp.indices, clean[(clean < 2500) | (clean >= 3000)])  # every beat outside the gap
+  # CSV: an empty or nan value is a missing sample, a word is still an error naming the file, row and field
+  ecg, _ = synthesize_ecg(4.0, 250.0, 75.0, rng=0)
+  y = ecg.copy()
+  y[100] = np.nan
+  y[400:500] = np.nan  # 0.4 s
+  p = tmp_path / "gaps.csv"
+  E.write_ecg_csv(p, y, 250.0)
+  lines = p.read_text().splitlines()
+  lines[1 + 200] = lines[1 + 200].split(",")[0] + ","
+  p.write_text("\n".join(lines) + "\n")
+  tc = E.read_ecg_file(p)
+  assert np.isfinite(tc.signal[[100, 200]]).all() and np.isnan(tc.signal[400:500]).all()
+  assert np.isnan(tc.signal).sum() == 100 and tc.fs == 250.0
+  kept = np.isfinite(y) & (np.arange(len(y)) != 200)
+  np.testing.assert_allclose(tc.signal[kept], y[kept], atol=1e-4)
+  assert any("2 missing samples in 2 gaps" in n for n in tc.notes)
+  lines[1 + 300] = lines[1 + 300].split(",")[0] + ",n/a"
+  p.write_text("\n".join(lines) + "\n")
+  with pytest.raises(E.EcgReadError, match=rf"^{p}: ECG CSV row 301: ecg_mv is 'n/a'"):
+    E.read_ecg_file(p)
+  p.write_text("time_s,ecg_mv\n0.000,\n0.004,nan\n0.008,\n")
+  with pytest.raises(E.EcgReadError, match="no finite ecg_mv"):
+    E.read_ecg_file(p)
 
 
 def test_wfdb_records_open_through_hea_dat_or_mat(tmp_path, monkeypatch):
@@ -367,13 +412,13 @@ def test_sampling_rates_read_back_exactly(tmp_path, fs):
 
 def test_ecg_reader_errors_name_the_file_and_field(tmp_path):
   """EcgReadError is a UserError "<path>: <reason>" naming the row or field, for headers wfdb would read leniently
-  (fs NaN, inf, 0, a word: wfdb takes 250 Hz), a 1-sample record, a missing signal file."""
+  (fs NaN, inf, 0, a word: wfdb takes 250 Hz), a 1-sample record, no finite samples, a missing signal file."""
   assert issubclass(E.EcgReadError, UserError)
   import pickle
 
   e = pickle.loads(pickle.dumps(E.EcgReadError("a/b.csv", "ECG CSV row 3: why")))
   assert (e.path, e.reason, str(e)) == ("a/b.csv", "ECG CSV row 3: why", "a/b.csv: ECG CSV row 3: why")
-  pytest.importorskip("wfdb")
+  wfdb = pytest.importorskip("wfdb")
   ecg, _ = synthesize_ecg(2.0, 250.0, 70.0, rng=0)
   hea = _wrsamp(tmp_path, "ok", ecg, 250, ["II"])
   text = hea.read_text()
@@ -393,6 +438,10 @@ def test_ecg_reader_errors_name_the_file_and_field(tmp_path):
   one = _wrsamp(tmp_path, "one", ecg[:1], 250, ["II"])
   with pytest.raises(E.EcgReadError, match=rf"^{one}: WFDB record has 1 sample in lead II \(field nsamp\)"):
     E.read_ecg_file(one)
+  wfdb.wrsamp("void", fs=250, units=["mV"], sig_name=["II"], d_signal=np.full((500, 1), -32768, np.int16),
+              adc_gain=[200.0], baseline=[0], fmt=["16"], write_dir=str(tmp_path))
+  with pytest.raises(E.EcgReadError, match=rf"^{tmp_path / 'void.hea'}: WFDB record has no finite sample in lead II"):
+    E.read_ecg_file(tmp_path / "void.hea")
   p = tmp_path / "t.csv"
   p.write_text("time_s,ecg_mv\n0.0,0.1\nsoon,0.2\n")
   with pytest.raises(E.EcgReadError, match=rf"^{p}: ECG CSV row 2: time_s is 'soon'"):

@@ -33,7 +33,8 @@ Bad input is never dropped silently (``self.report``, an echojax SkipReport; ``s
 unreadable image or video, a file in an unknown class folder, an ECG file that does not parse, or an ECG that does
 not cover the cine (frames / fps) to within 5% of its duration (at least two frame intervals) at either end -> the
 item is skipped with the reason. An ECG longer than the cine is cut to the cine's span (noted), so the stored
-``ecg[0]`` is always at the first frame. Other files (not images/videos/ECG) are noted and ignored.
+``ecg[0]`` is always at the first frame. Missing ECG samples are noted, not skipped: short gaps are interpolated by
+the reader, long ones stored as NaN (no R peaks there). Other files (not images/videos/ECG) are noted and ignored.
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ def load_video_item(it: dict, size: int, report: SkipReport) -> dict | None:
     except EcgReadError as e:
       report.skip(it["rel"], f"ECG {ecg_rel} does not parse: {e.reason}")
       return None
+    for note in trace.notes:
+      report.note(it["rel"], f"ECG read: {ecg_rel}: {note}")
     if fps <= 0:
       fps = t / trace.duration_s
       report.note(it["rel"], f"fps missing in video header: taken from the ECG duration ({fps:.2f})")
@@ -172,7 +175,10 @@ def load_video_item(it: dict, size: int, report: SkipReport) -> dict | None:
     ecg, ecg_fs = sig, float(trace.fs)
     # R peaks on the whole recording (beats at the cine's edges are found better with context), then mapped to
     # frames on the video clock
-    r_peaks = ecg_phases(trace.signal, ecg_fs, t, fps, offset_s=-trace.start_s).ed_frames.astype(np.int32)
+    try:
+      r_peaks = ecg_phases(trace.signal, ecg_fs, t, fps, offset_s=-trace.start_s).ed_frames.astype(np.int32)
+    except UserError as e:  # e.g. a rate too coarse for R peaks: the cine is kept, its sampler falls back
+      report.note(it["rel"], f"ECG without R peaks: {ecg_rel}: {e}")
   elif fps <= 0:
     report.note(it["rel"], "fps missing in video header and no ECG: stored as 0")
   return {"video": frames, "fps": np.float32(fps), "num_frames": np.int32(t), "ecg": ecg,

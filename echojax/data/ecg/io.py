@@ -7,11 +7,15 @@
   - CSV: ``fs`` from the span of ``time_s``, snapped to the simplest rate p/q (q <= 1000) that the written times
     allow: the rate whose span lies within one unit of the column's precision (its most common number of decimals)
     of the written one. So 250, 360 or 1000/3 Hz read back exactly, also from a 6-decimal column.
+  - Missing samples (NaN; in a CSV an empty, ``nan`` or ``inf`` value): runs up to
+    :data:`~echojax.data.ecg.quality.MAX_GAP_S` are linearly interpolated, longer ones kept as NaN (the detector and
+    the quality module mark them unusable); the trace's ``notes`` say so. Only a lead with no finite sample is
+    refused.
   - Bad input raises :class:`EcgReadError` (a UserError) naming the file and the field, never a library traceback.
 
 * :func:`write_ecg_csv` -- one lead as that CSV (9 decimals of time: any rate reads back exactly).
 * :func:`align_to_video` -- shift, edge-pad (at most ``tol_s``) and cut a trace so that sample 0 is at the cine's
-  first frame; a reason instead when it does not cover the cine.
+  first frame (NaN gaps carried through); a reason instead when it does not cover the cine.
 * :func:`find_ecg_file` -- ``<stem>.csv`` or ``<stem>.hea`` (whatever its signal file: .dat, .mat) beside a video.
 """
 
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from echojax.data.ecg.quality import MAX_GAP_S, fill_gaps, nan_runs
 from echojax.errors import UserError
 
 ECG_CSV_HEADER = "time_s,ecg_mv"
@@ -53,11 +58,14 @@ class EcgReadError(UserError):
 @dataclasses.dataclass(frozen=True)
 class EcgTrace:
   """One ECG lead: ``signal`` float32 (N,) in mV, sampled at ``fs`` Hz; its first sample is at ``start_s`` on the
-  video clock (0 = the first frame; a CSV whose ``time_s`` starts at -0.5 began recording half a second early)."""
+  video clock (0 = the first frame; a CSV whose ``time_s`` starts at -0.5 began recording half a second early).
+  NaN samples are gaps longer than :data:`~echojax.data.ecg.quality.MAX_GAP_S`. ``notes``: what the reader fixed
+  up (gaps bridged or kept)."""
 
   signal: np.ndarray
   fs: float
   start_s: float = 0.0
+  notes: tuple[str, ...] = ()
 
   @property
   def duration_s(self) -> float:
@@ -67,7 +75,7 @@ class EcgTrace:
 def write_ecg_csv(path: str | Path, ecg: np.ndarray, fs: float, start_s: float = 0.0) -> None:
   """Write one lead as the documented CSV: header ``time_s,ecg_mv``, then one ``time,value`` row per sample
   (``time_s`` on the video clock: 0 = first frame; ``start_s`` = time of the first sample; 9 decimals, so
-  :func:`read_ecg_file` gives ``fs`` back exactly)."""
+  :func:`read_ecg_file` gives ``fs`` back exactly; NaN samples are written ``nan``)."""
   f = float(fs)
   if not math.isfinite(f) or f <= 0:
     raise UserError(f"{path}: ECG sampling rate must be a finite number > 0 Hz; got {fs!r}")
@@ -77,6 +85,28 @@ def write_ecg_csv(path: str | Path, ecg: np.ndarray, fs: float, start_s: float =
     fh.write(ECG_CSV_HEADER + "\n")
     for ti, vi in zip(t, ecg):
       fh.write(f"{ti:.9f},{vi:.5f}\n")
+
+
+def _bridge_gaps(x: np.ndarray, fs: float) -> tuple[np.ndarray, list[str]]:
+  """NaN runs up to MAX_GAP_S linearly interpolated, longer ones kept; notes saying which (none without gaps)."""
+  runs = nan_runs(x)
+  if not runs:
+    return x, []
+  short = [(a, b) for a, b in runs if (b - a) / fs <= MAX_GAP_S]
+  long = [(a, b) for a, b in runs if (b - a) / fs > MAX_GAP_S]
+  out = fill_gaps(x)
+  for a, b in long:
+    out[a:b] = np.nan
+  notes = []
+  if short:
+    n = sum(b - a for a, b in short)
+    notes.append(f"{n} missing sample{'s' * (n != 1)} in {len(short)} gap{'s' * (len(short) != 1)} of up to "
+                 f"{max(b - a for a, b in short) / fs:.3f} s interpolated")
+  if long:
+    secs = sum(b - a for a, b in long) / fs
+    notes.append(f"{len(long)} gap{'s' * (len(long) != 1)} longer than {MAX_GAP_S:g} s ({secs:.2f} s in all) kept "
+                 "as missing samples (NaN; unusable for R peaks)")
+  return out, notes
 
 
 def _csv_rate(n: int, first: Decimal, last: Decimal, quantum: Decimal) -> float:
@@ -123,11 +153,10 @@ def _read_ecg_csv(path: Path) -> EcgTrace:
     times.append(t)
     v = parts[1].strip()
     try:
-      vals[i - 1] = float(v)
+      vals[i - 1] = float(v) if v else np.nan  # empty, nan or inf: a missing sample
     except ValueError:
-      raise EcgReadError(path, f"ECG CSV row {i}: ecg_mv is {v!r}; expected a number") from None
-    if not np.isfinite(vals[i - 1]):
-      raise EcgReadError(path, f"ECG CSV row {i}: ecg_mv is {v!r}; expected a finite number")
+      raise EcgReadError(path, f"ECG CSV row {i}: ecg_mv is {v!r}; expected a number (or empty / nan for a "
+                               "missing sample)") from None
   t = np.array([float(x) for x in times])
   dt = np.diff(t)
   if np.any(dt <= 0):
@@ -139,7 +168,10 @@ def _read_ecg_csv(path: Path) -> EcgTrace:
     row = int(np.argmax(np.abs(dt - step))) + 2
     raise EcgReadError(path, f"ECG CSV time_s is not uniformly spaced (row {row}; resample to a fixed rate)")
   fs = _csv_rate(len(times), times[0], times[-1], quantum)
-  return EcgTrace(vals.astype(np.float32), fs, float(times[0]))
+  if not np.isfinite(vals).any():
+    raise EcgReadError(path, "ECG CSV has no finite ecg_mv value")
+  sig, notes = _bridge_gaps(vals, fs)
+  return EcgTrace(sig.astype(np.float32), fs, float(times[0]), tuple(notes))
 
 
 def _wfdb_header(path: Path) -> Path:
@@ -206,9 +238,10 @@ def _read_ecg_wfdb(path: Path) -> EcgTrace:
   if len(sig) < 2:
     raise EcgReadError(path, f"WFDB record has {len(sig)} sample{'s' * (len(sig) != 1)} in lead {names[ch] or ch} "
                              "(field nsamp); need at least 2")
-  if not np.all(np.isfinite(sig)):
-    raise EcgReadError(path, f"WFDB record has missing (non-finite) samples in lead {names[ch] or ch}")
-  return EcgTrace(sig.astype(np.float32), float(rec.fs))
+  if not np.isfinite(sig).any():
+    raise EcgReadError(path, f"WFDB record has no finite sample in lead {names[ch] or ch} (all missing)")
+  sig, notes = _bridge_gaps(sig, float(rec.fs))
+  return EcgTrace(sig.astype(np.float32), float(rec.fs), 0.0, tuple(notes))
 
 
 def read_ecg_file(path: str | Path) -> EcgTrace:
@@ -239,6 +272,7 @@ def align_to_video(trace: EcgTrace, num_frames: int, fps: float, tol_s: float) -
 
   Returns (signal, None), or (empty, reason) when the ECG does not cover [0, num_frames / fps) to within
   ``tol_s`` at either end. A trace that starts at 0 and ends within ``tol_s`` of the cine is returned unchanged.
+  NaN samples (long gaps) are carried through as they are.
   """
   video_s = num_frames / fps
   end_s = trace.start_s + trace.duration_s
