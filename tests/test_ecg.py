@@ -302,8 +302,8 @@ def test_csv_sampling_rate_survives_a_rounded_time_column(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The ECG reader on real-record faults (issue 12.4): gaps, .mat/.dat paths, exact rates, errors that name the file
-# and field
+# The ECG reader on real-record faults (issue 12.4): gaps, native rates, lead choice, .mat/.dat paths, exact rates,
+# errors that name the file and field
 
 
 def _wrsamp(tmp_path, name, x, fs, sig_name, units=None, **kw):
@@ -324,8 +324,8 @@ def test_ecg_reader_bridges_short_gaps_and_keeps_long_ones(tmp_path, fixtures_di
   ii = rec.sig_name.index("ii")
   x[[700, 1900, 4100], ii] = np.nan  # three single missing samples
   x[2500:3000, ii] = np.nan  # 1 s lead-off
-  tr = E.read_ecg_file(_wrsamp(tmp_path, "gaps", x, rec.fs, rec.sig_name))
-  assert tr.fs == 500 and len(tr.signal) == len(x)
+  tr = E.read_ecg_file(_wrsamp(tmp_path, "gaps", x, rec.fs, rec.sig_name), lead="II")
+  assert tr.lead == "ii" and tr.fs == 500 and len(tr.signal) == len(x)
   for i in (700, 1900, 4100):
     assert tr.signal[i] == pytest.approx((x[i - 1, ii] + x[i + 1, ii]) / 2, abs=0.01)
   assert np.isnan(tr.signal).sum() == 500 and np.isnan(tr.signal[2500:3000]).all()
@@ -360,6 +360,55 @@ def test_ecg_reader_bridges_short_gaps_and_keeps_long_ones(tmp_path, fixtures_di
     E.read_ecg_file(p)
 
 
+def test_wfdb_multirate_and_multi_sample_frames_read_at_native_rate(tmp_path):
+  """A 250 Hz lead stored as 4 samples per 62.5 Hz frame beside a 62.5 Hz pressure channel, and a record with 2
+  samples per frame in every channel: the lead comes back at its own rate, not averaged down to the frame rate."""
+  wfdb = pytest.importorskip("wfdb")
+  ecg, _ = synthesize_ecg(8.0, 250.0, 70.0, rng=1)
+  abp = 90 + 20 * np.sin(2 * np.pi * 70 / 60 * np.arange(500) / 62.5)
+  v1 = ecg[::4]
+  wfdb.wrsamp("mr", fs=62.5, units=["mV", "mmHg", "mV"], sig_name=["II", "ABP", "V1"], e_p_signal=[ecg, abp, v1],
+              samps_per_frame=[4, 1, 1], fmt=["16", "16", "16"], write_dir=str(tmp_path))
+  tr = E.read_ecg_file(tmp_path / "mr.hea")
+  assert (tr.lead, tr.fs, len(tr.signal)) == ("II", 250.0, len(ecg))
+  np.testing.assert_allclose(tr.signal, ecg, atol=0.01)
+  assert len(E.detect_r_peaks(tr.signal, tr.fs).indices) == len(E.detect_r_peaks(ecg, 250.0).indices)
+  tv = E.read_ecg_file(tmp_path / "mr.hea", lead="v1")
+  assert (tv.lead, tv.fs, len(tv.signal)) == ("V1", 62.5, len(v1))
+  wfdb.wrsamp("f2", fs=250, units=["mV", "mV"], sig_name=["I", "II"], e_p_signal=[ecg, -ecg], samps_per_frame=[2, 2],
+              fmt=["16", "16"], write_dir=str(tmp_path))
+  t2 = E.read_ecg_file(tmp_path / "f2.hea", lead="II")
+  assert t2.fs == 500.0 and len(t2.signal) == len(ecg)
+  np.testing.assert_allclose(t2.signal, -ecg, atol=0.01)
+
+
+def test_wfdb_lead_picked_by_signal_quality(tmp_path, fixtures_dir):
+  """PTB s0010_re with lead II replaced by noise, then by a flat line: a clean lead is read, named on the trace; an
+  explicit lead= is honoured (case-insensitive) and an absent one is an error listing the leads; on a tie, II."""
+  wfdb = pytest.importorskip("wfdb")
+  rec = wfdb.rdrecord(str(fixtures_dir / "ecg" / "ptb" / "s0010_re"), sampto=10000)
+  names = rec.sig_name[:12]
+  ii = names.index("ii")
+  for what, lead_ii in [("noise", np.random.default_rng(0).normal(0, 0.5, 10000)),
+                        ("flat", 0.001 * np.random.default_rng(1).normal(size=10000))]:
+    x = rec.p_signal[:, :12].copy()
+    x[:, ii] = lead_ii
+    hea = _wrsamp(tmp_path, what, x, rec.fs, names)
+    tr = E.read_ecg_file(hea)
+    assert tr.lead != "ii" and tr.lead in names, what
+    np.testing.assert_allclose(tr.signal, x[:, names.index(tr.lead)], atol=0.01)
+    assert any(f"lead {tr.lead} picked by signal quality" in n for n in tr.notes)
+    assert E.read_ecg_file(hea, lead="II").lead == "ii"
+  tv = E.read_ecg_file(hea, lead="V5")
+  assert tv.lead == "v5"
+  np.testing.assert_allclose(tv.signal, x[:, names.index("v5")], atol=0.01)
+  with pytest.raises(E.EcgReadError, match=rf"^{hea}: WFDB record has no lead 'V7' \(field sig_name\); its leads: "
+                                           r"i, ii, iii, avr"):
+    E.read_ecg_file(hea, lead="V7")
+  same = np.tile(rec.p_signal[:, [ii]], (1, 3))
+  assert E.read_ecg_file(_wrsamp(tmp_path, "tie", same, rec.fs, ["I", "II", "III"])).lead == "II"
+
+
 def test_wfdb_records_open_through_hea_dat_or_mat(tmp_path, monkeypatch):
   """A record opens through its .hea, .dat, .mat or bare record name: wfdb's own wfdb2mat output (rm.hea + rm.mat),
   a PhysioNet-Challenge-style one (MAT v4 'val', header '16+24'); a .mat without a header names the file; the
@@ -371,14 +420,14 @@ def test_wfdb_records_open_through_hea_dat_or_mat(tmp_path, monkeypatch):
   ecg, _ = synthesize_ecg(4.0, 500.0, 80.0, rng=2)
   x = np.stack([ecg, 0.5 * ecg], 1)
   hea = _wrsamp(tmp_path, "r", x, 500, ["I", "II"])
-  ref = E.read_ecg_file(hea)
+  ref = E.read_ecg_file(hea, lead="II")
   for p in (tmp_path / "r.dat", tmp_path / "r"):
-    t = E.read_ecg_file(p)
+    t = E.read_ecg_file(p, lead="II")
     assert t.fs == ref.fs and np.array_equal(t.signal, ref.signal)
   monkeypatch.chdir(tmp_path)
   wfdb_to_mat("r")  # writes rm.hea + rm.mat into the working directory
   assert "rm.mat" in (tmp_path / "rm.hea").read_text()
-  t = E.read_ecg_file(tmp_path / "rm.mat")
+  t = E.read_ecg_file(tmp_path / "rm.mat", lead="II")
   assert t.fs == 500 and np.array_equal(t.signal, ref.signal)
   d = wfdb.rdrecord(str(tmp_path / "r"), physical=False).d_signal
   cine = tmp_path / "cine"
@@ -390,7 +439,7 @@ def test_wfdb_records_open_through_hea_dat_or_mat(tmp_path, monkeypatch):
   found = E.find_ecg_file(cine / "A4C_0001.avi")
   assert found == cine / "A4C_0001.hea"
   for p in (found, cine / "A4C_0001.mat"):
-    t = E.read_ecg_file(p)
+    t = E.read_ecg_file(p, lead="II")
     assert t.fs == 500 and np.array_equal(t.signal, ref.signal)
   (tmp_path / "lone").mkdir()
   (tmp_path / "lone" / "x.mat").write_bytes((cine / "A4C_0001.mat").read_bytes())
@@ -449,6 +498,8 @@ def test_ecg_reader_errors_name_the_file_and_field(tmp_path):
   p.write_text("time_s,ecg_mv\n0.0,0.1\n")
   with pytest.raises(E.EcgReadError, match=rf"^{p}: ECG CSV has 1 sample row; need at least 2"):
     E.read_ecg_file(p)
+  with pytest.raises(E.EcgReadError, match=rf"^{p}: lead='II' names a WFDB channel"):
+    E.read_ecg_file(p, lead="II")
   with pytest.raises(E.EcgReadError, match=r"missing\.csv: file not found"):
     E.read_ecg_file(tmp_path / "missing.csv")
   with pytest.raises(E.EcgReadError, match=r"x\.txt: unknown ECG file type '\.txt'"):

@@ -9,8 +9,8 @@ Raw layout (manual_dir = the dataset folder):
                                                           sample at a fixed rate (fs = 1 / time step). time_s
                                                           is on the video clock: 0 = the first frame, so an ECG
                                                           recorded from before the cine starts negative
-    <root>/videos/<VIEW>/<same stem>.hea (+ .dat/.mat)    ... or the ECG as a WFDB record (lead "II" if present,
-                                                          else the first channel)
+    <root>/videos/<VIEW>/<same stem>.hea (+ .dat/.mat)    ... or the ECG as a WFDB record (the lead with the best
+                                                          signal quality, at its native rate)
     <root>/splits.csv                                     optional: columns ``file,split`` (file relative to
                                                           root, split in train/val/test); overrides the default
 

@@ -3,7 +3,9 @@
 * :func:`read_ecg_file` -- one lead of a CSV ``time_s,ecg_mv`` or a WFDB record (``.hea``, ``.dat`` or ``.mat``
   path, resolved to its header), as an :class:`EcgTrace`:
 
-  - WFDB: lead II if present, else the first channel; ``fs`` as the header writes it.
+  - WFDB: the lead by signal quality (:func:`echojax.data.ecg.quality.lead_scores` over the voltage channels at a
+    common rate; on a tie lead II, else the first), or the one named by ``lead=``; at its native rate (multi-rate
+    records and several samples per frame are not averaged down to the frame rate); ``fs`` as the header writes it.
   - CSV: ``fs`` from the span of ``time_s``, snapped to the simplest rate p/q (q <= 1000) that the written times
     allow: the rate whose span lies within one unit of the column's precision (its most common number of decimals)
     of the written one. So 250, 360 or 1000/3 Hz read back exactly, also from a 6-decimal column.
@@ -31,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from echojax.data.ecg.quality import MAX_GAP_S, fill_gaps, nan_runs
+from echojax.data.ecg.detect import MIN_FS
+from echojax.data.ecg.quality import MAX_GAP_S, fill_gaps, lead_scores, nan_runs
 from echojax.errors import UserError
 
 ECG_CSV_HEADER = "time_s,ecg_mv"
 WFDB_SUFFIXES = (".hea", ".dat", ".mat")
+VOLTAGE_UNITS = ("v", "mv", "uv", "nv")  # WFDB units of ECG channels (lower case, micro as u)
 MAX_RATE_DENOMINATOR = 1000  # CSV rates are snapped to p/q with q up to this
 
 
@@ -59,12 +63,13 @@ class EcgReadError(UserError):
 class EcgTrace:
   """One ECG lead: ``signal`` float32 (N,) in mV, sampled at ``fs`` Hz; its first sample is at ``start_s`` on the
   video clock (0 = the first frame; a CSV whose ``time_s`` starts at -0.5 began recording half a second early).
-  NaN samples are gaps longer than :data:`~echojax.data.ecg.quality.MAX_GAP_S`. ``notes``: what the reader fixed
-  up (gaps bridged or kept)."""
+  NaN samples are gaps longer than :data:`~echojax.data.ecg.quality.MAX_GAP_S`. ``lead``: the WFDB channel's name
+  ("" for a CSV); ``notes``: what the reader fixed up or chose (gaps bridged or kept, a lead other than II)."""
 
   signal: np.ndarray
   fs: float
   start_s: float = 0.0
+  lead: str = ""
   notes: tuple[str, ...] = ()
 
   @property
@@ -171,7 +176,7 @@ def _read_ecg_csv(path: Path) -> EcgTrace:
   if not np.isfinite(vals).any():
     raise EcgReadError(path, "ECG CSV has no finite ecg_mv value")
   sig, notes = _bridge_gaps(vals, fs)
-  return EcgTrace(sig.astype(np.float32), fs, float(times[0]), tuple(notes))
+  return EcgTrace(sig.astype(np.float32), fs, float(times[0]), "", tuple(notes))
 
 
 def _wfdb_header(path: Path) -> Path:
@@ -218,36 +223,83 @@ def _check_wfdb_header(path: Path, hea: Path) -> float:
   return fs
 
 
-def _read_ecg_wfdb(path: Path) -> EcgTrace:
-  """Read one lead of a WFDB record (module docstring)."""
+def _is_voltage(unit) -> bool:
+  return str(unit or "").strip().lower().replace("µ", "u").replace("μ", "u") in VOLTAGE_UNITS
+
+
+def _common_rate_scores(sigs: list[np.ndarray], rates: list[float]) -> np.ndarray:
+  """:func:`lead_scores` of leads sampled at different rates, all linearly interpolated onto the fastest one's grid;
+  zeros (no preference) for records too short or too coarse to score."""
+  f = max(rates)
+  n = min(int(len(s) / r * f) for s, r in zip(sigs, rates))
+  if f < MIN_FS or n < f:
+    return np.zeros(len(sigs))
+  if all(r == f for r in rates):
+    x = np.column_stack([s[:n] for s in sigs])
+  else:
+    t = np.arange(n) / f
+    x = np.column_stack([np.interp(t, np.arange(len(s)) / r, s) for s, r in zip(sigs, rates)])
+  return lead_scores(x, f)
+
+
+def _read_ecg_wfdb(path: Path, lead: str | None) -> EcgTrace:
+  """Read one lead of a WFDB record at its native rate (module docstring)."""
   import wfdb
 
   hea = _wfdb_header(path)
   fs = _check_wfdb_header(path, hea)
   try:
-    rec = wfdb.rdrecord(str(hea.with_suffix("")))
+    rec = wfdb.rdrecord(str(hea.with_suffix("")), smooth_frames=False)
   except Exception as e:  # wfdb raises many types on malformed headers / data
     raise EcgReadError(path, f"cannot read the WFDB record: {type(e).__name__}: {e}") from None
   if float(rec.fs) != fs:
     raise EcgReadError(path, f"WFDB header {hea.name}: field fs reads as {rec.fs!r} by wfdb but is written {fs:g}")
-  if rec.p_signal is None or rec.p_signal.size == 0:
-    raise EcgReadError(path, "WFDB record has no samples")
-  names = [str(n).strip() for n in (rec.sig_name or [""] * rec.p_signal.shape[1])]
-  ch = [n.lower() for n in names].index("ii") if "ii" in [n.lower() for n in names] else 0
-  sig = np.asarray(rec.p_signal[:, ch], np.float64)
-  if len(sig) < 2:
-    raise EcgReadError(path, f"WFDB record has {len(sig)} sample{'s' * (len(sig) != 1)} in lead {names[ch] or ch} "
-                             "(field nsamp); need at least 2")
-  if not np.isfinite(sig).any():
-    raise EcgReadError(path, f"WFDB record has no finite sample in lead {names[ch] or ch} (all missing)")
-  sig, notes = _bridge_gaps(sig, float(rec.fs))
-  return EcgTrace(sig.astype(np.float32), float(rec.fs), 0.0, tuple(notes))
+  sigs = [np.asarray(s, np.float64).reshape(-1) for s in (rec.e_p_signal or [])]
+  if not sigs:
+    raise EcgReadError(path, "WFDB record has no signals")
+  names = [str(n).strip() for n in (rec.sig_name or [""] * len(sigs))]
+  units = list(rec.units or [""] * len(sigs))
+  spf = list(rec.samps_per_frame or [1] * len(sigs))
+  rates = [float(rec.fs) * int(k) for k in spf]
+  low = [n.lower() for n in names]
+  if lead is not None:
+    if lead.strip().lower() not in low:
+      raise EcgReadError(path, f"WFDB record has no lead {lead!r} (field sig_name); its leads: "
+                               f"{', '.join(n or repr(n) for n in names)}")
+    cands = [low.index(lead.strip().lower())]
+  else:
+    cands = [i for i, u in enumerate(units) if _is_voltage(u)] or list(range(len(sigs)))
+  if all(len(sigs[i]) < 2 for i in cands):
+    n, i = len(sigs[cands[0]]), cands[0]
+    raise EcgReadError(path, f"WFDB record has {n} sample{'s' * (n != 1)} in lead {names[i] or i} (field nsamp); "
+                             "need at least 2")
+  cands = [i for i in cands if len(sigs[i]) >= 2]
+  live = [i for i in cands if np.isfinite(sigs[i]).any()]
+  if not live:
+    which = f"lead {names[cands[0]] or cands[0]}" if len(cands) == 1 else "any lead"
+    raise EcgReadError(path, f"WFDB record has no finite sample in {which} (all missing)")
+  bridged = {i: _bridge_gaps(sigs[i], rates[i]) for i in live}
+  notes: list[str] = []
+  if len(live) == 1:
+    ch = live[0]
+  else:
+    scores = _common_rate_scores([bridged[i][0] for i in live], [rates[i] for i in live])
+    top = [i for i, s in zip(live, scores) if s >= scores.max() - 1e-12]
+    ch = next((i for i in top if low[i] == "ii"), top[0])
+    if "ii" in low and low[ch] != "ii":
+      ii = low.index("ii")
+      was = (f"score {scores[live.index(ii)]:.2f}" if ii in live else "no finite sample" if ii in cands
+             else f"units {units[ii]!r}, not a voltage")
+      notes.append(f"lead {names[ch]} picked by signal quality (score {scores[live.index(ch)]:.2f}; lead II: {was})")
+  sig, gap_notes = bridged[ch]
+  return EcgTrace(sig.astype(np.float32), rates[ch], 0.0, names[ch], tuple(notes + gap_notes))
 
 
-def read_ecg_file(path: str | Path) -> EcgTrace:
+def read_ecg_file(path: str | Path, lead: str | None = None) -> EcgTrace:
   """One lead of an ECG file of the raw echo layouts: ``.csv`` (``time_s,ecg_mv``) or a WFDB record (its ``.hea``,
   ``.dat`` or ``.mat``): rules in the module docstring.
 
+  ``lead``: the WFDB channel to read by name (case-insensitive), instead of the best by signal quality.
   Raises EcgReadError (a UserError) naming the file and the row or field.
   """
   path = Path(path)
@@ -255,11 +307,13 @@ def read_ecg_file(path: str | Path) -> EcgTrace:
   if suffix == ".csv":
     if not path.exists():
       raise EcgReadError(path, "file not found")
+    if lead is not None:
+      raise EcgReadError(path, f"lead={lead!r} names a WFDB channel; an ECG CSV 'time_s,ecg_mv' holds one unnamed lead")
     return _read_ecg_csv(path)
   if suffix in WFDB_SUFFIXES or (not path.exists() and path.with_name(path.name + ".hea").exists()):
     if suffix in WFDB_SUFFIXES and not path.exists():
       raise EcgReadError(path, "file not found")
-    return _read_ecg_wfdb(path)
+    return _read_ecg_wfdb(path, lead)
   if not path.exists():
     raise EcgReadError(path, "file not found")
   raise EcgReadError(path, f"unknown ECG file type {path.suffix!r} (use .csv 'time_s,ecg_mv' or a WFDB record: "
