@@ -197,6 +197,70 @@ def test_ecg_recorded_beyond_the_cine_is_cut_and_aligned(tmp_path, good):
   assert np.max(np.abs(rp.times[:len(gt["r_times_s"])] - gt["r_times_s"][:len(rp.times)])) < 0.02
 
 
+def test_builder_keeps_ecg_with_gaps_and_reads_mat_records(tmp_path, good):
+  """Missing ECG samples no longer skip a cine: 3 NaN samples in a WFDB record are bridged, a 0.5 s gap is stored as
+  NaN, an empty CSV value is bridged, each noted; a PhysioNet-style .hea + .mat record is read (no 'ignored' note),
+  and a .dat without its header is noted, not read."""
+  wfdb = pytest.importorskip("wfdb")
+  sio = pytest.importorskip("scipy.io")
+  root = _small_copy(good, tmp_path / "raw")
+  shutil.rmtree(root / "images")
+  truth = G.read_ground_truth(good)
+  d = root / "videos"
+
+  def rewrite(stem, fn):
+    rec = wfdb.rdrecord(str(stem))
+    x = fn(rec.p_signal.copy())
+    wfdb.wrsamp(stem.name, fs=rec.fs, units=rec.units, sig_name=rec.sig_name, p_signal=x, fmt=["16"],
+                write_dir=str(stem.parent))
+    return rec.fs
+
+  def three_nans(x):
+    x[[50, 51, 300], 0] = np.nan
+    return x
+
+  def quarter_gap(x):  # a quarter of the record (> 0.3 s) missing from sample 200
+    x[200 : 200 + len(x) // 4] = np.nan
+    return x
+
+  rewrite(d / "A2C" / "A2C_0002", three_nans)
+  gap_fs = rewrite(d / "M_MODE" / "M_MODE_0002", quarter_gap)
+  csv = d / "PLAX" / "PLAX_0001.csv"
+  lines = csv.read_text().splitlines()
+  lines[10] = lines[10].split(",")[0] + ","
+  csv.write_text("\n".join(lines) + "\n")
+  stem = d / "PLAX" / "PLAX_0002"  # the WFDB record as PhysioNet Challenge .mat: MAT v4 'val', header '16+24'
+  hea = stem.with_suffix(".hea")
+  sio.savemat(stem.with_suffix(".mat"), {"val": wfdb.rdrecord(str(stem), physical=False).d_signal.T.astype(np.int16)},
+              format="4")
+  hea.write_text(hea.read_text().replace("PLAX_0002.dat 16 ", "PLAX_0002.mat 16+24 "))
+  stem.with_suffix(".dat").unlink()
+  (d / "A2C" / "A2C_0000.dat").write_bytes(b"\x00" * 64)  # a signal file whose header is missing
+
+  b = _build(root, tmp_path / "tfds", "videos")
+  assert not b.report.skipped, b.report.summary()
+  notes = {}
+  for n in b.report.notes:
+    notes.setdefault(n.file, []).append(n.reason)
+  assert any("ECG read: videos/A2C/A2C_0002.hea: 3 missing samples in 2 gaps" in r
+             for r in notes["videos/A2C/A2C_0002.avi"])
+  assert any("kept as missing samples (NaN" in r for r in notes["videos/M_MODE/M_MODE_0002.avi"])
+  assert any("1 missing sample in 1 gap" in r for r in notes["videos/PLAX/PLAX_0001.mp4"])
+  assert notes["videos/A2C/A2C_0000.dat"] == ["ignored: WFDB signal file without its header A2C_0000.hea"]
+  assert "videos/PLAX/PLAX_0002.mat" not in notes
+  src = tfds.data_source("echo_views/videos", data_dir=str(tmp_path / "tfds"))
+  recs = {src[s][i]["file_name"].decode(): src[s][i] for s in ("train", "val", "test") for i in range(len(src[s]))}
+  assert len(recs) == 9
+  for rel in ("videos/A2C/A2C_0002.avi", "videos/PLAX/PLAX_0002.avi", "videos/PLAX/PLAX_0001.mp4"):
+    r, gt = recs[rel], truth[rel]
+    assert np.isfinite(r["ecg"]).all() and float(r["ecg_fs"]) == gt["ecg_fs"], rel
+    assert len(r["r_peaks"]) == len(gt["ed_frames"]) and np.all(np.abs(r["r_peaks"] - gt["ed_frames"]) <= 1), rel
+  r = recs["videos/M_MODE/M_MODE_0002.avi"]
+  n_gap = int(np.isnan(r["ecg"]).sum())
+  assert float(r["ecg_fs"]) == gap_fs and n_gap == len(r["ecg"]) // 4 > 0.15 * gap_fs
+  assert np.isnan(r["ecg"][200 : 200 + n_gap]).all()
+
+
 def test_builder_splits_csv_and_missing_folder(tmp_path, good):
   root = _small_copy(good, tmp_path / "raw")
   shutil.rmtree(root / "videos")

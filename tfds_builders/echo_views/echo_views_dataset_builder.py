@@ -9,8 +9,8 @@ Raw layout (manual_dir = the dataset folder):
                                                           sample at a fixed rate (fs = 1 / time step). time_s
                                                           is on the video clock: 0 = the first frame, so an ECG
                                                           recorded from before the cine starts negative
-    <root>/videos/<VIEW>/<same stem>.hea (+ .dat)         ... or the ECG as a WFDB record (lead "II" if present,
-                                                          else the first channel)
+    <root>/videos/<VIEW>/<same stem>.hea (+ .dat/.mat)    ... or the ECG as a WFDB record (the lead with the best
+                                                          signal quality, at its native rate)
     <root>/splits.csv                                     optional: columns ``file,split`` (file relative to
                                                           root, split in train/val/test); overrides the default
 
@@ -33,7 +33,8 @@ Bad input is never dropped silently (``self.report``, an echojax SkipReport; ``s
 unreadable image or video, a file in an unknown class folder, an ECG file that does not parse, or an ECG that does
 not cover the cine (frames / fps) to within 5% of its duration (at least two frame intervals) at either end -> the
 item is skipped with the reason. An ECG longer than the cine is cut to the cine's span (noted), so the stored
-``ecg[0]`` is always at the first frame. Other files (not images/videos/ECG) are noted and ignored.
+``ecg[0]`` is always at the first frame. Missing ECG samples are noted, not skipped: short gaps are interpolated by
+the reader, long ones stored as NaN (no R peaks there). Other files (not images/videos/ECG) are noted and ignored.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from echojax.errors import UserError
 
 CLASSES = ECHO_VIEWS
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".m4v")
-ECG_SUFFIXES = (".csv", ".hea", ".dat")
+ECG_SUFFIXES = (".csv", ".hea", ".dat", ".mat")
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 ECG_DURATION_TOL = 0.05  # relative; plus two frame intervals
 # Pixels are stored as raw bytes: a read is a memory copy. (Encoding.NONE writes uint8 as a tf.train int64 list:
@@ -90,9 +91,10 @@ def list_items(root: Path, kind: str, report: SkipReport) -> list[dict]:
       rel = path.relative_to(root).as_posix()
       suf = path.suffix.lower()
       if kind == "videos" and suf in ECG_SUFFIXES:
-        if suf == ".csv" or suf == ".hea" or not path.with_suffix(".hea").exists():
-          if not any(path.with_suffix(s).exists() for s in VIDEO_SUFFIXES):
-            report.note(rel, "ignored: ECG file without a video of the same stem")
+        if suf in (".dat", ".mat") and not path.with_suffix(".hea").exists():
+          report.note(rel, f"ignored: WFDB signal file without its header {path.stem}.hea")
+        elif suf in (".csv", ".hea") and not any(path.with_suffix(s).exists() for s in VIDEO_SUFFIXES):
+          report.note(rel, "ignored: ECG file without a video of the same stem")
         continue
       if suf not in suffixes:
         report.note(rel, f"ignored: not a{'n image' if kind == 'images' else ' video'} file extension")
@@ -155,8 +157,10 @@ def load_video_item(it: dict, size: int, report: SkipReport) -> dict | None:
     try:
       trace = read_ecg_file(it["ecg"])
     except EcgReadError as e:
-      report.skip(it["rel"], f"ECG {ecg_rel} does not parse: {e}")
+      report.skip(it["rel"], f"ECG {ecg_rel} does not parse: {e.reason}")
       return None
+    for note in trace.notes:
+      report.note(it["rel"], f"ECG read: {ecg_rel}: {note}")
     if fps <= 0:
       fps = t / trace.duration_s
       report.note(it["rel"], f"fps missing in video header: taken from the ECG duration ({fps:.2f})")
@@ -171,7 +175,10 @@ def load_video_item(it: dict, size: int, report: SkipReport) -> dict | None:
     ecg, ecg_fs = sig, float(trace.fs)
     # R peaks on the whole recording (beats at the cine's edges are found better with context), then mapped to
     # frames on the video clock
-    r_peaks = ecg_phases(trace.signal, ecg_fs, t, fps, offset_s=-trace.start_s).ed_frames.astype(np.int32)
+    try:
+      r_peaks = ecg_phases(trace.signal, ecg_fs, t, fps, offset_s=-trace.start_s).ed_frames.astype(np.int32)
+    except UserError as e:  # e.g. a rate too coarse for R peaks: the cine is kept, its sampler falls back
+      report.note(it["rel"], f"ECG without R peaks: {ecg_rel}: {e}")
   elif fps <= 0:
     report.note(it["rel"], "fps missing in video header and no ECG: stored as 0")
   return {"video": frames, "fps": np.float32(fps), "num_frames": np.int32(t), "ecg": ecg,
@@ -192,7 +199,7 @@ class EchoViews(tfds.core.GeneratorBasedBuilder):
   DEFAULT_CONFIG_NAME = "images"
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Point --manual-dir at a folder with images/<VIEW>/<file>.png|jpg and/or videos/<VIEW>/<file>.avi|mp4 "
-      "(+ optional <stem>.csv 'time_s,ecg_mv' or WFDB <stem>.hea/.dat). "
+      "(+ optional <stem>.csv 'time_s,ecg_mv' or WFDB <stem>.hea with .dat/.mat). "
       "Synthetic: python -m echojax.data.synthetic echo_views --out DIR")
 
   def __init__(self, *, strict: bool = False, split_seed: int = 0, **kwargs):

@@ -7,7 +7,9 @@ present we fall back to the periodic intensity cycle of the video, or to uniform
 
 One module per job (all numpy/scipy; no JAX); this package only re-exports their public names:
 
-* :mod:`echojax.data.ecg.io` -- ECG files (CSV ``time_s,ecg_mv`` or WFDB ``.hea/.dat``): :func:`read_ecg_file`,
+* :mod:`echojax.data.ecg.io` -- ECG files (CSV ``time_s,ecg_mv`` or WFDB ``.hea`` + ``.dat``/``.mat``):
+  :func:`read_ecg_file` (one lead: the best by signal quality or ``lead=``, at its native rate, short NaN gaps
+  interpolated, long ones kept; :class:`EcgReadError` is a UserError naming the file and field),
   :func:`write_ecg_csv`, :func:`align_to_video` (onto the video clock), :func:`find_ecg_file` (beside a cine).
 * :mod:`echojax.data.ecg.quality` -- which parts of a lead are ECG: :func:`signal_quality` (flat, saturated, noise,
   lead-off per segment, a usable mask), :func:`lead_scores` / :func:`best_lead` (leads picked by signal, not name).
