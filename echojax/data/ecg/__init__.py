@@ -48,7 +48,8 @@ __all__ = [
     "QUALITY_LABELS", "SignalQuality", "best_lead", "lead_scores", "signal_quality",
     # phases
     "DEFAULT_QTC_S", "MIN_PERIOD_CORR", "RR_NEIGHBOUR_RATIO", "RR_RANGE_S", "CardiacPhases", "plausible_cycles",
-    "bazett_es_times", "ecg_phases", "frame_times", "intensity_phases", "intensity_signal", "phases_from_r_peak_frames", "times_to_frames",
+    "bazett_es_times", "ecg_phases", "frame_times", "intensity_phases", "intensity_signal", "phases_from_r_peak_frames",
+    "times_to_frames",
     # sampler
     "PHASE_SAMPLER_FRAMES", "PhaseFrameSampler", "phase_sampler_name", "record_phases",
     "sample_phase_frames", "uniform_frames",

@@ -78,7 +78,8 @@ def _neighbour_median(rr: np.ndarray, ref: np.ndarray, k: int = 2) -> np.ndarray
   return out
 
 
-def plausible_cycles(r_times_s: np.ndarray, usable: np.ndarray | None = None, fs: float = 0.0) -> tuple[np.ndarray, str]:
+def plausible_cycles(r_times_s: np.ndarray, usable: np.ndarray | None = None,
+                     fs: float = 0.0) -> tuple[np.ndarray, str]:
   """Which cycles ``[r_i, r_{i+1})`` are plausible (module docstring): bool (len(r) - 1,), and why the others are
   not (``""`` when all are). ``usable``: the ECG's per-sample usable mask at rate ``fs`` (None: not checked)."""
   r = np.asarray(r_times_s, np.float64)
