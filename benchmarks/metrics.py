@@ -8,10 +8,11 @@ each test-set size ``--n`` (1,300 is EchoNet-Dynamic's test split) and each metr
 
 - **vectorised**: the function ``echojax.metrics`` calls (``_bootstrap_ranking`` for AUROC + average precision,
   ``_bootstrap_regression`` for MAE / RMSE / R2, ``_bootstrap_classification`` for accuracy / macro-F1 / balanced
-  accuracy), ``--resamples`` resamples including drawing them;
+  accuracy / macro precision, recall and specificity), ``--resamples`` resamples including drawing them;
 - **sklearn loop**: the same resamples (the same seeded index draws) scored one at a time with scikit-learn's
   ``roc_auc_score`` + ``average_precision_score``, ``mean_absolute_error`` + ``root_mean_squared_error`` +
-  ``r2_score``, ``accuracy_score`` + ``f1_score(average="macro")`` + ``balanced_accuracy_score``.
+  ``r2_score``, ``accuracy_score`` + ``f1_score(average="macro")`` + ``balanced_accuracy_score`` +
+  ``precision_score`` / ``recall_score(average="macro")`` + specificity from ``confusion_matrix``.
 
 After a small untimed warm-up, each is run ``--repeats`` times in this process on synthetic data (realistic prevalence / noise); the table prints
 the min and median seconds per bootstrap, the speed-up of the vectorised version (sklearn median / vectorised
@@ -76,15 +77,26 @@ def sklearn_regression(yt, yp, idx):
 
 
 def sklearn_classification(y, pred, idx):
-  from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+  from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
+                               precision_score, recall_score)
 
-  out = {"accuracy": [], "macro_f1": [], "balanced_accuracy": []}
+  out = {k: [] for k in ("accuracy", "macro_f1", "balanced_accuracy", "macro_precision", "macro_recall",
+                         "macro_specificity")}
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # a resample where a predicted class has no true example
     for i in idx:
       out["accuracy"].append(accuracy_score(y[i], pred[i]))
       out["macro_f1"].append(f1_score(y[i], pred[i], average="macro", zero_division=0))
       out["balanced_accuracy"].append(balanced_accuracy_score(y[i], pred[i]))
+      out["macro_precision"].append(precision_score(y[i], pred[i], average="macro", zero_division=0))
+      out["macro_recall"].append(recall_score(y[i], pred[i], average="macro", zero_division=0))
+      # scikit-learn has no specificity: TN / (TN + FP) per class from its confusion matrix, over the classes in
+      # the labels or predictions that have negatives
+      cm = confusion_matrix(y[i], pred[i])
+      support, predicted, tp = cm.sum(1), cm.sum(0), np.diag(cm)
+      neg = len(y[i]) - support
+      ok = neg > 0
+      out["macro_specificity"].append(float(np.mean((neg - predicted + tp)[ok] / neg[ok])) if ok.any() else np.nan)
   return out
 
 
@@ -100,7 +112,7 @@ def families(d: dict[str, np.ndarray], num_classes: int, num: int, seed: int):
        lambda: sklearn_ranking(d["reduced"], d["score"], draws())),
       ("regression: MAE + RMSE + R2", lambda: B._bootstrap_regression(d["ef"], d["ef_pred"] - d["ef"], num, seed),
        lambda: sklearn_regression(d["ef"], d["ef_pred"], draws())),
-      ("classification: acc + F1 + bal.acc",
+      ("classification: acc F1 bacc P R spec",
        lambda: B._bootstrap_classification(d["labels"], d["pred"], num_classes, num, seed),
        lambda: sklearn_classification(d["labels"], d["pred"], draws())),
   ]

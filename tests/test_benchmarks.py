@@ -37,7 +37,7 @@ def test_metrics_benchmark_prints_its_table():
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = proc.stdout
-  for label in ("ranking: AUROC + AP", "regression: MAE + RMSE + R2", "classification: acc + F1 + bal.acc"):
+  for label in ("ranking: AUROC + AP", "regression: MAE + RMSE + R2", "classification: acc F1 bacc P R spec"):
     rows = [x[len(label):].split() for x in out.splitlines() if x.startswith(label + " ")]
     assert [r[0] for r in rows] == ["60", "120"], out
     for n, v_min, v_med, s_min, s_med, speedup, diff in rows:
