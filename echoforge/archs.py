@@ -124,6 +124,11 @@ def _entries():
              "echoforge.models.video_resnet:VideoResNet")
   yield Arch("echosdnet", "echosdnet", False, "echojax.models.echosdnet:EchoSDNet",
              "echoforge.models.echosdnet:EchoSDNet", default_size=224)
+  # ECG-image classifier (seed 003): a ResNet backbone (any depth) + switchable ECG modules; ecg_resnet50 is the recipe's
+  yield Arch("ecg_resnet50", "ecg_resnet", False, "echojax.models.ecg_resnet:EcgResNet",
+             "echoforge.models.ecg_resnet:EcgResNet", MappingProxyType({"depth": 50}), default_size=224)
+  yield Arch("ecg_resnet", "ecg_resnet", False, "echojax.models.ecg_resnet:EcgResNet",
+             "echoforge.models.ecg_resnet:EcgResNet", default_size=224)
   yield Arch("efficientnet", "efficientnet", False, "echojax.models.efficientnet:EfficientNet",
              "echoforge.models.efficientnet:EfficientNet")
   for v in EFFICIENTNET_VARIANTS:

@@ -1,6 +1,7 @@
 """JAX model == converted echoforge torch module, asserted (eval mode, float32, max |diff| <= 1e-4).
 
-The ResNet families (ResNet both layouts, per-frame ResNet, R3D, R(2+1)D, EchoSDNet both layouts) are checked here;
+The ResNet families (ResNet both layouts, per-frame ResNet, R3D, R(2+1)D, EchoSDNet both layouts, the ECG-image
+ResNet with every module on and all off) are checked here;
 the zoo (EfficientNet, ViT, VideoViT, temporal models, fusion) in test_parity_zoo.py (split to keep each file short;
 the helpers both use are tests/helpers/parity.py).
 Each family is checked on fixed-seed variables with non-trivial BatchNorm statistics
@@ -91,7 +92,8 @@ def test_kernel_transforms_match_torch_layout():
 TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
 
 
-@pytest.mark.parametrize("cid", ["resnet18_tv", "r2plus1d_18", "mhsa_resnet18", "echosdnet_tv"])
+@pytest.mark.parametrize("cid", ["resnet18_tv", "r2plus1d_18", "mhsa_resnet18", "echosdnet_tv",
+                                 "ecg_resnet50_default"])
 def test_torch_keys_are_the_flax_paths(cid):
   """ResNets too (also as a backbone): every torch state-dict key is the flax module path joined by "." plus the
   tensor name, and the mirror's state dict has exactly those keys (plus BatchNorm's num_batches_tracked)."""

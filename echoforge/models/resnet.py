@@ -24,6 +24,8 @@ BatchNorm epsilons are explicit (:data:`BN_EPS`) and must equal the JAX side's; 
 
 from __future__ import annotations
 
+from typing import Callable, Mapping
+
 import torch
 from torch import nn
 
@@ -121,24 +123,38 @@ class ResNet(nn.Module):
     # Max-pool pads with -inf, keras zero-pads: identical after a ReLU (inputs >= 0).
     self.maxpool = nn.MaxPool2d(3, 2, 1)
     cin = width
-    self.block_names = []
+    self.block_names, self.stage_blocks, self.stage_channels = [], [], []
     for i, n in enumerate(counts, start=1):
       planes = width * 2 ** (i - 1)
+      self.stage_blocks.append([])
       for k in range(n):
         name = f"stage{i}_block{k}"
         setattr(self, name, block(cin, planes, 2 if (i > 1 and k == 0) else 1, layout))
         self.block_names.append(name)
+        self.stage_blocks[-1].append(name)
         cin = planes * block.expansion
+      self.stage_channels.append(cin)
     self.num_features = cin
     self.avgpool = nn.AdaptiveAvgPool2d(1)
     self.head = nn.Linear(cin, num_classes) if num_classes else None
 
+  def forward_stages(self, x: torch.Tensor, hooks: Mapping[int, Callable] | None = None) -> list[torch.Tensor]:
+    """(N, C, H, W) -> the output map of each stage 1..4; ``hooks[i](x)`` runs on stage i's output before the next
+    stage (the JAX ResNet's ``stage_hooks``)."""
+    hooks = hooks or {}
+    x = self.maxpool(self.relu(self.stem_bn(self.stem_conv(x))))
+    stages = []
+    for i, names in enumerate(self.stage_blocks, start=1):
+      for name in names:
+        x = getattr(self, name)(x)
+      if i in hooks:
+        x = hooks[i](x)
+      stages.append(x)
+    return stages
+
   def forward_features(self, x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> pooled features (N, num_features)."""
-    x = self.maxpool(self.relu(self.stem_bn(self.stem_conv(x))))
-    for name in self.block_names:
-      x = getattr(self, name)(x)
-    return torch.flatten(self.avgpool(x), 1)
+    return torch.flatten(self.avgpool(self.forward_stages(x)[-1]), 1)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     x = self.forward_features(x)

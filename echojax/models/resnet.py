@@ -165,10 +165,18 @@ class ResNet(nn.Module):
   layout: str = "torchvision"
   frozen_stages: int = -1
   zero_init_residual: bool = False
+  #: ``((stage, module), ...)``: ``module(x, train)`` runs on stage ``stage``'s output before the next stage (after
+  #: a frozen stage's stop-gradient). A hook belongs to the model that built it (its parameters sit beside this
+  #: network's, not inside it), so the ResNet's own parameters, names and ImageNet import stay as they are.
+  stage_hooks: Sequence[tuple[int, Any]] = ()
+  #: also return each stage's output map (stages 1..4, after its hook) as ``aux["stages"]``
+  return_stages: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
     check_depth(self.depth, RESNET_STAGES, "ResNet")
+    hooks = dict(self.stage_hooks)
+    stages = []
     if x.ndim != 4:
       raise UserError(f"ResNet expects images (B, H, W, C); got shape {tuple(x.shape)} "
                       "(for videos use FrameResNet or a video model)")
@@ -191,12 +199,16 @@ class ResNet(nn.Module):
                       name=f"stage{i}_block{k}")(x, train)
       if self.frozen_stages == i:
         x = jax.lax.stop_gradient(x)
+      if i in hooks:
+        x = hooks[i](x, train)
+      stages.append(x)
     feats = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    aux = {"features": feats, **({"stages": tuple(stages)} if self.return_stages else {})}
     if not self.num_classes:
-      return feats, {"features": feats}
+      return feats, aux
     logits = nn.Dense(self.num_classes, kernel_init=dense_init, bias_init=nn.initializers.zeros,
                       dtype=self.dtype, param_dtype=jnp.float32, name="head")(feats)
-    return logits.astype(jnp.float32), {"features": feats}
+    return logits.astype(jnp.float32), aux
 
 
 def feature_dim(depth: int, width: int = 64) -> int:

@@ -62,6 +62,11 @@ CASES = [
      [2, 32, 32, 3], 1.0) for i in range(1, 8)),
   ("x3d_small", "x3d", {"width": 8, "blocks": [2, 2, 2, 1], "head_dim": 32, "num_classes": 5}, [2, 4, 32, 32, 3],
    1.0),
+  # every ECG module on (48 px: the pyramid upsamples 2 -> 3 -> 6 -> 12, odd sizes included); then all of them off
+  ("ecg_resnet50_default", "ecg_resnet50", {"width": 8, "num_classes": 5}, [2, 48, 48, 3], 1.0),
+  ("ecg_resnet18_all_off", "ecg_resnet", {"depth": 18, "width": 8, "num_classes": 5, "multiscale": False,
+                                          "pyramid": False, "attention": False, "calibration": False,
+                                          "fusion": False}, [2, 32, 32, 3], 1.0),
 ]
 #: torch-only constructor arguments per case (echojax.export.torch_kwargs_for gives them at export time)
 TORCH_KWARGS = {"vit_mu8": {"image_size": [32, 48]},

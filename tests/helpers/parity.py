@@ -20,7 +20,7 @@ TOL = 1e-4
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "parity_golden.json"
 ALL_CASES = json.loads(GOLDEN.read_text())["cases"]
 #: the families test_parity.py checks; every other family of the table is the zoo (test_parity_zoo.py)
-RESNET_FAMILIES = ("resnet", "frame_resnet", "video_resnet", "echosdnet")
+RESNET_FAMILIES = ("resnet", "frame_resnet", "video_resnet", "echosdnet", "ecg_resnet")
 #: golden cases of the deeper / wider members of families whose smallest member stays in the fast tier
 SLOW_CASES = {"resnet101_tv", "resnet152_keras", "video_resnet_r3d_34", "efficientnet_b3", "efficientnet_b4",
               "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_variant_b5"}
