@@ -230,11 +230,11 @@ def test_imagenet_init_loads_the_backbone_and_leaves_the_ecg_modules(tmp_path):
 
 
 def test_config_builds_the_model_and_plain_turns_every_module_off():
-  c = load_config("ecg_resnet50:smoke", ["model.kwargs.pyramid=false"])
+  c = load_config("ecg_image_resnet50:smoke", ["model.kwargs.pyramid=false"])
   assert c.model.name == "ecg_resnet50" and c.task.num_classes == 5 and c.init.imagenet == ""
   m = get_model(c.model.name, num_classes=c.task.num_classes, **c.model.kwargs)
   assert isinstance(m, EcgResNet) and not m.pyramid and m.multiscale and tuple(m.head_units) == (16, 8)
   (y, aux), _ = jax.eval_shape(lambda: m.init_with_output(jax.random.key(0), jnp.zeros((4, 32, 32, 3))))
   assert y.shape == (4, 5) and "components" in aux
-  plain = load_config("ecg_resnet50:plain").model.kwargs
+  plain = load_config("ecg_image_resnet50:plain").model.kwargs
   assert not any(plain[s] for s in SWITCHES) and list(plain.head_units) == [512, 256] and plain.width == 64

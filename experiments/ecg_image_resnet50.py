@@ -1,9 +1,9 @@
 """ECG-image classification with the Enhanced ResNet50 (seed 003): the model and its ablation switches.
 
-    python -m echojax.train --config ecg_resnet50 --config.init.imagenet=resnet50-11ad3fa6.pth   # torchvision file
-    python -m echojax.train --config ecg_resnet50:plain          # the ablation's baseline: a plain ResNet50 + head
-    python -m echojax.train --config ecg_resnet50 --config.model.kwargs.pyramid=false            # one module off
-    python benchmarks/train_step.py --config ecg_resnet50        # its train step against the torch mirror
+    python -m echojax.train --config ecg_image_resnet50 --config.init.imagenet=resnet50-11ad3fa6.pth   # torchvision file
+    python -m echojax.train --config ecg_image_resnet50:plain          # the ablation's baseline: a plain ResNet50 + head
+    python -m echojax.train --config ecg_image_resnet50 --config.model.kwargs.pyramid=false            # one module off
+    python benchmarks/train_step.py --config ecg_image_resnet50        # its train step against the torch mirror
 
 Model: ``ecg_resnet50`` (``echojax.models.ecg_resnet``: torchvision-layout ResNet50 backbone, the multi-scale block
 after stage 1, CBAM attention and the P/QRS/T/ST feature calibration on the last stage, an FPN over stages 2-4,
@@ -34,7 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, smoke=False, plain=False, width=64, size=224, batch_size=32, epochs=50, lr=1e-3,
                 num_classes=5)
   if a.width < 4:
-    raise UserError(f"ecg_resnet50: width={a.width} is too small (config argument width); use 4 or more")
+    raise UserError(f"ecg_image_resnet50: width={a.width} is too small (config argument width); use 4 or more")
   c = ml_collections.ConfigDict()
   c.task = ml_collections.ConfigDict({"kind": "classification", "num_classes": a.num_classes, "label_key": "label"})
   c.data = ml_collections.ConfigDict({
