@@ -9,7 +9,8 @@ A sweep file defines ``get_sweep(variant) -> dict`` with keys:
   ``config``   the base config spec, e.g. "view_video_spatiotemporal:{variant}" ({variant} is filled in),
   ``runs``     list of dicts {"name": str, "overrides": {"key": value, ...}, "x": value for plots},
   ``metric``   the evaluation metric to report (a key of eval_<split>/metrics.json, dotted for nested),
-  ``x_label``  what the swept value means (for the table and the plot), optional ``split`` (default "test").
+  ``x_label``  what the swept value means (for the table and the plot), optional ``split`` (default "test"),
+  optional ``extra_metrics`` (more metric keys: extra table columns, each with its CI when evaluate gives one).
 
 The local runner trains + evaluates each run in its own workdir (``<out>/<run name>``; rerunning resumes and
 skips finished runs), then writes ``results.csv``, ``results.md`` and ``<metric>_vs_<x>.png`` in ``<out>``.
@@ -52,6 +53,7 @@ def load_sweep(name: str, variant: str) -> dict:
   sweep["config"] = sweep["config"].format(variant=variant)
   sweep.setdefault("x_label", "x")
   sweep.setdefault("split", "test")
+  sweep.setdefault("extra_metrics", [])
   names = [r["name"] for r in sweep["runs"]]
   if len(set(names)) != len(names):
     raise UserError(f"{path}: run names must be unique, got {names}")
@@ -99,12 +101,16 @@ def run_local(sweep: dict, out: Path, *, python: str = sys.executable) -> list[d
     else:
       status = "cached"
     value = low = high = None
+    extra: dict = {}
     if metrics_path.exists():
       m = json.loads(metrics_path.read_text())
       value, low, high = (_lookup(m, sweep["metric"] + suffix) for suffix in ("", "_ci_low", "_ci_high"))
+      for name in sweep.get("extra_metrics", []):
+        for suffix in ("", "_ci_low", "_ci_high"):
+          extra[name + suffix] = _lookup(m, name + suffix)
     results.append({"name": run["name"], "x": run.get("x", run["name"]), sweep["metric"]: value,
                     "ci_low": low, "ci_high": high, "status": status, "seconds": round(time.time() - t0, 1),
-                    "workdir": str(wd)})
+                    "workdir": str(wd), **extra})
   write_results(sweep, results, out)
   return results
 
@@ -112,8 +118,10 @@ def run_local(sweep: dict, out: Path, *, python: str = sys.executable) -> list[d
 def write_results(sweep: dict, results: list[dict], out: Path) -> dict[str, Path]:
   """results.csv, results.md (markdown table) and a PNG of the metric against the swept value."""
   metric = sweep["metric"]
-  cols = ["name", "x", metric, "ci_low", "ci_high", "status", "seconds", "workdir"]
-  results = [{"ci_low": None, "ci_high": None, **r} for r in results]
+  extras = list(sweep.get("extra_metrics", []))
+  extra_cols = [name + suffix for name in extras for suffix in ("", "_ci_low", "_ci_high")]
+  cols = ["name", "x", metric, "ci_low", "ci_high", *extra_cols, "status", "seconds", "workdir"]
+  results = [{"ci_low": None, "ci_high": None, **{k: None for k in extra_cols}, **r} for r in results]
   with open(out / "results.csv", "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=cols)
     w.writeheader()
@@ -122,12 +130,18 @@ def write_results(sweep: dict, results: list[dict], out: Path) -> dict[str, Path
   def fmt(v):
     return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
 
-  def interval(r):
-    ok = all(isinstance(r[k], (int, float)) and math.isfinite(r[k]) for k in ("ci_low", "ci_high"))
-    return f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if ok else ""
+  def interval(r, low="ci_low", high="ci_high"):
+    ok = all(isinstance(r[k], (int, float)) and math.isfinite(r[k]) for k in (low, high))
+    return f"[{r[low]:.3f}, {r[high]:.3f}]" if ok else ""
 
-  lines = [f"| run | {sweep['x_label']} | {metric} | 95% bootstrap CI | status |", "|---|---|---|---|---|"]
-  lines += [f"| {r['name']} | {r['x']} | {fmt(r[metric])} | {interval(r)} | {r['status']} |" for r in results]
+  def extra(r, name):
+    return f"{fmt(r[name])} {interval(r, name + '_ci_low', name + '_ci_high')}".strip()
+
+  head = "".join(f" {name} [95% CI] |" for name in extras)
+  lines = [f"| run | {sweep['x_label']} | {metric} | 95% bootstrap CI |{head} status |",
+           "|---|---|---|---|" + "---|" * len(extras) + "---|"]
+  lines += [f"| {r['name']} | {r['x']} | {fmt(r[metric])} | {interval(r)} |"
+            + "".join(f" {extra(r, name)} |" for name in extras) + f" {r['status']} |" for r in results]
   (out / "results.md").write_text(f"Sweep over {sweep['x_label']} ({sweep['config']}, {sweep['split']} split)\n\n"
                                   + "\n".join(lines) + "\n")
   paths = {"csv": out / "results.csv", "md": out / "results.md"}

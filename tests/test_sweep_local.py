@@ -77,3 +77,23 @@ def test_local_smoke_sweep_writes_table_plot_and_gate_weights(tmp_path):
       np.testing.assert_allclose(gates[:, 0], 1.0)
     else:  # dynamic: a per-sample softmax gate strictly inside (0, 1)
       assert np.all((gates > 0) & (gates < 1))
+
+
+def test_write_results_adds_extra_metric_columns_with_their_intervals(tmp_path):
+  from launch.sweep import write_results
+
+  sweep = {"config": "x:demo", "metric": "metrics.macro_f1", "extra_metrics": ["metrics.accuracy", "metrics.auroc"],
+           "x_label": "setting", "split": "test"}
+  results = [{"name": "full", "x": "full", "metrics.macro_f1": 0.8, "ci_low": 0.7, "ci_high": 0.9, "status": "ok",
+              "seconds": 1.0, "workdir": "w", "metrics.accuracy": 0.85, "metrics.accuracy_ci_low": 0.75,
+              "metrics.accuracy_ci_high": 0.95, "metrics.auroc": 0.9, "metrics.auroc_ci_low": None,
+              "metrics.auroc_ci_high": None},
+             {"name": "plain", "x": "plain", "metrics.macro_f1": None, "status": "failed", "seconds": 2.0,
+              "workdir": "w2"}]
+  paths = write_results(sweep, results, tmp_path)
+  table = paths["md"].read_text().splitlines()
+  assert table[2].startswith("| run | setting | metrics.macro_f1 | 95% bootstrap CI | metrics.accuracy [95% CI] |")
+  assert "| full | full | 0.8000 | [0.700, 0.900] | 0.8500 [0.750, 0.950] | 0.9000 | ok |" in table
+  assert "| plain | plain |  |  |  |  | failed |" in table
+  rows = list(csv.DictReader(paths["csv"].open()))
+  assert rows[0]["metrics.accuracy_ci_high"] == "0.95" and rows[1]["metrics.accuracy"] == ""
