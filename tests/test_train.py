@@ -233,6 +233,11 @@ def test_focal_loss_formula_and_task_config():
   batch = {task.label_key: jnp.zeros(2, jnp.int32), "valid": jnp.ones(2, bool)}
   got, _ = task.loss(jnp.zeros((2, n)), batch)
   assert float(got) == pytest.approx(task.focal_alpha[0] * (1 - 1 / n) ** 1.5 * np.log(n), rel=1e-5)
+  # focal_alpha is the focal loss's: with cross-entropy it neither weights the classes nor needs train targets
+  with cfg.unlocked():
+    cfg.task.loss = "cross_entropy"
+  ce = get_task(cfg)
+  assert not ce.needs_train_targets() and ce.focal_alpha is None and ce.class_weights is None
   for bad, match in [({"loss": "hinge"}, "task.loss"), ({"loss": "focal", "focal_alpha": [1.0]}, "focal_alpha"),
                      ({"loss": "focal", "class_weights": "balanced"}, "focal_alpha"),
                      ({"loss": "focal", "focal_gamma": -1.0}, "focal_gamma")]:

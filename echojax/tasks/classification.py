@@ -54,7 +54,7 @@ class ClassificationTask(Task):
       if self.gamma < 0:
         raise UserError(f"config.task.focal_gamma must be >= 0; got {self.gamma}")
     self.focal_alpha = None
-    if fa is not None and fa != "balanced":
+    if self.loss_name == "focal" and fa is not None and fa != "balanced":
       alpha = np.broadcast_to(np.asarray(fa, np.float32), (self.num_outputs,)) if np.ndim(fa) == 0 else \
           np.asarray(fa, np.float32)
       if alpha.shape != (self.num_outputs,) or (alpha < 0).any():
@@ -67,7 +67,8 @@ class ClassificationTask(Task):
     return int(self.cfg.num_classes)
 
   def needs_train_targets(self) -> bool:
-    return self.cfg.get("class_weights", None) == "balanced" or self.cfg.get("focal_alpha", None) == "balanced"
+    balanced_alpha = self.loss_name == "focal" and self.cfg.get("focal_alpha", None) == "balanced"
+    return self.cfg.get("class_weights", None) == "balanced" or balanced_alpha
 
   def train_labels(self, train_targets: dict[str, np.ndarray]) -> np.ndarray:
     return train_targets[self.label_key]
