@@ -170,12 +170,12 @@ def test_odd_inputs_are_read_and_bad_files_are_named_skips(tmp_path):
 def test_classes_txt_sets_the_class_list_and_csv_rows_are_named(tmp_path):
   root = tmp_path / "raw"
   (root / "images").mkdir(parents=True)
-  for i in range(4):
+  for i in range(5):
     Image.fromarray(np.full((100, 140, 3), 40 * i, np.uint8)).save(root / "images" / f"{i}.png")
   (root / "classes.txt").write_text("afib\nsinus\n")
   (root / "labels.csv").write_text("\ufefffile,Label,patient_id\nimages/0.png,SINUS,a\nimages/1.png,AFib,b\n"
                                    "images/2.png,NORM,c\nimages/missing.png,afib,d\n../x.png,afib,e\n"
-                                   "images/0.png,sinus,a\nimages/3.png,afib,\n")
+                                   "images/0.png,sinus,a\nimages/3.png,afib,\nimages/4.png,,f\n")
   b = _build(root, tmp_path / "tfds")
   assert b.info.features["label"].names == ["afib", "sinus"]
   recs = {k: v[1] for k, v in _records(b).items()}
@@ -185,6 +185,7 @@ def test_classes_txt_sets_the_class_list_and_csv_rows_are_named(tmp_path):
   assert "not found" in skipped["images/missing.png", 4]
   assert "outside the raw folder" in skipped["../x.png", 5]
   assert "listed twice" in skipped["images/0.png", 6]
+  assert skipped["images/4.png", 8] == "empty label cell in labels.csv"
   assert any("without a patient id" in i.reason for i in b.report.notes)
   (root / "classes.txt").write_text("afib\nAFIB\n")
   with pytest.raises(UserError, match="listed twice"):

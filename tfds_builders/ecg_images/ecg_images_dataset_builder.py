@@ -111,6 +111,9 @@ class _Labels:
     self.unknown: collections.Counter = collections.Counter()
 
   def __call__(self, label: str, rel: str, row: int | None) -> str | None:
+    if not label:
+      self.report.skip(rel, f"empty label cell in {LABELS_FILE}", row)
+      return None
     cls = self.by_key.get(label.casefold())
     if cls is None:
       self.unknown[label] += 1
