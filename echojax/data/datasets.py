@@ -21,6 +21,7 @@ DATASETS = {
     "echonet_dynamic": DatasetInfo("echonet_dynamic", "tfds_builders.echonet_dynamic", "echonet", "112"),
     "echo_views": DatasetInfo("echo_views", "tfds_builders.echo_views", "echo_views", "videos"),
     "unity": DatasetInfo("unity", "tfds_builders.unity", "unity", None),
+    "ecg_images": DatasetInfo("ecg_images", "tfds_builders.ecg_images", "ecg_images", "224"),
 }
 
 
@@ -51,4 +52,4 @@ def custom_options(name: str | None) -> dict:
 
 # Phantom-set size used when a config names no data_dir (None -> the generator's own default).
 SYNTHETIC_DEFAULT_NUM = {"echonet_dynamic": 200}
-PRETTY_NAMES = {"echonet_dynamic": "EchoNet-Dynamic"}
+PRETTY_NAMES = {"echonet_dynamic": "EchoNet-Dynamic", "ecg_images": "ECG-printout"}

@@ -90,7 +90,7 @@ def check_raw_dir(raw_dir: str | Path) -> Path:
   return raw
 
 
-def _open_csv(path: Path) -> io.StringIO:
+def open_csv(path: Path) -> io.StringIO:
   """The CSV's text as a file for ``csv``: UTF-8 with or without a BOM (Excel writes one); anything else is a
   UserError naming the file, the offending byte and the fix."""
   data = path.read_bytes()
@@ -110,7 +110,7 @@ def read_filelist(raw_dir: str | Path, report: SkipReport) -> list[FileListRow]:
   FileName may carry ``.avi``. Unusable ESV/EDV (negative, inf, text) are stored as missing (NaN) and an unusable
   NumberOfFrames (0, negative, text) as -1 (the decoded count is used), each with a note."""
   path = check_raw_dir(raw_dir) / "FileList.csv"
-  with _open_csv(path) as f:
+  with open_csv(path) as f:
     reader = csv.DictReader(f)
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
@@ -180,7 +180,7 @@ def read_tracings(raw_dir: str | Path, report: SkipReport | None = None) -> dict
   out: dict[str, dict[int, list]] = {}
   broken: dict[str, int] = {}  # video -> first malformed row: its rows are in an order (long axis, chords) that a
   # dropped row would shift, so all of that video's tracings are dropped
-  with _open_csv(path) as f:
+  with open_csv(path) as f:
     reader = csv.reader(f)
     header = [h.strip() for h in next(reader, [])]
     if header[:6] != list(TRACING_COLUMNS):

@@ -6,3 +6,6 @@ ECHO_VIEWS = ("A2C", "A3C", "A4C", "A5C", "PLAX", "PSAX", "SUBCOSTAL", "SUPRASTE
               "M_MODE")
 #: unity: single- vs dual-screen exports (EchoSDNet)
 UNITY_CLASSES = ("single", "dual")
+#: ecg_images: PTB-XL's five diagnostic superclasses (normal ECG, myocardial infarction, ST/T change, conduction
+#: disturbance, hypertrophy), the builder's default class list (a classes.txt in the raw folder replaces it)
+ECG_SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")

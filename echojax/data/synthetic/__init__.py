@@ -15,6 +15,7 @@ GENERATORS = {
     "echonet": "echojax.data.synthetic.echonet",
     "echo_views": "echojax.data.synthetic.echo_views",
     "unity": "echojax.data.synthetic.unity",
+    "ecg_images": "echojax.data.synthetic.ecg_images",
 }
 
 
