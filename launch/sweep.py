@@ -12,6 +12,8 @@ A sweep file defines ``get_sweep(variant) -> dict`` with keys:
   ``x_label``  what the swept value means (for the table and the plot), optional ``split`` (default "test"),
   optional ``extra_metrics`` (more metric keys: extra table columns, each with its CI when evaluate gives one).
 
+``ECHOJAX_SWEEP_RUNS`` (comma-separated run names) keeps only those runs of any sweep, for quick checks.
+
 The local runner trains + evaluates each run in its own workdir (``<out>/<run name>``; rerunning resumes and
 skips finished runs), then writes ``results.csv``, ``results.md`` and ``<metric>_vs_<x>.png`` in ``<out>``.
 """
@@ -23,6 +25,7 @@ import csv
 import importlib.util
 import json
 import math
+import os
 import shlex
 import subprocess
 import sys
@@ -51,6 +54,13 @@ def load_sweep(name: str, variant: str) -> dict:
     if key not in sweep:
       raise UserError(f"{path}: get_sweep() must return a dict with {key!r}")
   sweep["config"] = sweep["config"].format(variant=variant)
+  keep = [n.strip() for n in os.environ.get("ECHOJAX_SWEEP_RUNS", "").split(",") if n.strip()]
+  if keep:  # quick checks (and the tests) run a few of a sweep's runs
+    unknown = sorted(set(keep) - {r["name"] for r in sweep["runs"]})
+    if unknown:
+      raise UserError(f"ECHOJAX_SWEEP_RUNS names unknown run(s) {unknown}; runs of {name}: "
+                      f"{', '.join(r['name'] for r in sweep['runs'])}")
+    sweep["runs"] = [r for r in sweep["runs"] if r["name"] in keep]
   sweep.setdefault("x_label", "x")
   sweep.setdefault("split", "test")
   sweep.setdefault("extra_metrics", [])

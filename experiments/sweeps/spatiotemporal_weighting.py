@@ -11,14 +11,10 @@ test micro-F1 (``metrics.micro_f1`` of ``eval_test/metrics.json``; equals accura
 classification); the table's x column is the fixed w or the mode name.
 
 ``ECHOJAX_SWEEP_RUNS`` (comma-separated run names, e.g. ``fixed_0,dynamic``) keeps only those runs, for quick
-checks (the sweep test uses it).
+checks (launch.sweep applies it to every sweep; the sweep test uses it).
 """
 
 from __future__ import annotations
-
-import os
-
-from echojax.errors import UserError
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -26,11 +22,5 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 def get_sweep(variant: str) -> dict:
   runs = [{"name": f"fixed_{w:g}", "overrides": {"model.kwargs.mode": f"fixed:{w:g}"}, "x": f"{w:g}"} for w in WEIGHTS]
   runs += [{"name": m, "overrides": {"model.kwargs.mode": m}, "x": m} for m in ("learned", "dynamic")]
-  keep = [n.strip() for n in os.environ.get("ECHOJAX_SWEEP_RUNS", "").split(",") if n.strip()]
-  if keep:
-    unknown = sorted(set(keep) - {r["name"] for r in runs})
-    if unknown:
-      raise UserError(f"ECHOJAX_SWEEP_RUNS names unknown run(s) {unknown}; runs: {', '.join(r['name'] for r in runs)}")
-    runs = [r for r in runs if r["name"] in keep]
   return {"config": "view_video_spatiotemporal:{variant}", "runs": runs, "metric": "metrics.micro_f1",
           "x_label": "spatial weight w (fixed) / mode", "split": "test"}

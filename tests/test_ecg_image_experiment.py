@@ -1,0 +1,63 @@
+"""The ECG-image experiment (ecg_image_resnet50) and its ablation sweep: every run's overrides reach the model and
+the loss; a local smoke sweep of the full model and the plain ResNet50 trains, evaluates and writes the table
+with its extra metric columns."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from echojax.config import load_config
+from echojax.paths import REPO_ROOT
+from experiments.ecg_image_resnet50 import SWITCHES
+from launch.sweep import load_sweep
+
+
+def test_recipe_config():
+  c = load_config("ecg_image_resnet50")
+  assert c.task.loss == "focal" and c.task.focal_gamma == 2.0 and c.task.focal_alpha == "balanced"
+  assert c.task.class_names == ["NORM", "MI", "STTC", "CD", "HYP"] and c.data.name == "ecg_images"
+  assert c.optim.name == "adamw" and c.optim.schedule == "cosine" and c.optim.warmup_steps > 0
+  aug = c.data.augment
+  assert not aug.get("flip", False) and aug.rotation <= 5 and aug.fill == 255  # ECG-safe: small, white, no flip
+  assert all(c.model.kwargs[s] for s in SWITCHES)
+
+
+def test_ablation_sweep_runs_reach_the_model_and_loss(monkeypatch):
+  monkeypatch.delenv("ECHOJAX_SWEEP_RUNS", raising=False)
+  sweep = load_sweep("ecg_image_ablation", "demo")
+  names = [r["name"] for r in sweep["runs"]]
+  assert names == ["full"] + [f"no_{s}" for s in SWITCHES] + ["no_focal", "plain"]
+  for r in sweep["runs"]:
+    c = load_config(sweep["config"], {k: str(v) for k, v in r["overrides"].items()})
+    off = {s for s in SWITCHES if not c.model.kwargs[s]}
+    if r["name"] == "plain":
+      assert off == set(SWITCHES) and list(c.model.kwargs.head_units) == [] and c.task.loss == "cross_entropy"
+    elif r["name"] == "no_focal":
+      assert not off and c.task.loss == "cross_entropy"
+    else:
+      assert off == ({r["name"][3:]} if r["name"] != "full" else set()) and c.task.loss == "focal"
+
+
+@pytest.mark.slow
+def test_local_smoke_ablation_writes_the_table(tmp_path):
+  runs = ["full", "plain"]
+  env = {**os.environ, "ECHOJAX_SWEEP_RUNS": ",".join(runs)}
+  out = tmp_path / "sweep"
+  proc = subprocess.run([sys.executable, "-m", "launch.sweep", "ecg_image_ablation", "--local", "--variant", "smoke",
+                         "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  rows = list(csv.DictReader((out / "results.csv").open()))
+  assert [r["name"] for r in rows] == runs and all(r["status"] == "ok" for r in rows)
+  for r in rows:
+    assert 0.0 <= float(r["metrics.macro_f1"]) <= 1.0 and 0.0 <= float(r["metrics.macro_specificity"]) <= 1.0
+    assert float(r["metrics.accuracy_ci_low"]) <= float(r["metrics.accuracy"]) <= float(r["metrics.accuracy_ci_high"])
+  table = (out / "results.md").read_text()
+  assert "metrics.macro_specificity [95% CI]" in table and table.count("| ok |") == 2
+  m = json.loads((out / "full" / "eval_test" / "metrics.json").read_text())["metrics"]
+  assert set(m["per_class"]) == {"NORM", "MI", "STTC", "CD", "HYP"}
+  assert {"specificity", "precision", "recall", "f1", "auroc"} <= set(m["per_class"]["MI"])
+  assert (out / "full" / "eval_test" / "confusion_matrix.png").stat().st_size > 1000
