@@ -10,8 +10,9 @@ and goes through the run's own eval pipeline (``pipeline.build_loader``, all cli
 ``Evaluator``, so a file from the test split gets exactly the probabilities ``python -m echojax.evaluate`` wrote.
 
 **Images** (runs with ``config.data.preset="image"``, e.g. EchoSDNet): ``echojax.data.images.read_image``
-(PNG/JPG/BMP/TIFF/GIF/WebP, grey, palette, RGBA and 16-bit -> uint8 RGB), then the builder's plain resize to its
-stored size (UNITY: 224 x 224). The loader then applies ``data.size`` and the run's scaling
+(PNG/JPG/BMP/TIFF/GIF/WebP, grey, palette, RGBA and 16-bit -> uint8 RGB, EXIF orientation applied), then made
+into what the run's dataset builder stores (its ``stored_image``: UNITY a plain resize to 224 x 224, ECG printouts
+letterboxed onto white paper). The loader then applies ``data.size`` and the run's scaling
 (``data.value_range="unit"``: x / 255; else the prepared data's mean/std), as for a training frame.
 Output CSV (default ``<workdir>/predictions/predictions.csv``): ``file, predicted_class, prob_<class>...``, one row
 per READABLE image in sorted path order. Files that cannot be read are listed with their reason in the printed
@@ -267,6 +268,7 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
   if batch_size:  # rounded up to whole batches for this machine's devices, as Run.load does for eval.batch_size
     data_cfg.batch_size = -(-int(batch_size) // run.mesh.size) * run.mesh.size
 
+  read = None if video else image_reader(config.data.name)
   rows: list[dict[str, Any]] = []
   skipped: list[tuple[str, str]] = list(problems)  # paths that gave no file come first
   class_names: list[str] = []
@@ -280,7 +282,7 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
     for p in files[c0:c0 + CHUNK]:
       bar.update(1)
       try:
-        rec, t, fps = _read_record(p, video, stored, crop)
+        rec, t, fps = _read_record(p, video, stored, crop, read)
       except ReadError as e:
         skipped.append((str(p), str(e)))
         log.warning("skipped %s: %s", p, e)
@@ -321,8 +323,22 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
   return PredictResult(rows, skipped, class_names, csv_path, which, step, kind="video" if video else "image")
 
 
-def _read_record(path: Path, video: bool, stored: int,
-                 crop: str = "sector") -> tuple[dict[str, Any], int, float | None]:
+def image_reader(dataset: str) -> Callable[[Path, int], np.ndarray]:
+  """``fn(path, size) -> uint8 (S, S, 3)``: a file as ``dataset``'s builder stores it (its module's
+  ``stored_image``: a plain resize for UNITY, a letterbox on white paper for ECG printouts); a plain resize for
+  datasets whose builder has none."""
+  import importlib
+
+  from echojax.data.datasets import DATASETS
+  from echojax.data.images import read_image, resize_image
+
+  info = DATASETS.get(dataset)
+  fn = getattr(importlib.import_module(info.builder_module), "stored_image", None) if info else None
+  return fn or (lambda path, size: resize_image(read_image(path), size))
+
+
+def _read_record(path: Path, video: bool, stored: int, crop: str = "sector",
+                 read: Callable[[Path, int], np.ndarray] | None = None) -> tuple[dict[str, Any], int, float | None]:
   """(record as the prepared data holds this file, frame count, fps or None). Raises ReadError."""
   from echojax.data.images import ImageReadError, read_image, resize_image
   from echojax.data.ingest import ReadError
@@ -334,7 +350,9 @@ def _read_record(path: Path, video: bool, stored: int,
       rec["fps"] = np.float32(fps)
     return rec, len(frames), fps
   try:
-    return {"image": resize_image(read_image(path), stored)}, 1, None  # the builder's plain resize
+    if read is not None:
+      return {"image": read(path, stored)}, 1, None  # as the run's dataset builder stores a file
+    return {"image": resize_image(read_image(path), stored)}, 1, None
   except ImageReadError as e:
     raise ReadError(str(e)) from None
 

@@ -67,7 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict({"num_epochs": float(a.epochs), "log_every": 50})
   c.eval = ml_collections.ConfigDict({"best_metric": "macro_f1", "best_mode": "max"})
   if a.smoke:  # tests and compile checks: a tiny model on 32 px images
-    c.data.update(size=32, batch_size=4, synthetic_num=2)
+    c.data.update(size=32, batch_size=8, synthetic_num=4)
     c.model.kwargs.update(width=8, head_units=[16, 8])
     c.optim.warmup_steps = 1
     c.train.update(num_steps=2, log_every=1, checkpoint_every=2, checkpoint_every_epochs=0.0)

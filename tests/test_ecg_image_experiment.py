@@ -42,14 +42,21 @@ def test_ablation_sweep_runs_reach_the_model_and_loss(monkeypatch):
       assert off == ({r["name"][3:]} if r["name"] != "full" else set()) and c.task.loss == "focal"
 
 
-@pytest.mark.slow
-def test_local_smoke_ablation_writes_the_table(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+  """The full model and the plain ResNet50 trained and evaluated on the smoke phantoms through launch.sweep."""
   runs = ["full", "plain"]
   env = {**os.environ, "ECHOJAX_SWEEP_RUNS": ",".join(runs)}
-  out = tmp_path / "sweep"
+  out = tmp_path_factory.mktemp("ecg_sweep")
   proc = subprocess.run([sys.executable, "-m", "launch.sweep", "ecg_image_ablation", "--local", "--variant", "smoke",
                          "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return out, runs
+
+
+@pytest.mark.slow
+def test_local_smoke_ablation_writes_the_table(smoke_sweep):
+  out, runs = smoke_sweep
   rows = list(csv.DictReader((out / "results.csv").open()))
   assert [r["name"] for r in rows] == runs and all(r["status"] == "ok" for r in rows)
   for r in rows:
@@ -61,3 +68,34 @@ def test_local_smoke_ablation_writes_the_table(tmp_path):
   assert set(m["per_class"]) == {"NORM", "MI", "STTC", "CD", "HYP"}
   assert {"specificity", "precision", "recall", "f1", "auroc"} <= set(m["per_class"]["MI"])
   assert (out / "full" / "eval_test" / "confusion_matrix.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_predict_on_real_printouts(smoke_sweep, fixtures_dir, tmp_path):
+  """Every real printout in ../shared/fixtures gets a row (any size and format); a broken file is a named skip;
+  a file is fed to the model exactly as the builder stores it (letterboxed on white)."""
+  import shutil
+
+  import numpy as np
+
+  from echojax import predict
+  from tfds_builders.ecg_images import stored_image
+
+  out, _ = smoke_sweep
+  real = sorted(p for p in (fixtures_dir / "ecg_images").iterdir() if p.suffix.lower() in (".png", ".jpg", ".bmp"))
+  assert len(real) == 6
+  folder = tmp_path / "printouts"
+  folder.mkdir()
+  for p in real:
+    shutil.copy(p, folder / p.name)
+  (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"no jpeg here" * 20)
+  res = predict.predict_images(out / "full", folder, tmp_path / "pred.csv")
+  assert sorted(r["file"].split("/")[-1] for r in res.rows) == sorted(p.name for p in real)
+  assert [s[0].split("/")[-1] for s in res.skipped] == ["broken.jpg"]
+  for r in res.rows:
+    probs = [r[f"prob_{c}"] for c in ("NORM", "MI", "STTC", "CD", "HYP")]
+    assert abs(sum(probs) - 1.0) < 1e-5 and r["predicted_class"] in ("NORM", "MI", "STTC", "CD", "HYP")
+  assert predict.image_reader("ecg_images") is stored_image
+  img = stored_image(real[0], 224)
+  assert img.shape == (224, 224, 3) and (img[0] == 255).all() or (img[:, 0] == 255).all()  # white letterbox bars
+  np.testing.assert_array_equal(stored_image(real[0], 224), img)

@@ -67,6 +67,16 @@ LABELS_FILE = "labels.csv"
 PIXEL_ENCODING = tfds.features.Encoding.BYTES
 
 
+def store(img: np.ndarray, size: int) -> np.ndarray:
+  """A decoded printout as the dataset stores it: letterboxed onto white paper to size x size."""
+  return letterbox_image(img, size, PAPER)
+
+
+def stored_image(path: str | Path, size: int) -> np.ndarray:
+  """One image file as this dataset stores it (what ``echojax.predict`` feeds a model trained on it)."""
+  return store(read_image(path, background=PAPER), size)
+
+
 def read_classes(root: Path) -> tuple[str, ...]:
   """The class list: ``ROOT/classes.txt`` (one per line, in label-id order) or the five PTB-XL superclasses."""
   path = Path(root) / CLASSES_FILE
@@ -312,5 +322,5 @@ class EcgImages(tfds.core.GeneratorBasedBuilder):
         self.report.skip(it["rel"], str(e), it["row"])
         continue
       self.report.wrote(split)
-      yield it["rel"], {"image": letterbox_image(img, size, PAPER), "label": it["label"], "file_name": it["rel"],
+      yield it["rel"], {"image": store(img, size), "label": it["label"], "file_name": it["rel"],
                         "patient_id": it["patient_id"], "source_height": img.shape[0], "source_width": img.shape[1]}

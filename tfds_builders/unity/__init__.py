@@ -1,3 +1,3 @@
 """UNITY echo frames, single- vs dual-screen view (EchoSDNet). Importing registers the builder."""
 
-from tfds_builders.unity.unity_dataset_builder import Unity  # noqa: F401
+from tfds_builders.unity.unity_dataset_builder import Unity, stored_image  # noqa: F401

@@ -112,6 +112,11 @@ def assign_splits(items: list[dict], report: SkipReport, seed: int = 0) -> list[
   return group_stratified_split([it["dual"] for it in items], groups, FRACTIONS, seed=seed)
 
 
+def stored_image(path: str | Path, size: int = SIZE) -> np.ndarray:
+  """One image file as this dataset stores it (plain resize; what ``echojax.predict`` feeds a model trained on it)."""
+  return resize_image(read_image(path), size)
+
+
 class Unity(tfds.core.GeneratorBasedBuilder):
   """UNITY echo frames with single/dual label, 224x224 RGB, study-disjoint stratified 70/15/15 splits."""
 
