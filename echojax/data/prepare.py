@@ -55,6 +55,8 @@ def make_builder(name: str, data_dir: str | Path, config: str | None = None, str
   """Construct the builder for ``name`` / ``config`` writing under ``data_dir`` (config checked against the list)."""
   cls = builder_class(name)
   config = config or DATASETS[name].default_config
+  if config is not None:
+    config = str(config)  # an override --config.data.builder_config=448 arrives as the int 448
   names = [c.name for c in (cls.BUILDER_CONFIGS or [])]
   if names and config is not None and config not in names:
     raise UserError(f"dataset {name!r} has no config {config!r} (option --config); available: {', '.join(names)}")

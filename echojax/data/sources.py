@@ -31,6 +31,7 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
   info = DATASETS[name]
   builder_config = (_cfg_get(data_cfg, "builder_config") or _cfg_get(data_cfg, "config")
                     or info.default_config)
+  builder_config = None if builder_config is None else str(builder_config)  # an override 448 arrives as an int
   data_dir = _cfg_get(data_cfg, "data_dir")
   if not data_dir:
     from echojax.data.prepare import ensure_synthetic
