@@ -286,6 +286,13 @@ def test_multilead_voting(ludb, fixtures_dir):
   assert np.max(np.abs(noisy.indices - clean.indices)) <= 0.015 * ptb.fs  # the median of 10 leads, not 12
   np.testing.assert_array_equal(E.detect_r_peaks_multilead(x[:, 1], ptb.fs).indices,
                                 E.detect_r_peaks(x[:, 1], ptb.fs).indices)
+  # a lead that is off for the whole record (no samples at all) takes no part, it does not fail the record
+  off = x.copy()
+  off[:, 7] = np.nan
+  np.testing.assert_array_equal(E.detect_r_peaks_multilead(off, ptb.fs).indices,
+                                E.detect_r_peaks_multilead(np.delete(x, 7, axis=1), ptb.fs).indices)
+  with pytest.raises(UserError, match="no finite samples"):
+    E.detect_r_peaks_multilead(np.full((2000, 3), np.nan), ptb.fs)
 
 
 def test_csv_sampling_rate_survives_a_rounded_time_column(tmp_path):

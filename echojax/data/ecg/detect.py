@@ -239,6 +239,12 @@ def detect_r_peaks(ecg, fs, *, method: str = "auto", reject_t_waves: bool = True
     reject_t_waves: drop T waves and double detections (module docstring, step 2).
     quality: drop beats outside the usable signal (flat, saturated, noise, lead-off) and return the quality.
   """
+  return _detect(ecg, fs, method, reject_t_waves, quality)[0]
+
+
+def _detect(ecg, fs, method: str = "auto", reject_t_waves: bool = True,
+            quality: bool = True) -> tuple[RPeaks, np.ndarray]:
+  """:func:`detect_r_peaks`, and the QRS envelope it computed (multi-lead fusion scores clusters with it)."""
   if method not in METHODS:
     raise UserError(f"unknown R-peak method {method!r}; use one of {', '.join(METHODS)}")
   x, fs = _as_lead(ecg, fs)
@@ -268,7 +274,7 @@ def detect_r_peaks(ecg, fs, *, method: str = "auto", reject_t_waves: bool = True
     peaks = _reject_t_waves(peaks, energy, _template_corr(cleaned, peaks, fs), fs)
   if q is not None:
     peaks = peaks[q.usable[peaks]]
-  return RPeaks(peaks.astype(np.int64), fs, q)
+  return RPeaks(peaks.astype(np.int64), fs, q), env
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -305,11 +311,13 @@ def _resolve_clusters(beats: np.ndarray, scores: np.ndarray, support: np.ndarray
 def detect_r_peaks_multilead(ecg, fs, *, method: str = "auto", tol_s: float = 0.12) -> RPeaks:
   """R peaks of a multi-lead record (N, L) by clustering the leads' detections (module docstring).
 
-  A cluster holds at most one detection per lead, all within ``tol_s`` of its first member. Its score is the sum,
-  over the leads usable at that time, of each lead's QRS envelope there (the maximum within ``tol_s``) divided by
-  that lead's typical beat energy; a cluster needs a score of at least a quarter of the usable leads, and of two
-  clusters closer than the refractory period the higher score stays. The beat is the median of its members.
-  The returned quality is the best lead's.
+  A cluster holds at most one detection per lead, all within ``tol_s`` of its first member; the beat is the median
+  of its members. Its score is the sum, over the leads usable at that time, of each lead's QRS envelope there (the
+  maximum within ``tol_s``) divided by that lead's beat energy (99th percentile of its usable envelope, capped at
+  2); its support is the number of leads reaching SUPPORT_LEVEL there. A cluster needs a score of at least a
+  quarter of the usable leads; then :func:`_resolve_clusters` keeps one beat per refractory period and drops a
+  cluster within T_WAVE_WINDOW_S of another that both more leads support and scores higher. A lead with no finite
+  sample (lead-off) takes no part. The returned quality is that of the lead with the most usable signal.
   """
   fs = check_fs(fs)
   x = np.asarray(ecg, np.float64)
@@ -317,19 +325,23 @@ def detect_r_peaks_multilead(ecg, fs, *, method: str = "auto", tol_s: float = 0.
     return detect_r_peaks(x.reshape(-1), fs, method=method)
   if x.ndim != 2:
     raise UserError(f"multi-lead ECG must be (N, leads); got shape {x.shape}")
-  per_lead = [detect_r_peaks(x[:, i], fs, method=method) for i in range(x.shape[1])]
-  usable = np.stack([r.quality.usable for r in per_lead], 1)  # (N, L)
-  # each lead's envelope in units of its own beat energy
-  norm_env = np.zeros(x.shape)
-  for i, r in enumerate(per_lead):
-    env = qrs_envelope(fill_gaps(x[:, i]), fs)
+  live = [i for i in range(x.shape[1]) if np.isfinite(x[:, i]).any()]
+  if not live:
+    raise UserError("multi-lead ECG has no finite samples in any lead")
+  norm_env = np.zeros(x.shape)  # each lead's envelope in units of its own beat energy; 0 where unusable
+  usable = np.zeros(x.shape, bool)
+  per_lead: list[RPeaks] = []
+  for i in live:
+    r, env = _detect(x[:, i], fs, method)
+    per_lead.append(r)
+    usable[:, i] = r.quality.usable
     ref = float(np.percentile(env[usable[:, i]], 99)) if usable[:, i].any() else 0.0  # its QRS, whatever it detected
     if ref > 0:
       norm_env[:, i] = np.minimum(env / ref, 2.0) * usable[:, i]  # one lead's artefact cannot outvote the rest
   tol = max(1, int(tol_s * fs))
   peak_env = ndi.maximum_filter1d(norm_env, 2 * tol + 1, axis=0)
   det = np.concatenate([r.indices for r in per_lead] + [np.zeros(0, np.int64)])
-  lead = np.concatenate([np.full(len(r.indices), i) for i, r in enumerate(per_lead)] + [np.zeros(0, np.int64)])
+  lead = np.concatenate([np.full(len(r.indices), i) for i, r in zip(live, per_lead)] + [np.zeros(0, np.int64)])
   order = np.argsort(det, kind="stable")
   det, lead = det[order], lead[order]
   clusters: list[list[int]] = []

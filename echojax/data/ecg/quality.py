@@ -185,10 +185,13 @@ def lead_scores(signals: np.ndarray, fs: float) -> np.ndarray:
     x = x[:, None]
   scores = np.zeros(x.shape[1])
   for i in range(x.shape[1]):
-    q = signal_quality(x[:, i], fs)
+    if not np.isfinite(x[:, i]).any():
+      continue
+    env = qrs_envelope(fill_gaps(x[:, i]), fs)
+    q = signal_quality(x[:, i], fs, envelope=env)
     if not q.usable.any():
       continue
-    e = qrs_envelope(fill_gaps(x[:, i]), fs)[q.usable]
+    e = env[q.usable]
     peaky = np.percentile(e, 99) / max(np.percentile(e, 25), 1e-30)
     scores[i] = q.usable_fraction * np.log10(max(peaky, 1.0))
   return scores
