@@ -82,7 +82,7 @@ def test_phase_frame_becomes_an_image_batch_like_a_still():
     b = [next(loader) for _ in range(5)]
     return np.concatenate([x["image"][:, 0, 0, 0] * 4.0 + 2.0 for x in b]), np.concatenate([x["index"] for x in b])
 
-  (a, ia), (b, ib), (c, _) = train_frames(1), train_frames(1), train_frames(2)
+  (a, ia), (b, _), (c, _) = train_frames(1), train_frames(1), train_frames(2)
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
   rel = np.round(a).astype(int) - ia  # frame relative to record i's shifted peaks

@@ -57,8 +57,8 @@ class OnePhaseFrame:
   ``phases`` is a phase sampler (``PhaseFrameSampler``: 2K frames of one cycle, index 0 = ED, index K = ES).
   Training (``rng`` a Generator): one of those 2K frames at random, from the cycle it picks at random, so every
   phase from ED through ES and back is drawn. Evaluation (``rng=None``): its first frame, the ED frame of the cycle
-  the phase sampler takes in evaluation (the first one), deterministic. Cines without a usable cycle get what the phase sampler falls back to (uniform
-  frames). Module level, so grain workers can pickle it.
+  the phase sampler takes in evaluation (the first one), deterministic. Cines without a usable cycle get what the
+  phase sampler falls back to (uniform frames). Module level, so grain workers can pickle it.
   """
 
   def __init__(self, phases: FrameSampler):

@@ -48,7 +48,8 @@ def synthesize_ecg(
   ]
   x = np.zeros(n)
   # include beats just outside the trace so its edges look like a continuing rhythm
-  for r in np.concatenate([[r_times[0] - rr] if len(r_times) else [], r_times, [r_times[-1] + rr] if len(r_times) else []]):
+  around = [[r_times[0] - rr], r_times, [r_times[-1] + rr]] if len(r_times) else [r_times]
+  for r in np.concatenate(around):
     for off, amp, width in waves:
       x += amp * np.exp(-0.5 * ((t - r - off) / width) ** 2)
   x += baseline_mv * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 2 * np.pi))
