@@ -339,8 +339,9 @@ def image_reader(dataset: str) -> Callable[[Path, int], np.ndarray]:
 
 def _read_record(path: Path, video: bool, stored: int, crop: str = "sector",
                  read: Callable[[Path, int], np.ndarray] | None = None) -> tuple[dict[str, Any], int, float | None]:
-  """(record as the prepared data holds this file, frame count, fps or None). Raises ReadError."""
-  from echojax.data.images import ImageReadError, read_image, resize_image
+  """(record as the prepared data holds this file, frame count, fps or None). Raises ReadError. ``read``: the
+  dataset's image reader (:func:`image_reader`), for images."""
+  from echojax.data.images import ImageReadError
   from echojax.data.ingest import ReadError
 
   if video:
@@ -350,9 +351,7 @@ def _read_record(path: Path, video: bool, stored: int, crop: str = "sector",
       rec["fps"] = np.float32(fps)
     return rec, len(frames), fps
   try:
-    if read is not None:
-      return {"image": read(path, stored)}, 1, None  # as the run's dataset builder stores a file
-    return {"image": resize_image(read_image(path), stored)}, 1, None
+    return {"image": read(path, stored)}, 1, None  # as the run's dataset builder stores a file
   except ImageReadError as e:
     raise ReadError(str(e)) from None
 
