@@ -13,15 +13,18 @@ import dataclasses
 class DatasetInfo:
   name: str  # TFDS builder name, e.g. "echonet_dynamic"
   builder_module: str  # importing it registers the builder
-  generator: str  # key in echojax.data.synthetic.GENERATORS
+  generator: str  # phantom generator module echojax.data.synthetic.<generator> (its command-line name)
   default_config: str | None  # TFDS builder config, e.g. "112"
+  pretty: str | None = None  # name in messages (default ``name``)
+  synthetic_num: int | None = None  # phantom-set size when a config names no data_dir (None: the generator's own)
 
 
 DATASETS = {
-    "echonet_dynamic": DatasetInfo("echonet_dynamic", "tfds_builders.echonet_dynamic", "echonet", "112"),
+    "echonet_dynamic": DatasetInfo("echonet_dynamic", "tfds_builders.echonet_dynamic", "echonet", "112",
+                                   pretty="EchoNet-Dynamic", synthetic_num=200),
     "echo_views": DatasetInfo("echo_views", "tfds_builders.echo_views", "echo_views", "videos"),
     "unity": DatasetInfo("unity", "tfds_builders.unity", "unity", None),
-    "ecg_images": DatasetInfo("ecg_images", "tfds_builders.ecg_images", "ecg_images", "224"),
+    "ecg_images": DatasetInfo("ecg_images", "tfds_builders.ecg_images", "ecg_images", "224", pretty="ECG-printout"),
 }
 
 
@@ -48,8 +51,3 @@ def custom_loader(name: str | None):
 def custom_options(name: str | None) -> dict:
   """The extra ``config.data`` fields (with defaults) of the loader registered for ``name``."""
   return dict(_LOADERS[name][1]) if name in _LOADERS else {}
-
-
-# Phantom-set size used when a config names no data_dir (None -> the generator's own default).
-SYNTHETIC_DEFAULT_NUM = {"echonet_dynamic": 200}
-PRETTY_NAMES = {"echonet_dynamic": "EchoNet-Dynamic", "ecg_images": "ECG-printout"}

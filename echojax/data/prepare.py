@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echojax.data.datasets import PRETTY_NAMES, DATASETS, SYNTHETIC_DEFAULT_NUM
+from echojax.data.datasets import DATASETS
 from echojax.data.report import REPORT_NAME, SkipReport
 from echojax.data.tfds_compat import tfds_spill_without_tensorflow
 from echojax.errors import UserError, cli_main
@@ -224,12 +224,12 @@ def ensure_synthetic(name: str = "echonet_dynamic", config: str | None = None, n
     raise UserError(f"unknown dataset {name!r} for synthetic data; available: {', '.join(sorted(DATASETS))}")
   info = DATASETS[name]
   config = config or info.default_config
-  num = num if num is not None else SYNTHETIC_DEFAULT_NUM.get(name)
+  num = num if num is not None else info.synthetic_num
   root = paths.synthetic_dir(name, f"n{num if num is not None else 'default'}-s{seed}")
   raw, tfds_dir = root / "raw", root / "tfds"
   raw_done, tfds_done = raw / ".echojax_complete", tfds_dir / f".echojax_complete-{config}"
   if verbose:
-    print(f"no data_dir configured: using synthetic {PRETTY_NAMES.get(name, name)} phantoms at {root}", file=sys.stderr,
+    print(f"no data_dir configured: using synthetic {info.pretty or name} phantoms at {root}", file=sys.stderr,
           flush=True)
   if tfds_done.exists():
     return tfds_dir

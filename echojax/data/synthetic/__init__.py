@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import importlib
 
-# dataset name on the command line -> generator module
-GENERATORS = {
-    "echonet": "echojax.data.synthetic.echonet",
-    "echo_views": "echojax.data.synthetic.echo_views",
-    "unity": "echojax.data.synthetic.unity",
-    "ecg_images": "echojax.data.synthetic.ecg_images",
-}
+from echojax.data.datasets import DATASETS
+
+# generator name on the command line -> its module: one per entry of the dataset table, nothing to register here
+GENERATORS = {info.generator: f"echojax.data.synthetic.{info.generator}" for info in DATASETS.values()}
 
 
 def get_generator(name: str):
