@@ -99,3 +99,35 @@ def test_predict_on_real_printouts(smoke_sweep, fixtures_dir, tmp_path):
   img = stored_image(real[0], 224)
   assert img.shape == (224, 224, 3) and (img[0] == 255).all() or (img[:, 0] == 255).all()  # white letterbox bars
   np.testing.assert_array_equal(stored_image(real[0], 224), img)
+
+
+@pytest.mark.slow
+def test_exported_model_gives_predict_s_probabilities(smoke_sweep, fixtures_dir, tmp_path):
+  """`python -m echojax.export` of the trained full model passes its parity gate, and the PyTorch module from the
+  registry, fed a real printout the way the manifest says (the dataset's stored image, resized, normalised with
+  the recorded mean/std), gives the probabilities `echojax.predict` wrote for it."""
+  import cv2
+  import numpy as np
+  import torch
+
+  import echoforge
+  from echojax import predict
+  from tfds_builders.ecg_images import stored_image
+
+  out, _ = smoke_sweep
+  reg = tmp_path / "registry"
+  proc = subprocess.run([sys.executable, "-m", "echojax.export", "--workdir", str(out / "full"), "--name", "EcgImage",
+                         "--registry", str(reg)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  manifest = json.loads(next(reg.glob("EcgImage/v*/manifest.json")).read_text())
+  assert manifest["architecture"]["name"] == "ecg_resnet50" and manifest["parity"]["max_abs_diff"] <= 1e-4
+  model = echoforge.load_model("EcgImage", registry=reg)
+  spec = manifest["input"]
+  size = tuple(spec["size"])
+  path = sorted((fixtures_dir / "ecg_images").glob("*.png"))[0]
+  img = cv2.resize(stored_image(path, 224), size[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+  x = (img - np.array(spec["normalisation"]["mean"], np.float32)) / np.array(spec["normalisation"]["std"], np.float32)
+  with torch.no_grad():
+    probs = torch.softmax(model(torch.from_numpy(x.transpose(2, 0, 1)[None].copy())), -1)[0].numpy()
+  row = predict.predict_images(out / "full", path, tmp_path / "pred.csv").rows[0]
+  np.testing.assert_allclose(probs, [row[f"prob_{c}"] for c in manifest["class_names"]], atol=1e-4)
