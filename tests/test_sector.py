@@ -163,3 +163,47 @@ def _check_box(sec, shape):
   x0, y0, x1, y1 = sec.box
   assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
   assert (x1 - x0) * (y1 - y0) >= 0.02 * h * w and sec.mask.any()
+
+
+def test_flow_motion_finds_the_cone_and_excludes_text_bar_and_ecg():
+  frames = synthetic_cine()
+  sec = sector.find_sector(frames, motion="flow")
+  assert sec.method == "flow" and sec.motion.dtype == np.float32 and sec.note is None
+  assert sec.mask[cone_mask()].mean() > 0.95  # random speckle: the flow is weakest at the apex and the side edges
+  assert sec.mask[~cone_mask()].mean() < 0.02  # the hull's final dilation gives back the cone's faint edge
+  for bx0, by0, bx1, by1 in TEXT_BOXES + [BAR]:
+    assert not sec.mask[by0:by1, bx0:bx1].any()
+  assert sec.box[2] <= BAR[0] and sec.box[3] < ECG_Y - 12 - 1
+
+
+def test_flow_magnitude_is_in_full_resolution_pixels_per_frame():
+  """A textured pattern moving 4 px per frame on 512 x 512 frames (the flow runs at 256 px) reads about 4."""
+  rng = np.random.default_rng(0)
+  tex = cv2.GaussianBlur(rng.uniform(0, 255, (512, 700)).astype(np.float32), (0, 0), 4)
+  tex = cv2.normalize(tex, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+  grey = np.stack([tex[:, 4 * t:4 * t + 512] for t in range(8)])
+  mag = sector.flow_magnitude(grey)
+  assert mag.shape == (512, 512)
+  assert abs(float(np.median(mag[64:-64, 64:-64])) - 4.0) < 0.5
+  assert float(np.median(sector.flow_magnitude(np.repeat(grey[:1], 4, 0)))) < 0.05  # a still cine does not move
+  with pytest.raises(ValueError, match="two frames"):
+    sector.flow_magnitude(grey[:1])
+
+
+def test_flow_motion_on_a_real_dicom_cine_agrees_with_the_range_motion():
+  pytest.importorskip("pydicom")
+  from pydicom.data import get_testdata_file
+
+  path = get_testdata_file("examples_ybr_color.dcm")
+  if path is None:
+    pytest.skip("pydicom test file examples_ybr_color.dcm not available in this pydicom install")
+  frames = ingest.read_cine(path).frames
+  flow, rng = sector.find_sector(frames, motion="flow"), sector.find_sector(frames)
+  _check_box(flow, frames.shape[1:3])
+  assert flow.method == "flow"
+  inter, union = (flow.mask & rng.mask).sum(), (flow.mask | rng.mask).sum()
+  assert inter / union > 0.8
+  with pytest.raises(ValueError, match="motion must be"):
+    sector.find_sector(frames, motion="farneback")
+  one = sector.find_sector(frames[0], motion="flow")  # a single frame: the intensity fallback, as for "range"
+  assert one.method == "intensity"

@@ -6,6 +6,10 @@ crop cut the cone's sides off. :func:`find_sector` finds the cone from the cine 
 1. motion: pixels whose intensity changes over time (max - min over frames above a threshold: the moving heart and
    the speckle; static text and markers do not change). A sweeping ECG trace does change, so only the largest
    connected region is kept, holes are closed with morphology and the region's convex hull (OpenCV) is the cone.
+   ``motion="flow"`` measures motion as the LVAD study did instead: dense optical flow (OpenCV's Farneback)
+   between consecutive grey frames, its magnitude averaged over the cine (:func:`flow_magnitude`), pixels above
+   ``FlowParams.threshold`` times the map's 99th percentile (and above ``min_flow`` px/frame) count as moving, if
+   their intensity changes at all (the flow's window spreads motion past the cone's edge); then as in 1.
 2. for a single frame or no motion: the same on an intensity threshold (non-black pixels), largest component.
 3. if neither gives a sensible region (too small), the centred square, with a note saying so.
 
@@ -26,15 +30,35 @@ MOTION_THRESHOLD = 12  # grey levels of max-min over time counted as "changes"
 INTENSITY_THRESHOLD = 20  # grey level counted as "not background" for the single-frame fallback
 MIN_AREA_FRACTION = 0.02  # a region smaller than this fraction of the frame is not a sector
 PREVIEW_SIZE = (1200, 320)  # preview PNG width x height in pixels
+MOTIONS = ("range", "flow")
+
+
+@dataclass(frozen=True)
+class FlowParams:
+  """Optical-flow motion (``find_sector(..., motion="flow")``): Farneback's parameters (OpenCV's names and
+  defaults of its tutorial), the side the frames are reduced to for the flow (the map is resized back and in full-
+  resolution pixels per frame), at most ``max_pairs`` consecutive frame pairs spread over the cine, and the
+  threshold: a pixel moves when its mean magnitude exceeds ``threshold`` x the map's 99th percentile and
+  ``min_flow`` px/frame (a still cine has no moving pixels, not its noise)."""
+  pyr_scale: float = 0.5
+  levels: int = 3
+  winsize: int = 15
+  iterations: int = 3
+  poly_n: int = 5
+  poly_sigma: float = 1.2
+  side: int = 256
+  max_pairs: int = 32
+  threshold: float = 0.2
+  min_flow: float = 0.05
 
 
 @dataclass
 class Sector:
   box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) in frame pixels
   mask: np.ndarray  # bool (H, W): inside the cone's convex hull
-  method: str  # "motion", "intensity" or "center"
+  method: str  # "motion" (max - min), "flow" (optical flow), "intensity" or "center"
   hull: np.ndarray | None = None  # (N, 2) int hull points (x, y), None for the centre fallback
-  motion: np.ndarray | None = field(default=None, repr=False)  # uint8 (H, W) max-min map used
+  motion: np.ndarray | None = field(default=None, repr=False)  # (H, W) map used: uint8 max-min, float32 px/frame
   note: str | None = None  # set when the fallback was used
 
 
@@ -81,22 +105,54 @@ def center_sector(shape: tuple[int, int], note: str | None = None) -> Sector:
   return Sector((x0, y0, x0 + s, y0 + s), mask, "center", None, None, note)
 
 
-def find_sector(frames: np.ndarray) -> Sector:
-  """The scan cone of a cine (T,H,W[,C]) uint8 (or one frame (H,W,C)): see the module docstring."""
+def flow_magnitude(grey: np.ndarray, params: FlowParams = FlowParams()) -> np.ndarray:
+  """Mean dense optical-flow magnitude (float32 (H, W), pixels per frame) of a grey cine (T, H, W) uint8, T >= 2:
+  Farneback flow between consecutive frames (at most ``params.max_pairs`` pairs, evenly spread), computed with the
+  longer side reduced to ``params.side`` and resized back."""
+  grey = np.asarray(grey)
+  t, h, w = grey.shape
+  if t < 2:
+    raise ValueError("optical flow needs at least two frames")
+  f = min(1.0, params.side / max(h, w))
+  size = (max(1, round(w * f)), max(1, round(h * f)))
+  starts = np.unique(np.linspace(0, t - 2, min(t - 1, params.max_pairs)).round().astype(int))
+  acc = np.zeros((size[1], size[0]), np.float32)
+  for i in starts:
+    a, b = (cv2.resize(grey[j], size, interpolation=cv2.INTER_AREA) if f < 1 else grey[j] for j in (i, i + 1))
+    flow = cv2.calcOpticalFlowFarneback(a, b, None, params.pyr_scale, params.levels, params.winsize,
+                                        params.iterations, params.poly_n, params.poly_sigma, 0)
+    acc += np.hypot(flow[..., 0], flow[..., 1])
+  acc /= len(starts)
+  return (cv2.resize(acc, (w, h), interpolation=cv2.INTER_LINEAR) / f).astype(np.float32)
+
+
+def find_sector(frames: np.ndarray, motion: str = "range", flow: FlowParams | None = None) -> Sector:
+  """The scan cone of a cine (T,H,W[,C]) uint8 (or one frame (H,W,C)): see the module docstring. ``motion``:
+  ``"range"`` (max - min over time) or ``"flow"`` (mean optical-flow magnitude, ``flow`` its parameters)."""
+  if motion not in MOTIONS:
+    raise ValueError(f"motion must be one of {MOTIONS}; got {motion!r}")
   frames = np.asarray(frames)
   if frames.ndim == 3 and frames.shape[-1] in (1, 3, 4):  # one (H, W, C) frame
     frames = frames[None]
   g = _grey(frames)
   shape = g.shape[1:]
-  motion = (g.max(axis=0).astype(np.int16) - g.min(axis=0)).astype(np.uint8)
+  changes = (g.max(axis=0).astype(np.int16) - g.min(axis=0)).astype(np.uint8)
+  mmap, moving, method = changes, changes > MOTION_THRESHOLD, "motion"
+  if motion == "flow" and len(g) > 1:
+    p = flow or FlowParams()
+    mmap = flow_magnitude(g, p)
+    # Farneback's window spreads motion some 20 px past the cone's edge and over the band of a sweeping ECG; a
+    # pixel whose intensity never changes has not moved, so only changing pixels can count as moving
+    moving &= mmap > max(p.min_flow, p.threshold * float(np.percentile(mmap, 99)))
+    method = "flow"
   if len(g) > 1:
-    hull = _region(motion > MOTION_THRESHOLD)
+    hull = _region(moving)
     if hull is not None:
-      return _from_hull(hull, shape, "motion", motion)
+      return _from_hull(hull, shape, method, mmap)
   mid = g[len(g) // 2]
   hull = _region(mid > INTENSITY_THRESHOLD)
   if hull is not None:
-    sec = _from_hull(hull, shape, "intensity", motion)
+    sec = _from_hull(hull, shape, "intensity", mmap)
     sec.note = ("single frame: sector found by intensity" if len(g) == 1 else
                 "no motion found: sector found by intensity")
     return sec
@@ -148,7 +204,8 @@ def preview(frames: np.ndarray, sector: Sector, path: str | Path, size: int = 11
   w, h = PREVIEW_SIZE
   fig = _figure((w / DEFAULT_DPI, h / DEFAULT_DPI), DEFAULT_DPI)
   axes = fig.subplots(1, 4)
-  panels = [(mid, "middle frame", None), (motion, "motion (max - min)", "magma"),
+  moved = "mean optical flow (px/frame)" if sector.method == "flow" else "motion (max - min)"
+  panels = [(mid, "middle frame", None), (motion, moved, "magma"),
             (outline, f"sector ({sector.method})", None), (cropped, f"cropped {size}x{size}", None)]
   for ax, (img, title, cmap) in zip(axes, panels):
     ax.imshow(img, cmap=cmap or ("gray" if img.ndim == 2 else None))
