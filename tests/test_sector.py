@@ -136,14 +136,19 @@ def test_preview_png_has_the_fixed_size(tmp_path):
     assert im.size == sector.PREVIEW_SIZE
 
 
-def test_real_dicom_cine_smoke():
+def _real_dicom_frames() -> np.ndarray:
+  """pydicom's own 30-frame cardiac cine (real ultrasound), or a skip."""
   pytest.importorskip("pydicom")
   from pydicom.data import get_testdata_file
 
   path = get_testdata_file("examples_ybr_color.dcm")
   if path is None:
     pytest.skip("pydicom test file examples_ybr_color.dcm not available in this pydicom install")
-  frames = ingest.read_cine(path).frames
+  return ingest.read_cine(path).frames
+
+
+def test_real_dicom_cine_smoke():
+  frames = _real_dicom_frames()
   sec = sector.find_sector(frames)
   _check_box(sec, frames.shape[1:3])
   assert sec.method == "motion"
@@ -191,13 +196,7 @@ def test_flow_magnitude_is_in_full_resolution_pixels_per_frame():
 
 
 def test_flow_motion_on_a_real_dicom_cine_agrees_with_the_range_motion():
-  pytest.importorskip("pydicom")
-  from pydicom.data import get_testdata_file
-
-  path = get_testdata_file("examples_ybr_color.dcm")
-  if path is None:
-    pytest.skip("pydicom test file examples_ybr_color.dcm not available in this pydicom install")
-  frames = ingest.read_cine(path).frames
+  frames = _real_dicom_frames()
   flow, rng = sector.find_sector(frames, motion="flow"), sector.find_sector(frames)
   _check_box(flow, frames.shape[1:3])
   assert flow.method == "flow"
