@@ -109,3 +109,17 @@ class SkipReport:
 
   def save(self, path: str | Path) -> None:
     Path(path).write_text(json.dumps(self.to_json(), indent=2))
+
+
+class RawFolderBuilder:
+  """What every echojax TFDS builder of a raw folder shares; list it before ``tfds.core.GeneratorBasedBuilder``.
+  Keywords: ``strict`` (the first skipped row is a UserError), ``split_seed`` (the seed of a builder's own split
+  rule, as ``self._split_seed``; builders whose splits come from the raw data ignore it) and ``file_format``
+  (default array_record: random access without TensorFlow, ``tfds.data_source``). ``self.report`` collects the
+  skips and notes that ``python -m echojax.data.prepare`` prints."""
+
+  def __init__(self, *, strict: bool = False, split_seed: int = 0, **kwargs):
+    self.report = SkipReport(strict=strict)
+    self._split_seed = split_seed
+    kwargs.setdefault("file_format", "array_record")
+    super().__init__(**kwargs)

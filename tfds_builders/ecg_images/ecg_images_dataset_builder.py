@@ -52,7 +52,7 @@ from tqdm import tqdm
 from echojax.data.echonet import open_csv
 from echojax.data.images import IMAGE_SUFFIXES, ImageReadError, image_size, letterbox_image, read_image
 from echojax.data.labels import ECG_SUPERCLASSES
-from echojax.data.report import SkipReport
+from echojax.data.report import RawFolderBuilder, SkipReport
 from echojax.data.splits import group_stratified_split
 from echojax.errors import UserError
 
@@ -247,7 +247,7 @@ class EcgImagesConfig(tfds.core.BuilderConfig):
   size: int = 224
 
 
-class EcgImages(tfds.core.GeneratorBasedBuilder):
+class EcgImages(RawFolderBuilder, tfds.core.GeneratorBasedBuilder):
   """12-lead ECG printouts (scans, photos) letterboxed to S x S RGB, with a diagnostic class; 70/15/15 splits."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -261,12 +261,6 @@ class EcgImages(tfds.core.GeneratorBasedBuilder):
       "Point --manual-dir at a folder of ECG printouts: <class>/<file>.png|jpg|tif, or labels.csv "
       "(file,label[,patient,split]); classes NORM, MI, STTC, CD, HYP unless classes.txt lists others. "
       "Synthetic: python -m echojax.data.synthetic ecg_images --out DIR")
-
-  def __init__(self, *, strict: bool = False, split_seed: int = 0, **kwargs):
-    self.report = SkipReport(strict=strict)
-    self._split_seed = split_seed
-    kwargs.setdefault("file_format", "array_record")  # random access without TensorFlow (tfds.data_source)
-    super().__init__(**kwargs)
 
   @staticmethod
   def check_manual_dir(path: str | Path) -> None:

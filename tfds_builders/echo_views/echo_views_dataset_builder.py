@@ -49,7 +49,7 @@ import tensorflow_datasets as tfds
 from echojax.data.ecg import EcgReadError, align_to_video, ecg_phases, find_ecg_file, read_ecg_file
 from echojax.data.images import IMAGE_SUFFIXES, ImageReadError, read_image, resize_image
 from echojax.data.labels import ECHO_VIEWS
-from echojax.data.report import SkipReport
+from echojax.data.report import RawFolderBuilder, SkipReport
 from echojax.data.splits import group_stratified_split
 from echojax.data.video import VideoReadError, read_video, resize_frames
 from echojax.errors import UserError
@@ -185,7 +185,7 @@ def load_video_item(it: dict, size: int, report: SkipReport) -> dict | None:
           "ecg_fs": np.float32(ecg_fs), "r_peaks": r_peaks}
 
 
-class EchoViews(tfds.core.GeneratorBasedBuilder):
+class EchoViews(RawFolderBuilder, tfds.core.GeneratorBasedBuilder):
   """Echo views (11 classes): still frames or cines with synchronised ECG; stratified 70/15/15 splits."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -201,12 +201,6 @@ class EchoViews(tfds.core.GeneratorBasedBuilder):
       "Point --manual-dir at a folder with images/<VIEW>/<file>.png|jpg and/or videos/<VIEW>/<file>.avi|mp4 "
       "(+ optional <stem>.csv 'time_s,ecg_mv' or WFDB <stem>.hea with .dat/.mat). "
       "Synthetic: python -m echojax.data.synthetic echo_views --out DIR")
-
-  def __init__(self, *, strict: bool = False, split_seed: int = 0, **kwargs):
-    self.report = SkipReport(strict=strict)
-    self._split_seed = split_seed
-    kwargs.setdefault("file_format", "array_record")  # random access without TensorFlow
-    super().__init__(**kwargs)
 
   def check_manual_dir(self, manual_dir: str | Path) -> None:
     """Layout check run by ``python -m echojax.data.prepare`` before TFDS starts: the config's folder exists."""

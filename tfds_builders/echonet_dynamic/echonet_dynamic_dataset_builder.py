@@ -36,7 +36,7 @@ import tensorflow_datasets as tfds
 from tqdm import tqdm
 
 from echojax.data import echonet
-from echojax.data.report import SkipReport
+from echojax.data.report import RawFolderBuilder
 from echojax.errors import UserError
 
 SPLITS = {"train": "TRAIN", "val": "VAL", "test": "TEST"}
@@ -70,7 +70,7 @@ class EchonetDynamicConfig(tfds.core.BuilderConfig):
     self.size = size
 
 
-class EchonetDynamic(tfds.core.GeneratorBasedBuilder):
+class EchonetDynamic(RawFolderBuilder, tfds.core.GeneratorBasedBuilder):
   """EchoNet-Dynamic videos with EF, volumes, ED/ES frames and tracings; one record per FileList row."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -84,10 +84,6 @@ class EchonetDynamic(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Download EchoNet-Dynamic (https://echonet.github.io/dynamic/) and point --manual-dir at the folder with "
       "FileList.csv, VolumeTracings.csv and Videos/. Synthetic: python -m echojax.data.synthetic echonet --out DIR")
-
-  def __init__(self, *, strict: bool = False, file_format: str | None = "array_record", **kwargs):
-    self.report = SkipReport(strict=strict)
-    super().__init__(file_format=file_format, **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.size

@@ -28,7 +28,7 @@ import tensorflow_datasets as tfds
 
 from echojax.data.images import IMAGE_SUFFIXES, ImageReadError, read_image, resize_image
 from echojax.data.labels import UNITY_CLASSES
-from echojax.data.report import SkipReport
+from echojax.data.report import RawFolderBuilder, SkipReport
 from echojax.data.splits import group_stratified_split
 from echojax.errors import UserError
 
@@ -117,7 +117,7 @@ def stored_image(path: str | Path, size: int = SIZE) -> np.ndarray:
   return resize_image(read_image(path), size)
 
 
-class Unity(tfds.core.GeneratorBasedBuilder):
+class Unity(RawFolderBuilder, tfds.core.GeneratorBasedBuilder):
   """UNITY echo frames with single/dual label, 224x224 RGB, study-disjoint stratified 70/15/15 splits."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -125,12 +125,6 @@ class Unity(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Point --manual-dir at a UNITY export: images/<category>/<file>.png, or labels.csv (file,category[,study_id]"
       "[,dual]). Synthetic: python -m echojax.data.synthetic unity --out DIR")
-
-  def __init__(self, *, strict: bool = False, split_seed: int = 0, **kwargs):
-    self.report = SkipReport(strict=strict)
-    self._split_seed = split_seed
-    kwargs.setdefault("file_format", "array_record")  # random access without TensorFlow (tfds.data_source)
-    super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
