@@ -25,6 +25,7 @@ DATASETS = {
     "echo_views": DatasetInfo("echo_views", "tfds_builders.echo_views", "echo_views", "videos"),
     "unity": DatasetInfo("unity", "tfds_builders.unity", "unity", None),
     "ecg_images": DatasetInfo("ecg_images", "tfds_builders.ecg_images", "ecg_images", "224", pretty="ECG-printout"),
+    "lvad": DatasetInfo("lvad", "tfds_builders.lvad", "lvad", "112", pretty="LVAD-cohort"),
 }
 
 
