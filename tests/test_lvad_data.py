@@ -47,7 +47,7 @@ def test_generator_layout_determinism_and_outcome_link(cohort, tmp_path):
   first = truth[0]["file"]
   assert (again / first).read_bytes() == (cohort / first).read_bytes()
   p = gen.outcome_probability(np.array([10.0, gen.EF_MID, 40.0]))
-  assert p[0] > 0.9 and abs(p[1] - 0.5) < 1e-9 and p[2] < 0.02  # lower EF, higher mortality
+  assert p[0] > 0.8 and abs(p[1] - 0.5) < 1e-9 and p[2] < 0.15 and (np.diff(p) < 0).all()  # lower EF, likelier death
 
 
 def test_builder_masks_every_cine_and_keeps_the_patient(cohort, tmp_path):
