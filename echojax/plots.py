@@ -402,7 +402,8 @@ def plot_metric_vs_param(x: Sequence[Any], y: Sequence[float] | Mapping[str, Seq
                          figsize: tuple[float, float] = (6, 4.5), dpi: int = DEFAULT_DPI) -> Path:
   """A metric against a swept parameter (ablations, sweeps, cross-validation means).
 
-  ``x``: numbers (a numeric axis, ``logx`` for learning rates) or strings (evenly spaced categories).
+  ``x``: numbers (a numeric axis, ``logx`` for learning rates; points joined by lines) or strings (evenly spaced
+  categories, points and error bars only).
   ``y``: one sequence, or ``{series name: sequence}`` for several lines; ``yerr`` the same shape (e.g. the std
   over folds from ``summarize_folds``) or (2, N) distances below/above each value (a confidence interval), drawn
   as error bars. ``point_labels`` annotates each point of the first
@@ -432,6 +433,7 @@ def plot_metric_vs_param(x: Sequence[Any], y: Sequence[float] | Mapping[str, Seq
                      dtype=np.float64)
       e = e if two_sided else e[0]
     ax.errorbar(xpos, v, yerr=e, marker="o", ms=4, lw=1.5, capsize=3 if e is not None else 0,
+                ls="-" if numeric else "none",  # categories (ablation settings) have no order to connect
                 label=name if len(ys) > 1 else None)
     if i == 0 and point_labels is not None:
       for px, py, lab in zip(xpos, v, point_labels):
