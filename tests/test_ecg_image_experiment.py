@@ -30,12 +30,16 @@ def test_ablation_sweep_runs_reach_the_model_and_loss(monkeypatch):
   monkeypatch.delenv("ECHOJAX_SWEEP_RUNS", raising=False)
   sweep = load_sweep("ecg_image_ablation", "demo")
   names = [r["name"] for r in sweep["runs"]]
-  assert names == ["full"] + [f"no_{s}" for s in SWITCHES] + ["no_focal", "plain"]
+  assert names == ["full"] + [f"no_{s}" for s in SWITCHES] + ["no_focal", "plain_head", "plain"]
   for r in sweep["runs"]:
     c = load_config(sweep["config"], {k: str(v) for k, v in r["overrides"].items()})
     off = {s for s in SWITCHES if not c.model.kwargs[s]}
-    if r["name"] == "plain":
-      assert off == set(SWITCHES) and list(c.model.kwargs.head_units) == [] and c.task.loss == "cross_entropy"
+    if r["name"] in ("plain", "plain_head"):
+      head = [] if r["name"] == "plain" else [512, 256]
+      assert off == set(SWITCHES) and list(c.model.kwargs.head_units) == head and c.task.loss == "cross_entropy"
+      if r["name"] == "plain_head":  # the same run as the config argument
+        same = load_config("ecg_image_resnet50:plain,demo").to_dict()
+        assert {**c.to_dict(), "config_spec": None} == {**same, "config_spec": None}
     elif r["name"] == "no_focal":
       assert not off and c.task.loss == "cross_entropy"
     else:
