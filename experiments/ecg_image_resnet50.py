@@ -5,6 +5,7 @@
     python -m echojax.train --config ecg_image_resnet50:smoke    # seconds; used by the tests
     python -m echojax.train --config ecg_image_resnet50 --config.model.kwargs.pyramid=false     # one module off
     python -m echojax.train --config ecg_image_resnet50:plain    # plain ResNet50 + dense head, cross-entropy
+    python -m echojax.train --config ecg_image_resnet50:depth=18   # the same model on a ResNet-18 backbone
     python -m launch.sweep ecg_image_ablation --local --variant demo    # the ablation table (each module off)
     python -m echojax.evaluate --workdir workdirs/ecg_image_resnet50 --split test
     python -m echojax.predict --workdir workdirs/ecg_image_resnet50 --images FOLDER_OR_FILE
@@ -47,10 +48,15 @@ from echojax.data.labels import ECG_SUPERCLASSES
 from echojax.errors import UserError
 
 SWITCHES = ("multiscale", "pyramid", "attention", "calibration", "fusion")
+DEPTHS = (18, 34, 50, 101, 152)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = parse_arg(arg, smoke=False, demo=False, plain=False, width=64, size=224, batch_size=32, epochs=50, lr=1e-3)
+  a = parse_arg(arg, smoke=False, demo=False, plain=False, depth=50, width=64, size=224, batch_size=32, epochs=50,
+                lr=1e-3)
+  if a.depth not in DEPTHS:
+    raise UserError(f"ecg_image_resnet50: depth={a.depth} (config argument depth): the backbone is a ResNet of depth "
+                    f"{', '.join(map(str, DEPTHS))}")
   if a.width < 4:
     raise UserError(f"ecg_image_resnet50: width={a.width} is too small (config argument width); use 4 or more")
   if a.smoke and a.demo:
@@ -66,7 +72,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "augment": {"rotation": 3.0, "shift": 0.03, "zoom": 0.05, "contrast": 0.1, "brightness": 0.1, "fill": 255}})
   kwargs = {"width": a.width, "layout": "torchvision", **{s: not a.plain for s in SWITCHES},
             "head_units": [512, 256], "dropout": 0.5}
-  c.model = ml_collections.ConfigDict({"name": "ecg_resnet50", "kwargs": kwargs})
+  if a.depth != 50:  # ecg_resnet50 is the recipe's name for depth 50; other depths are ecg_resnet with a depth
+    kwargs["depth"] = a.depth
+  c.model = ml_collections.ConfigDict({"name": "ecg_resnet50" if a.depth == 50 else "ecg_resnet", "kwargs": kwargs})
   c.optim = ml_collections.ConfigDict({"name": "adamw", "lr": a.lr, "weight_decay": 1e-4, "schedule": "cosine",
                                        "warmup_steps": 1000})
   c.init = ml_collections.ConfigDict({"imagenet": ""})

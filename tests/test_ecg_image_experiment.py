@@ -23,7 +23,15 @@ def test_recipe_config():
   assert c.optim.name == "adamw" and c.optim.schedule == "cosine" and c.optim.warmup_steps > 0
   aug = c.data.augment
   assert not aug.get("flip", False) and aug.rotation <= 5 and aug.fill == 255  # ECG-safe: small, white, no flip
-  assert all(c.model.kwargs[s] for s in SWITCHES)
+  assert all(c.model.kwargs[s] for s in SWITCHES) and c.model.name == "ecg_resnet50" and "depth" not in c.model.kwargs
+  r18 = load_config("ecg_image_resnet50:depth=18,smoke")  # the variant string picks the backbone depth
+  assert r18.model.name == "ecg_resnet" and r18.model.kwargs.depth == 18
+  from echojax.errors import UserError
+  from echojax.models import get_model
+
+  assert get_model(r18.model.name, **r18.model.kwargs.to_dict()).depth == 18
+  with pytest.raises(UserError, match="depth=20"):
+    load_config("ecg_image_resnet50:depth=20")
 
 
 def test_ablation_sweep_runs_reach_the_model_and_loss(monkeypatch):
