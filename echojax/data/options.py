@@ -29,6 +29,10 @@ Data config fields (ml_collections.ConfigDict or dict; defaults in ``DEFAULTS``)
 - ``image_frame`` (image preset over video records): "middle", "random" (train), "ed" or "es".
 - ``worker_count`` (grain worker processes; 0 = in-process), ``worker_buffer_size``, ``read_threads``,
   ``prefetch``.
+- ``split_file``: a JSON file of named record subsets of prepared splits, ``{"splits": {"<name>": {"of":
+  "<prepared split>", "indices": [record indices]}}}``; a split of that name reads those records of ``of`` (in
+  that order; batch ``index`` is the position in the subset), any other name the prepared split. Written by
+  ``echojax.cv`` for the folds of a cross-validation (:func:`echojax.data.sources.write_split_file`).
 
 Fields the pipeline itself does not read (echojax.train and echojax.predict do):
 
@@ -85,6 +89,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_buffer_size": 2,
     "read_threads": 2,
     "prefetch": 8,
+    "split_file": None,
     # recorded by the trainer from the prepared train split, so a workdir carries what inference needs:
     # {"mean": [...], "std": [...] (0-255 units), "stored_size": side of the stored frames}
     "norm_stats": None,

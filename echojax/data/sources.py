@@ -5,13 +5,14 @@ array_record decoder (:class:`FastTfdsSource`, :func:`fast_source`) and the row 
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from echojax.data.frames import PreadFrameStore
-from echojax.data.options import _cfg_get
+from echojax.data.options import _cfg_get, _to_dict
 from echojax.errors import UserError
 
 
@@ -25,6 +26,12 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
 
   from echojax.data.datasets import DATASETS
 
+  split_file = _cfg_get(data_cfg, "split_file")
+  if split_file:
+    subset = read_split_file(split_file).get(split)
+    if subset is not None:
+      base, version_dir = open_source({**_to_dict(data_cfg), "split_file": None}, subset["of"])
+      return SubsetSource(base, subset["indices"], f"{split_file}:{split}"), version_dir
   name = _cfg_get(data_cfg, "name")
   if name not in DATASETS:
     raise UserError(f"unknown dataset {name!r} (config field data.name); known: {', '.join(sorted(DATASETS))}")
@@ -36,7 +43,9 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
   if not data_dir:
     from echojax.data.prepare import ensure_synthetic
 
-    data_dir = ensure_synthetic(name, builder_config)
+    num = _cfg_get(data_cfg, "synthetic_num")  # the set the trainer makes for this config (train.resolve_data)
+    data_dir = ensure_synthetic(name, builder_config, num=None if num is None else int(num),
+                                seed=int(_cfg_get(data_cfg, "synthetic_seed") or 0))
   importlib.import_module(info.builder_module)
   prepare_cmd = (f"python -m echojax.data.prepare {name} --manual-dir RAW --data-dir {data_dir}"
                  + (f" --config {builder_config}" if builder_config else ""))
@@ -61,6 +70,56 @@ def open_source(data_cfg: Any, split: str) -> tuple[Any, Path]:
   if store is not None and len(store) == builder.info.splits[split].num_examples:
     return (PreadFrameStore(store) if PreadFrameStore.supports(store) else store), version_dir
   return fast_source(builder.as_data_source(split=split)), version_dir
+
+
+class SubsetSource:
+  """Records ``indices`` of a random-access ``base`` source, in that order (a split of ``data.split_file``)."""
+
+  def __init__(self, base: Any, indices, name: str):
+    self._base, self.indices, self._name = base, np.asarray(indices, np.int64), name
+    n = len(base)
+    bad = self.indices[(self.indices < 0) | (self.indices >= n)]
+    if len(bad):
+      raise UserError(f"{name}: record indices {bad[:5].tolist()} are outside the {n} records of the prepared "
+                      "split (config field data.split_file): was the data prepared again since the file was written? "
+                      "Write the split file anew (echojax.cv does so for each run)")
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i: int) -> Any:
+    return self._base[int(self.indices[i])]
+
+  def __repr__(self) -> str:  # stable (grain checks a restored iterator state against it)
+    return f"SubsetSource({self._name}, n={len(self.indices)}, first={self.indices[:3].tolist()})"
+
+
+def read_split_file(path: str | Path) -> dict[str, dict]:
+  """``{split name: {"of": prepared split, "indices": [...]}}`` of a ``data.split_file``; UserError naming the file
+  and the field when it is missing or malformed."""
+  path = Path(path)
+  try:
+    splits = json.loads(path.read_text())["splits"]
+  except FileNotFoundError:
+    raise UserError(f"{path} (config field data.split_file) does not exist") from None
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise UserError(f"{path} (config field data.split_file) is not a split file ({e}); it must be JSON "
+                    '{"splits": {"<name>": {"of": "<prepared split>", "indices": [...]}}}') from None
+  for name, sub in splits.items():
+    if not isinstance(sub, dict) or not isinstance(sub.get("of"), str) or not isinstance(sub.get("indices"), list):
+      raise UserError(f"{path}: split {name!r} needs \"of\" (a prepared split name) and \"indices\" (a list of "
+                      "record indices)")
+  return splits
+
+
+def write_split_file(path: str | Path, splits: Mapping[str, tuple[str, Any]], **extra: Any) -> Path:
+  """Write a ``data.split_file``: ``splits`` = {name: (prepared split, record indices)}; ``extra`` keys (e.g. the
+  patients of each subset) are stored beside ``splits`` for people to read."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  doc = {"splits": {k: {"of": of, "indices": [int(i) for i in idx]} for k, (of, idx) in splits.items()}, **extra}
+  path.write_text(json.dumps(doc, indent=1))
+  return path
 
 
 def _other_configs_hint(data_dir: Any, name: str, builder_config: Any) -> str:
