@@ -378,6 +378,42 @@ def restore_init_from(path: str | Path, target: Any, keys: Sequence[str] = WEIGH
     ck.close()
 
 
+def merge_init(fresh: dict[str, Any], loaded: dict[str, Any], reinit: str, source: str | Path) -> tuple[dict, dict]:
+  """Transfer: ``fresh`` weights (``{"params", "batch_stats"}``, numpy) with every tensor taken from ``loaded`` (a
+  checkpoint's, numpy) except those whose '/'-joined path matches the regex ``reinit`` (``config.init.reinit``: a
+  new head, new layers), which keep their fresh initialisation. A tensor outside ``reinit`` that the checkpoint
+  lacks, or holds with another shape, is a UserError naming it. Returns (merged, counts of loaded / reinit /
+  unused checkpoint tensors)."""
+  import re
+
+  from flax import traverse_util
+
+  pattern = re.compile(reinit)
+  out, counts = {}, {"loaded": 0, "reinit": 0, "unused": 0}
+  for key in WEIGHTS:
+    flat_fresh = traverse_util.flatten_dict(fresh.get(key) or {}, sep="/")
+    flat_src = traverse_util.flatten_dict(loaded.get(key) or {}, sep="/")
+    merged = {}
+    for path, value in flat_fresh.items():
+      if pattern.search(path):
+        merged[path] = value
+        counts["reinit"] += 1
+        continue
+      if path not in flat_src:
+        raise UserError(f"config.init_from={str(source)!r} has no {key} tensor {path!r} (the model has it): add it to "
+                        f"config.init.reinit (now {reinit!r}) to train it from its fresh initialisation")
+      src = np.asarray(flat_src[path])
+      if src.shape != np.shape(value):
+        raise UserError(f"config.init_from={str(source)!r}: {key} tensor {path!r} is {src.shape} there and "
+                        f"{np.shape(value)} in this model; same architecture arguments (config.model.kwargs)? or "
+                        f"add it to config.init.reinit (now {reinit!r}) to re-initialise it")
+      merged[path] = src.astype(np.asarray(value).dtype)
+      counts["loaded"] += 1
+    counts["unused"] += len(set(flat_src) - set(flat_fresh))
+    out[key] = traverse_util.unflatten_dict(merged, sep="/") if merged else {}
+  return out, counts
+
+
 class PreemptionFlag:
   """SIGTERM (preemption / scancel): the trainer checkpoints and exits cleanly. ``check(step)`` is called at every
   step and says whether to stop there.

@@ -3,11 +3,17 @@
 Fields: ``name`` (sgd | adam | adamw), ``lr``, ``momentum`` (sgd), ``weight_decay`` (sgd: L2 added to the
 gradient as torch's SGD ``weight_decay``; adamw: decoupled), ``schedule`` (constant | step | cosine),
 ``decay_every_epochs`` + ``decay_factor`` (step: x factor every N epochs, as echonet/dynamic's StepLR),
-``warmup_steps``, ``grad_clip`` (global norm, 0 = off).
+``warmup_steps``, ``grad_clip`` (global norm, 0 = off), ``l1`` (L1 regularisation: ``l1 * sign(w)``, the
+gradient of ``l1 * sum |w|``, is added to the gradient of every kernel whose '/'-joined path matches the regex
+``l1_on``, default every kernel; as ``weight_decay`` does for L2, so the logged loss is the task's alone).
 """
 
 from __future__ import annotations
 
+import re
+
+import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -33,6 +39,24 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_st
   return sched
 
 
+def add_l1(coef: float, on: str = "") -> optax.GradientTransformation:
+  """Adds ``coef * sign(w)`` (the subgradient of ``coef * sum |w|``) to the updates of the kernels whose path
+  matches ``on`` (regex; empty = every kernel)."""
+  pattern = re.compile(on or ".")
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("add_l1 needs the parameters (optax update(..., params))")
+
+    def one(path, u, p):  # frozen leaves (optax's MaskedNode, no leaves) never get here
+      name = "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+      return u + coef * jnp.sign(p).astype(u.dtype) if name.endswith("kernel") and pattern.search(name) else u
+
+    return jax.tree_util.tree_map_with_path(one, updates, params), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
                    total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Returns (optax transformation, lr schedule) for ``config.optim``."""
@@ -42,6 +66,15 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
   parts = []
   if cfg.get("grad_clip", 0.0):
     parts.append(optax.clip_by_global_norm(float(cfg.grad_clip)))
+  l1 = float(cfg.get("l1", 0.0) or 0.0)
+  if l1 < 0:
+    raise UserError(f"config.optim.l1={l1} must be >= 0 (0 = no L1 regularisation)")
+  if l1:
+    try:
+      re.compile(cfg.get("l1_on", "") or "")
+    except re.error as e:
+      raise UserError(f"config.optim.l1_on={cfg.get('l1_on')!r} is not a regular expression: {e}") from None
+    parts.append(add_l1(l1, cfg.get("l1_on", "") or ""))
   if name == "sgd":
     if wd:
       parts.append(optax.add_decayed_weights(wd))

@@ -65,7 +65,7 @@ def defaults(data_name: str | None = None) -> dict[str, Any]:
       "model": {"name": "", "kwargs": Open(), "dtype": "float32"},
       "optim": {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant",
                 "decay_every_epochs": 0.0, "decay_factor": 0.1, "warmup_steps": 0, "grad_clip": 0.0,
-                "trainable": ""},
+                "trainable": "", "l1": 0.0, "l1_on": ""},
       "train": {"num_steps": 0, "num_epochs": 0.0, "steps_per_epoch": 0, "log_every": 50, "checkpoint_every": 0,
                 "checkpoint_every_epochs": 1.0, "keep_checkpoints": 2, "early_stopping_patience": 0,
                 # a jax.profiler trace of profile_steps steps (0 = none) into <workdir>/profile/, starting
@@ -77,7 +77,9 @@ def defaults(data_name: str | None = None) -> dict[str, Any]:
       "mesh": [("data", -1)],
       "sharding": {"rules": [(".*", "replicate")]},
       "init_from": None,
-      "init": {"imagenet": None},
+      # reinit: regex over '/'-joined parameter paths that keep their fresh initialisation when init_from loads a
+      # run (a new head, new layers); every other parameter must be in the checkpoint with the same shape
+      "init": {"imagenet": None, "reinit": ""},
       "config_name": "",
       "config_spec": "",
   }

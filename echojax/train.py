@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 from echojax import config as config_lib
 from echojax import sharding, tasks
-from echojax.checkpoint import WEIGHTS, Checkpointer, PreemptionFlag, abstract_like, restore_init_from
+from echojax.checkpoint import (WEIGHTS, Checkpointer, PreemptionFlag, abstract_like, merge_init,
+                                restore_init_from)
 from echojax.errors import UserError, cli_main
 from echojax.evaluate import _every, check_evaluations, periodic_evals
 from echojax.feed import DataState, HostBatches, Profiler, device_batches, input_spec
@@ -231,7 +232,13 @@ def setup_state(config, model, tx, task, mesh, sample_x, ckpt: Checkpointer | No
     keys = ("params", "batch_stats")
     loaded, _report = load_imagenet_resnet(imagenet, jax.device_get({k: state[k] for k in keys}))
     state = {**state, **jax.device_put({k: loaded[k] for k in keys}, {k: shardings[k] for k in keys})}
-  if init_from:
+  if init_from and config.init.reinit:  # transfer: a new head / new layers keep their fresh initialisation
+    merged, counts = merge_init(jax.device_get({k: state[k] for k in WEIGHTS}), restore_init_from(init_from, None),
+                                config.init.reinit, init_from)
+    state = {**state, **jax.device_put(merged, {k: shardings[k] for k in WEIGHTS})}
+    log.info("initialised from %s: %d tensors loaded, %d re-initialised (init.reinit=%r), %d of the checkpoint "
+             "unused", init_from, counts["loaded"], counts["reinit"], config.init.reinit, counts["unused"])
+  elif init_from:
     loaded = restore_init_from(init_from, abstract_like({k: abstract[k] for k in WEIGHTS},
                                                         {k: shardings[k] for k in WEIGHTS}))
     state = {**state, "params": loaded["params"], "batch_stats": loaded["batch_stats"]}
