@@ -201,3 +201,34 @@ def test_frame_resnet_matches_per_image_resnet():
   with_head = FrameResNet(depth=18, width=8, num_classes=2)
   out = jax.eval_shape(lambda: with_head.init_with_output(jax.random.PRNGKey(0), video)[0])
   assert out[0].shape == (2, 3, 2) and out[1]["features"].shape == (2, 3, 64)
+
+
+def test_frame_resnet_transfer_head_pooling_dropout_and_export(tmp_path):
+  """head_units / dropout / cnn_dropout / pool="mean_std": the mean and std over VALID frames feed the fc layers;
+  dropout acts in training only; the EF run's backbone weights fit unchanged; torch gives the same outputs."""
+  from echojax.export import export_variables
+
+  kw = {"depth": 18, "width": 8, "num_classes": 2, "head_units": [16], "dropout": 0.5, "cnn_dropout": 0.5,
+        "pool": "mean_std"}
+  m = get_model("frame_resnet", **kw)
+  video = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 32, 32, 3))
+  v = host_init(m, video)
+  assert set(v["params"]) == {"backbone", "fc0", "head"} and v["params"]["fc0"]["kernel"].shape == (2 * 64, 16)
+  plain = host_init(FrameResNet(depth=18, width=8, num_classes=2), video)
+  assert jax.tree.map(jnp.shape, plain["params"]["backbone"]) == jax.tree.map(jnp.shape, v["params"]["backbone"])
+  out, _ = m.apply(v, video)
+  assert out.shape == (2, 2)
+  np.testing.assert_array_equal(out, m.apply(v, video)[0])  # eval: deterministic
+  train_out = m.apply(v, video, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"])[0][0]
+  assert not np.allclose(train_out, out)
+  # padded frames (mask False) do not change the pooled features: clip 0 with 2 junk frames = its 2 real frames
+  mask = jnp.array([[True, True, False, False], [True] * 4])
+  junk = video.at[0, 2:].set(100.0)
+  masked, _ = m.apply(v, junk, mask=mask)
+  short, _ = m.apply(v, video[:1, :2])
+  np.testing.assert_allclose(masked[0], short[0], rtol=1e-4, atol=1e-5)
+  with pytest.raises(UserError, match="model.kwargs.pool"):
+    get_model("frame_resnet", **{**kw, "pool": "max"}).apply(v, video)
+  # the torch mirror (eval) matches: export refuses otherwise
+  path = export_variables(v, "lvad_head", "frame_resnet", kw, registry=tmp_path, input={"shape": [3, 4, 32, 32]})
+  assert (path / "model.safetensors").is_file()

@@ -165,17 +165,33 @@ class FrameResNet(nn.Module):
   """A 2D ResNet applied to every frame of a ``(N, C, T, H, W)`` video -> ``(N, T, D)`` per-frame features.
 
   Mirrors ``echojax.models.resnet.FrameResNet``: submodule ``backbone`` (a headless :class:`ResNet`); with
-  ``num_classes`` > 0 a per-frame ``head`` gives ``(N, T, num_classes)``.
+  ``num_classes`` > 0 fully-connected layers ``fc0, fc1, ...`` (``head_units``, Linear-ReLU) and a per-frame
+  ``head`` give ``(N, T, num_classes)`` (``pool="mean_std"``: the features' mean and std over time first, so
+``(N, num_classes)``). ``dropout`` / ``cnn_dropout`` act in training only (identity here).
   """
 
   def __init__(self, depth: int = 18, num_classes: int | None = 0, width: int = 64, layout: str = "torchvision",
-               in_channels: int = 3):
+               in_channels: int = 3, head_units=(), dropout: float = 0.0, cnn_dropout: float = 0.0,
+               pool: str = "frames"):
     super().__init__()
     self.backbone = ResNet(depth=depth, num_classes=None, width=width, layout=layout, in_channels=in_channels)
-    self.head = nn.Linear(self.backbone.num_features, num_classes) if num_classes else None
+    self.fc_names, self.pool = [], pool
+    dim = self.backbone.num_features * (2 if pool == "mean_std" else 1)
+    for i, units in enumerate(head_units if num_classes else ()):
+      setattr(self, f"fc{i}", nn.Linear(dim, int(units)))
+      self.fc_names.append(f"fc{i}")
+      dim = int(units)
+    self.head = nn.Linear(dim, num_classes) if num_classes else None
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     n, c, t = x.shape[:3]
     frames = x.permute(0, 2, 1, 3, 4).reshape(n * t, c, *x.shape[3:])
     feats = self.backbone.forward_features(frames).reshape(n, t, -1)
-    return feats if self.head is None else self.head(feats)
+    if self.head is None:
+      return feats
+    if self.pool == "mean_std":  # every frame of an exported clip is valid
+      mean = feats.mean(dim=1)
+      feats = torch.cat([mean, torch.sqrt((feats - mean[:, None]).square().mean(dim=1) + 1e-6)], dim=-1)
+    for name in self.fc_names:
+      feats = torch.relu(getattr(self, name)(feats))
+    return self.head(feats)

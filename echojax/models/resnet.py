@@ -217,12 +217,30 @@ def feature_dim(depth: int, width: int = 64) -> int:
   return width * 8 * (4 if RESNET_STAGES[depth][0] == "bottleneck" else 1)
 
 
+class ChannelDropout(nn.Module):
+  """Drops whole channels of (B, H, W, C) maps (torch's ``Dropout2d``): the "CNN dropout" of a ResNet stage hook."""
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    return nn.Dropout(self.rate, broadcast_dims=(1, 2))(x, deterministic=not train)
+
+
 class FrameResNet(nn.Module):
   """A 2D ResNet applied to every frame of a (B, T, H, W, C) video -> (B, T, D) per-frame features.
 
   Frames are folded into the batch (B*T images), so BatchNorm statistics pool over all frames of all clips.
   With ``num_classes`` > 0 a per-frame Dense head (``head``) gives (B, T, num_classes); the aux dict always
   has ``features`` (B, T, D). Weights of the 2D network sit under ``backbone``.
+
+  Transfer knobs (the LVAD study's "fully-connected dropout / L1 / CNN dropout"; L1 is ``config.optim.l1``):
+  ``head_units`` adds fully-connected layers ``fc0, fc1, ...`` (Dense-ReLU) between the features and the head;
+  ``dropout`` drops the input of each of them and of the head (training only); ``cnn_dropout`` drops whole
+  channels of the backbone's last feature map (:class:`ChannelDropout` as a stage-4 hook, parameter-free, so an EF
+  run's weights load unchanged; after every stage, a rate of 0.8 kept too little of the signal to learn from). ``pool``: "frames" (the default: the head on every frame, the trainer averages the per-frame
+  outputs) or "mean_std" (the clip's per-frame features pooled over its valid frames, ``mask``, as their mean and
+  standard deviation concatenated, then ``fc*`` and the head: one output per clip; the standard deviation carries
+  the cardiac cycle's change, which a per-frame head averages away).
   """
   depth: int = 18
   num_classes: int | None = 0
@@ -230,17 +248,42 @@ class FrameResNet(nn.Module):
   dtype: Any = jnp.float32
   layout: str = "torchvision"
   frozen_stages: int = -1
+  head_units: Sequence[int] = ()
+  dropout: float = 0.0
+  cnn_dropout: float = 0.0
+  pool: str = "frames"
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def __call__(self, x: jax.Array, train: bool = False,
+               mask: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     if x.ndim != 5:
       raise UserError(f"FrameResNet expects videos (B, T, H, W, C); got shape {tuple(x.shape)}")
+    if self.pool not in ("frames", "mean_std"):
+      raise UserError(f"FrameResNet pool={self.pool!r} (config field model.kwargs.pool): use 'frames' or 'mean_std'")
+    for field in ("dropout", "cnn_dropout"):
+      if not 0.0 <= getattr(self, field) < 1.0:
+        raise UserError(f"FrameResNet {field}={getattr(self, field)} (config field model.kwargs.{field}) must be "
+                        "in [0, 1)")
+    hooks = ((4, ChannelDropout(self.cnn_dropout, name="cnn_dropout")),) if self.cnn_dropout else ()
     feats = apply_per_frame(ResNet(depth=self.depth, num_classes=0, width=self.width, dtype=self.dtype,
-                                   layout=self.layout, frozen_stages=self.frozen_stages, name="backbone"), x, train)
+                                   layout=self.layout, frozen_stages=self.frozen_stages, stage_hooks=hooks,
+                                   name="backbone"), x, train)
     if not self.num_classes:
       return feats, {"features": feats}
+    h = feats
+    if self.pool == "mean_std":
+      w = jnp.ones(feats.shape[:2], jnp.float32) if mask is None else mask.astype(jnp.float32)
+      w = w[..., None] / jnp.maximum(w.sum(axis=1), 1.0)[:, None, None]
+      mean = jnp.sum(feats * w, axis=1)
+      std = jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(feats - mean[:, None]) * w, axis=1), 0.0) + 1e-6)
+      h = jnp.concatenate([mean, std], axis=-1)
+    for i, units in enumerate(self.head_units):
+      h = nn.Dropout(self.dropout)(h, deterministic=not train)
+      h = nn.relu(nn.Dense(int(units), kernel_init=dense_init, dtype=self.dtype, param_dtype=jnp.float32,
+                           name=f"fc{i}")(h))
+    h = nn.Dropout(self.dropout)(h, deterministic=not train)
     out = nn.Dense(self.num_classes, kernel_init=dense_init, dtype=self.dtype, param_dtype=jnp.float32,
-                   name="head")(feats)
+                   name="head")(h)
     return out.astype(jnp.float32), {"features": feats}
 
 
