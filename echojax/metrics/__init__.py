@@ -30,11 +30,12 @@ from echojax.metrics._checks import _binary_labels, _same_length, _vector  # noq
 from echojax.metrics.binary import binary_metrics, ef_threshold_metrics
 from echojax.metrics.classification import classification_metrics
 from echojax.metrics.folds import flatten, format_mean_std, format_summary, json_safe, summarize_folds
-from echojax.metrics.ranking import auroc, average_precision, precision_recall_curve, roc_curve
+from echojax.metrics.ranking import (auroc, average_precision, permutation_test_auroc, precision_recall_curve,
+                                     roc_curve)
 from echojax.metrics.regression import regression_metrics
 
 __all__ = [
     "auroc", "average_precision", "binary_metrics", "classification_metrics", "ef_threshold_metrics", "flatten",
-    "format_mean_std", "format_summary", "json_safe", "precision_recall_curve", "regression_metrics", "roc_curve",
+    "format_mean_std", "format_summary", "json_safe", "permutation_test_auroc", "precision_recall_curve", "regression_metrics", "roc_curve",
     "summarize_folds",
 ]
