@@ -29,7 +29,13 @@ regression ``prediction`` (EF %); plus per-video model aux columns such as the f
 ``gate_1``). Unreadable files are skipped and reported as for images. Folders are searched recursively for video,
 DICOM and GIF files (and suffix-less files with a DICOM preamble).
 
-Python API: :func:`predict_files`, and :func:`predict_images` / :func:`predict_videos`, which also check the run's
+**Cross-validation folders** (``--workdir`` a folder of ``python -m echojax.cv``, with ``cv.json``): the fold
+ensemble of one row (``--row``, ``--k``) scores the cines (:func:`predict_cv`): per class the folds' mean
+probability, its standard deviation and each fold's value. LVAD runs read a cine as the ``lvad`` builder stores
+it (its ``stored_video``: the optical-flow motion mask, crop and resize), as every dataset whose builder module
+has a ``stored_video`` hook.
+
+Python API: :func:`predict_files`, :func:`predict_cv`, and :func:`predict_images` / :func:`predict_videos`, which also check the run's
 kind (all return a :class:`PredictResult`). The same
 image probabilities come out of the exported PyTorch model (``python -m echojax.export`` then
 ``echoforge.load_model(name)``) when it is fed the same [0, 1] NCHW tensor; this CLI is the JAX-side equivalent
@@ -199,6 +205,21 @@ def list_videos(paths: str | Path | Sequence[str | Path]) -> tuple[list[Path], l
                      " and DICOM files without a suffix); point it at a folder of cines or at one file")
 
 
+def video_reader(config) -> Callable[[Path, int, str], tuple[np.ndarray, float | None]] | None:
+  """``fn(path, stored, crop) -> (frames, fps)`` from the run's dataset builder when it stores cines its own way
+  (its module's ``stored_video(path, size, builder_config)``: the LVAD motion mask), else None (the generic
+  :func:`read_cine_as_stored`)."""
+  import importlib
+
+  from echojax.data.datasets import DATASETS
+
+  info = DATASETS.get(config.data.name)
+  fn = getattr(importlib.import_module(info.builder_module), "stored_video", None) if info else None
+  if fn is None:
+    return None
+  return lambda path, stored, crop: fn(path, stored, config.data.builder_config)
+
+
 def read_cine_as_stored(path: Path, stored: int, crop: str = "sector") -> tuple[np.ndarray, float | None]:
   """(uint8 (T, stored, stored, 3) frames, fps or None) as the run's prepared data would hold this file: container
   videos decoded and resized as the builders do, DICOM / GIF read and squared as ingest does (``crop``: ingest's
@@ -268,7 +289,7 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
   if batch_size:  # rounded up to whole batches for this machine's devices, as Run.load does for eval.batch_size
     data_cfg.batch_size = -(-int(batch_size) // run.mesh.size) * run.mesh.size
 
-  read = None if video else image_reader(config.data.name)
+  read = video_reader(config) if video else image_reader(config.data.name)
   rows: list[dict[str, Any]] = []
   skipped: list[tuple[str, str]] = list(problems)  # paths that gave no file come first
   class_names: list[str] = []
@@ -323,6 +344,60 @@ def predict_files(workdir: str | Path, paths: str | Path | Sequence[str | Path],
   return PredictResult(rows, skipped, class_names, csv_path, which, step, kind="video" if video else "image")
 
 
+def predict_cv(cv_dir: str | Path, paths, out: str | Path | None = None, row: str | None = None,
+               k: int | None = None, write: bool = True, crop: str = "sector") -> PredictResult:
+  """Predictions of a cross-validation's fold ensemble (``python -m echojax.cv`` wrote ``<cv_dir>/cv.json``): every
+  fold of ``row`` (default the first row) at ``k`` folds (default 5 when run, else the largest K), first seed,
+  scores the files with its last checkpoint through :func:`predict_files`; each ``prob_<class>`` column becomes
+  the folds' mean, with ``prob_<class>_std`` (their spread) and ``prob_<class>_fold<i>`` beside it, and the
+  predicted class is the mean's argmax."""
+  import json
+
+  cv_dir = Path(cv_dir)
+  manifest = json.loads((cv_dir / "cv.json").read_text())
+  jobs = [j for j in manifest["jobs"] if j["row"] != "nested" and not j["row"].startswith("nested-")]
+  rows = list(dict.fromkeys(j["row"] for j in jobs))
+  row = row or (rows[0] if rows else None)
+  mine = [j for j in jobs if j["row"] == row]
+  if not mine:
+    raise UserError(f"{cv_dir / 'cv.json'}: no folds of row {row!r}; rows: {', '.join(rows)} (--row)")
+  ks = sorted({int(j["k"]) for j in mine})
+  k = int(k) if k else (5 if 5 in ks else ks[-1])
+  if k not in ks:
+    raise UserError(f"{cv_dir / 'cv.json'}: row {row} was run with K = {', '.join(map(str, ks))}, not {k} (--k)")
+  seed = min(int(j["seed"]) for j in mine if int(j["k"]) == k)
+  folds = sorted((j for j in mine if int(j["k"]) == k and int(j["seed"]) == seed), key=lambda j: j["fold"])
+  results = [predict_files(j["workdir"], paths, checkpoint="latest", write=False, kind="video", crop=crop)
+             for j in folds]
+  first = results[0]
+  by_file = [{r["file"]: r for r in res.rows} for res in results]
+  prob_cols = [c for c in (first.rows[0] if first.rows else {}) if c.startswith("prob_")]
+  rows_out = []
+  for r in first.rows:
+    mine_rows = [b[r["file"]] for b in by_file]
+    row_out = {key: r[key] for key in ("file", "num_frames", "fps") if key in r}
+    means = []
+    for c in prob_cols:
+      v = np.array([m[c] for m in mine_rows])
+      means.append(float(v.mean()))
+      row_out[c] = round(float(v.mean()), 6)
+      row_out[f"{c}_std"] = round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 6)
+    if first.class_names:
+      row_out["predicted_class"] = first.class_names[int(np.argmax(means))]
+    last = prob_cols[-1] if prob_cols else None
+    for j, m in zip(folds, mine_rows):
+      if last:
+        row_out[f"{last}_fold{j['fold']}"] = round(float(m[last]), 6)
+    rows_out.append(row_out)
+  csv_path = None
+  if write:
+    header = list(rows_out[0]) if rows_out else ["file", "num_frames", "fps"]
+    csv_path = write_csv(rows_out, first.skipped, header,
+                         Path(out) if out else cv_dir / "predictions" / f"{row}_k{k}_predictions.csv")
+  return PredictResult(rows_out, first.skipped, first.class_names, csv_path,
+                       f"latest of {len(folds)} folds ({row}, K={k}, seed {seed})", first.step, kind="video")
+
+
 def image_reader(dataset: str) -> Callable[[Path, int], np.ndarray]:
   """``fn(path, size) -> uint8 (S, S, 3)``: a file as ``dataset``'s builder stores it (its module's
   ``stored_image``: a plain resize for UNITY, a letterbox on white paper for ECG printouts); a plain resize for
@@ -338,14 +413,14 @@ def image_reader(dataset: str) -> Callable[[Path, int], np.ndarray]:
 
 
 def _read_record(path: Path, video: bool, stored: int, crop: str = "sector",
-                 read: Callable[[Path, int], np.ndarray] | None = None) -> tuple[dict[str, Any], int, float | None]:
+                 read: Callable | None = None) -> tuple[dict[str, Any], int, float | None]:
   """(record as the prepared data holds this file, frame count, fps or None). Raises ReadError. ``read``: the
-  dataset's image reader (:func:`image_reader`), for images."""
+  dataset's image reader (:func:`image_reader`) for images; for cines its :func:`video_reader` or None."""
   from echojax.data.images import ImageReadError
   from echojax.data.ingest import ReadError
 
   if video:
-    frames, fps = read_cine_as_stored(path, stored, crop)
+    frames, fps = (read or read_cine_as_stored)(path, stored, crop)
     rec: dict[str, Any] = {"video": frames, "num_frames": np.int32(len(frames))}
     if fps:
       rec["fps"] = np.float32(fps)
@@ -370,7 +445,10 @@ def predict_videos(workdir, videos, out=None, checkpoint: str = "best", write: b
 
 def parse_args(argv: Iterable[str]) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m echojax.predict", description=__doc__.split("\n\n")[0])
-  p.add_argument("--workdir", required=True, help="training run folder (holds config.json and checkpoints/)")
+  p.add_argument("--workdir", required=True, help="training run folder (holds config.json and checkpoints/), or "
+                 "a cross-validation folder of python -m echojax.cv (holds cv.json): its fold ensemble predicts")
+  p.add_argument("--row", default=None, help="cross-validation folder: the row whose folds predict (default first)")
+  p.add_argument("--k", type=int, default=None, help="cross-validation folder: which K (default 5, else the largest)")
   what = p.add_mutually_exclusive_group(required=True)
   what.add_argument("--images", nargs="+", help="image file(s) and/or folder(s) (searched recursively); image runs")
   what.add_argument("--videos", nargs="+",
@@ -391,7 +469,11 @@ def main(argv: list[str] | None = None) -> None:
   logging.getLogger("echojax").setLevel(logging.INFO)
   logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's read-only-manager notices are not the user's concern
   a = parse_args(sys.argv[1:] if argv is None else argv)
-  if a.videos:
+  if (Path(a.workdir) / "cv.json").is_file() and not (Path(a.workdir) / "config.json").is_file():
+    if not a.videos:
+      raise UserError(f"{a.workdir} is a cross-validation of a video run; predict cines with --videos")
+    result = predict_cv(a.workdir, a.videos, a.out, a.row, a.k, crop=a.crop)
+  elif a.videos:
     result = predict_videos(a.workdir, a.videos, a.out, a.checkpoint, crop=a.crop)
   else:
     result = predict_images(a.workdir, a.images, a.out, a.checkpoint, a.batch_size)

@@ -127,6 +127,18 @@ def stored_clip(path: str | Path, config: LvadConfig) -> tuple[np.ndarray, float
   return clip, cine.fps, sec
 
 
+def stored_video(path: str | Path, size: int, builder_config: str | None = None) -> tuple[np.ndarray, float | None]:
+  """``echojax.predict``'s hook: a user's cine masked as builder config ``builder_config`` (default "112") stores
+  it, at ``size``; (clip, fps or None). Raises ingest.ReadError."""
+  name = str(builder_config or Lvad.DEFAULT_CONFIG_NAME)
+  configs = {c.name: c for c in Lvad.BUILDER_CONFIGS}
+  if name not in configs:
+    raise UserError(f"lvad builder config {name!r} (config field data.builder_config) is unknown; configs: "
+                    f"{', '.join(configs)}")
+  clip, fps, _ = stored_clip(path, dataclasses.replace(configs[name], size=int(size)))
+  return clip, fps
+
+
 class Lvad(RawFolderBuilder, tfds.core.GeneratorBasedBuilder):
   """LVAD cohort cines motion-masked to S x S grey clips, with mortality; one split (the cohort)."""
 
