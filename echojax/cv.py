@@ -5,6 +5,7 @@ initial weights in its own workdir, and the published table with what a mean of 
     python -m echojax.cv --config lvad_transfer --folds 2,3,5,7 --repeats 5 --rows transfer,scratch,no_mask
     python -m echojax.cv --config lvad_transfer --folds 5 --nested                   # + a row tuned by nested CV
     python -m echojax.cv --config lvad_transfer --folds 5 --print    # one train + evaluate command per fold
+    python -m echojax.cv --config lvad_transfer --folds 5 --slurm sbatch/   # one SLURM job per fold (--only)
     python -m echojax.cv --config lvad_transfer --folds 5 --collect  # the tables from folds run elsewhere
     python -m echojax.cv --config lvad_transfer:demo --folds 5 --config.optim.lr=3e-4   # overrides: every fold
 
@@ -21,7 +22,9 @@ folds for every row. Each fold is a ``data.split_file`` (``<out>/splits/k<K>_s<S
 records of ``cv_train`` and ``cv_test``; the fold trains on ``cv_train`` into
 ``<out>/<row>/k<K>_s<S>/fold<i>`` (its own checkpoints), then ``echojax.evaluate`` scores its last checkpoint
 (no checkpoint is picked on a test fold) on both subsets, every clip of each cine, into ``eval_cv_test`` and
-``eval_cv_train``. Rerunning skips finished folds and resumes a killed one.
+``eval_cv_train``. Rerunning skips finished folds and resumes a killed one. Folds run in parallel elsewhere:
+``--print`` (their train + evaluate commands), ``--slurm DIR`` (one sbatch script per fold through
+``launch/slurm.py``, each running ``--only ROW/kK_sS/foldI``), then ``--collect``.
 
 Scores are per patient (the mean probability over a patient's cines). Written into ``<out>``:
 
@@ -167,6 +170,11 @@ class Job:
 
   def done(self) -> bool:
     return all((self.workdir / f"eval_{s}" / "predictions.csv").is_file() for s in (TRAIN, TEST))
+
+
+def job_id(job: Job) -> str:
+  """``transfer/k5_s0/fold3``: a fold's name for --only (its workdir below the CV folder)."""
+  return f"{job.row}/k{job.k}_s{job.seed}/fold{job.fold}"
 
 
 def fold_overrides(split_file: Path, extra: dict) -> dict:
@@ -424,9 +432,10 @@ def make_plan(spec: str, overrides: dict, folds: list[int], repeats: int, seed: 
   return Plan(spec, out, folds, repeats, seed, {r: known[r] for r in rows}, dict(overrides), cv, cohort)
 
 
-def ensure_pretrain(plan: Plan) -> None:
+def ensure_pretrain(plan: Plan, train_missing: bool = True) -> None:
   """Train the config's initialisation first (get_cv ``pretrain``) when the config starts from it and it is
-  missing; an ``init_from`` that is missing otherwise is a UserError before any fold trains."""
+  missing (``train_missing``; --only/--slurm jobs would race to train it, so they stop instead); an ``init_from``
+  that is missing otherwise is a UserError before any fold trains."""
   from echojax import train
 
   for row in plan.rows:
@@ -435,6 +444,9 @@ def ensure_pretrain(plan: Plan) -> None:
     if not init or Path(init).exists():
       continue
     pre = plan.cv.get("pretrain")
+    if pre and Path(pre[0]) == Path(init) and not train_missing:
+      raise UserError(f"row {row}: init_from={init!r} does not exist yet; train it once first (python -m "
+                      f"echojax.train --config {pre[1]} --workdir {init}) before the folds' jobs start")
     if pre and Path(pre[0]) == Path(init):
       log.info("init_from %s does not exist: training it first (python -m echojax.train --config %s)", init, pre[1])
       train.train(config_lib.load_config(pre[1]), Path(pre[0]))
@@ -531,6 +543,11 @@ def main(argv: list[str] | None = None) -> None:
   mode.add_argument("--print", action="store_true", help="print every fold's commands (run them anywhere, in "
                     "parallel), then build the tables with --collect")
   mode.add_argument("--collect", action="store_true", help="only build the tables from evaluated folds")
+  mode.add_argument("--only", metavar="ROW/kK_sS/foldI", help="run one fold (train + evaluate) and stop: what "
+                    "--slurm's scripts run, one fold per job")
+  mode.add_argument("--slurm", metavar="DIR", help="write one sbatch script per fold into DIR (launch/slurm.py; "
+                    "each runs this command with --only), then build the tables with --collect")
+  p.add_argument("--gpus-per-node", type=int, default=1, help="--slurm: GPUs per fold's job (default 1)")
   args, rest = p.parse_known_args(sys.argv[1:] if argv is None else argv)
   overrides = {}
   for item in rest:
@@ -552,6 +569,32 @@ def main(argv: list[str] | None = None) -> None:
           print(" && ".join(shlex.join(c) for c in job_commands(job)))
     print(f"# then: python -m echojax.cv --config {args.config} --folds {args.folds} --collect"
           + (f" --out {args.out}" if args.out else ""))
+    return
+  if args.only or args.slurm:
+    if args.nested:
+      raise UserError("--nested chooses each outer fold's setting from its inner folds' results, so it runs "
+                      "locally; use --only/--slurm for the plain rows")
+    jobs = {job_id(j): j for k in plan.folds for row in plan.rows for j in plan.jobs(row, k)}
+    if args.only:
+      if args.only not in jobs:
+        raise UserError(f"--only {args.only!r} is not a fold of this plan; folds: {', '.join(list(jobs)[:6])}, ...")
+      ensure_pretrain(plan, train_missing=False)
+      run_job(jobs[args.only])
+      print(f"[cv] fold {args.only} done: {jobs[args.only].workdir}")
+      return
+    from launch import slurm
+
+    ensure_pretrain(plan, train_missing=False)
+
+    base = ["--config", args.config, "--folds", args.folds, "--repeats", str(args.repeats), "--seed", str(args.seed),
+            "--rows", ",".join(plan.rows), "--out", str(plan.out.absolute())]
+    base += [f"--config.{k}={v}" for k, v in overrides.items()]
+    for jid, job in jobs.items():
+      path = slurm.write_script(Path(args.slurm) / f"{_safe(jid)}.sbatch",
+                                ["python", "-m", "echojax.cv", *base, "--only", jid], nodes=1,
+                                gpus_per_node=args.gpus_per_node, job_name=f"cv-{_safe(jid)}")
+      print(f"sbatch {path}")
+    print(f"# then: python -m echojax.cv {shlex.join(base)} --collect")
     return
   paths = run_plan(plan, nested=args.nested, inner_folds=args.inner_folds, bootstrap=args.bootstrap,
                    permutations=args.permutations, collect_only=args.collect)

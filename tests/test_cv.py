@@ -184,3 +184,15 @@ def test_cv_end_to_end_on_the_smoke_cohort(tmp_path):
   assert len(lines) == 4  # 2 rows x 2 folds
   assert all("--config.data.split_file=" in ln and ln.count("--checkpoint latest") == 2 for ln in lines)
   assert "init=none" in lines[2] and "--collect" in proc.stdout.splitlines()[-1]
+  # --slurm: one sbatch script per fold, each running one fold with --only; --only runs that fold alone
+  proc = subprocess.run(cmd + ["--slurm", str(tmp_path / "sbatch")], cwd=tmp_path, env=env, capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  scripts = sorted((tmp_path / "sbatch").glob("*.sbatch"))
+  assert len(scripts) == 4
+  srun = [ln for ln in scripts[0].read_text().splitlines() if ln.startswith("srun ")][0]
+  assert "echojax.cv" in srun and "--only scratch/k2_s0/fold0" in srun and f"--out {out}" in srun
+  only = [a for a in srun.split()[1:]]
+  proc = subprocess.run([sys.executable if a == "python" else a for a in only], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0 and "fold scratch/k2_s0/fold0 done" in proc.stdout, proc.stderr[-3000:]
