@@ -26,7 +26,9 @@ Data config fields (ml_collections.ConfigDict or dict; defaults in ``DEFAULTS``)
   callable to ``make_loader``):
   ``fn(record, rng) -> frame indices`` replaces the start/period rule, e.g. ECG-gated phase sampling. Indices
   outside ``[0, num_frames)`` become padded frames.
-- ``image_frame`` (image preset over video records): "middle", "random" (train), "ed" or "es".
+- ``image_frame`` (image preset over video records): "middle" (mid-video), "random" (train), or a key frame:
+  "ed", "es" or "mid" (their midpoint), from the tracings, else estimated from the ECG / intensity cycle
+  (:mod:`echojax.data.keyframes`).
 - ``worker_count`` (grain worker processes; 0 = in-process), ``worker_buffer_size``, ``read_threads``,
   ``prefetch``.
 - ``split_file``: a JSON file of named record subsets of prepared splits, ``{"splits": {"<name>": {"of":
@@ -149,8 +151,8 @@ def resolve_options(data_cfg: Any) -> dict[str, Any]:
   if opts["normalize"] == "device" and (opts["augment"].get("brightness") or opts["augment"].get("contrast")):
     raise UserError("config field data.normalize='device' ships uint8 clips, which cannot carry brightness/contrast "
                     "jitter: set data.normalize='host' or drop data.augment.brightness/contrast")
-  if opts["image_frame"] not in ("middle", "random", "ed", "es"):
-    raise UserError(f"config field data.image_frame is {opts['image_frame']!r}; use middle, random, ed or es")
+  if opts["image_frame"] not in ("middle", "random", "ed", "es", "mid"):
+    raise UserError(f"config field data.image_frame is {opts['image_frame']!r}; use middle, random, ed, es or mid")
   if opts["targets"] is not None:
     opts["targets"] = [opts["targets"]] if isinstance(opts["targets"], str) else list(opts["targets"])
   return opts

@@ -11,6 +11,7 @@ import numpy as np
 
 from echojax.data import augment as aug
 from echojax.data.frames import LazyFrames, _frame_indices, _gather, _num_frames, _resize
+from echojax.data.keyframes import KEY_FRAMES, key_frames
 from echojax.data.options import STATS_FILE
 from echojax.data.samplers import FrameSampler
 from echojax.errors import UserError
@@ -54,8 +55,8 @@ class ClipTransform(grain.RandomMapTransform):
     mode = self.opts["image_frame"]
     if mode == "random" and self.train:
       return np.asarray([rng.integers(0, n)])
-    if mode in ("ed", "es") and int(record.get(f"{mode}_frame", -1)) >= 0:
-      return np.asarray([int(record[f"{mode}_frame"])])
+    if mode in KEY_FRAMES:  # tracings, else estimated from the ECG or intensity cycle (echojax.data.keyframes)
+      return np.asarray([key_frames(record).index(mode)])
     return np.asarray([n // 2])
 
   def _clip(self, video: Any, idx: np.ndarray, params: aug.AugmentParams | None,
