@@ -397,6 +397,8 @@ def nested_jobs(plan: Plan, k: int, inner_k: int) -> list[Job]:
           pooled.update(fold_scores(job, plan.cohort, TEST))
         scores[name] = fold_metrics(pooled)["auroc"]
       best = max(scores, key=lambda n: (np.nan_to_num(scores[n], nan=-1.0), -list(grid).index(n)))
+      log.info("nested K=%d seed %d outer fold %d: inner pooled AUROC %s -> %s", k, seed, fold,
+               ", ".join(f"{n} {v:.3f}" for n, v in scores.items()), best)
       (base / "inner_choice.json").write_text(json.dumps({"inner_auroc": scores, "chosen": best}, indent=1))
       split = write_fold_splits(plan.out / "splits" / f"k{k}_s{seed}" / f"fold{fold}.json", plan.cohort, assign,
                                 fold, of)
