@@ -152,3 +152,17 @@ def test_ecg_rpeaks_benchmark_quick_json(tmp_path, fixtures_dir):
   assert ludb["kind"] == "annotated" and ludb["leads"] == 12 and ludb["beats"] == 72
   assert set(res["verdicts"]) == set(names) | {"time"} and all(v > 0 for v in
                                                                (res["time"][d]["s_per_min"] for d in dets))
+
+
+def test_gp_regression_benchmark_prints_its_table():
+  cmd = [sys.executable, str(REPO / "benchmarks" / "gp_regression.py"), "--n", "60", "120", "--dim", "16",
+         "--pca", "4", "--test", "30", "--fit-subset", "60", "--steps", "3"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [ln.split() for ln in proc.stdout.splitlines() if ln.split() and ln.split()[0] in ("60", "120")]
+  assert [r[:2] for r in rows if r[1] == "sklearn"] == [["60", "sklearn"], ["120", "sklearn"]]
+  for n, lib, hyper, fit, mae, std, cov68, cov95 in rows:
+    assert float(hyper) > 0 and float(fit) > 0 and float(std) > 0 and 0 <= float(cov68) <= float(cov95) <= 1
+  bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gp_regression.py"), "--n", "5"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert bad.returncode != 0 and "give --n >= 20" in bad.stderr and "Traceback" not in bad.stderr
