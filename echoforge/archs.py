@@ -145,6 +145,8 @@ def _entries():
   yield Arch("spatiotemporal", "spatiotemporal", True, "echojax.models.spatiotemporal:spatiotemporal",
              "echoforge.models.temporal:SpatioTemporalFusion")
   yield Arch("x3d", "x3d", True, "echojax.models.x3d:x3d", "echoforge.models.x3d:X3D")
+  # an MLP head on feature vectors; exported with its image backbone (``backbone=``), so its input is an image
+  yield Arch("feature_mlp", "mlp", False, "echojax.models.mlp:feature_mlp", "echoforge.models.mlp:FeatureMLP")
 
 
 #: name -> entry, every exportable architecture (the one list of names).

@@ -31,6 +31,16 @@ DATASETS = {
 
 # Loaders of datasets that are not prepared TFDS data (in-memory or custom sources), by dataset name.
 _LOADERS: dict = {}
+# echojax's own such loaders: the module that registers each, imported when its name is first looked up (so a
+# workdir's config.json finds its loader without the experiment file).
+BUILTIN_LOADERS = {"keyframe_features": "echojax.data.features"}
+
+
+def _builtin(name: str | None) -> None:
+  if name in BUILTIN_LOADERS and name not in _LOADERS:
+    import importlib
+
+    importlib.import_module(BUILTIN_LOADERS[name])
 
 
 def register_loader(name: str, make_loader, options: dict | None = None) -> None:
@@ -46,9 +56,11 @@ def register_loader(name: str, make_loader, options: dict | None = None) -> None
 
 def custom_loader(name: str | None):
   """The loader registered for dataset ``name``, or None (the prepared-data pipeline)."""
+  _builtin(name)
   return _LOADERS[name][0] if name in _LOADERS else None
 
 
 def custom_options(name: str | None) -> dict:
   """The extra ``config.data`` fields (with defaults) of the loader registered for ``name``."""
+  _builtin(name)
   return dict(_LOADERS[name][1]) if name in _LOADERS else {}

@@ -33,9 +33,10 @@ from echojax.metrics.folds import flatten, format_mean_std, format_summary, json
 from echojax.metrics.ranking import (auroc, average_precision, permutation_test_auroc, precision_recall_curve,
                                      roc_curve)
 from echojax.metrics.regression import regression_metrics
+from echojax.metrics.uncertainty import interval_coverage, referral_curve
 
 __all__ = [
     "auroc", "average_precision", "binary_metrics", "classification_metrics", "ef_threshold_metrics", "flatten",
     "format_mean_std", "format_summary", "json_safe", "permutation_test_auroc", "precision_recall_curve", "regression_metrics", "roc_curve",
-    "summarize_folds",
+    "summarize_folds", "interval_coverage", "referral_curve",
 ]

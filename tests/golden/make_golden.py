@@ -67,6 +67,9 @@ CASES = [
   ("ecg_resnet18_all_off", "ecg_resnet", {"depth": 18, "width": 8, "num_classes": 5, "multiscale": False,
                                           "pyramid": False, "attention": False, "calibration": False,
                                           "fusion": False}, [2, 32, 32, 3], 1.0),
+  # the key-frame MLP head with the image backbone it is exported with (a (B, D) input skips the backbone)
+  ("feature_mlp_resnet18", "feature_mlp", {"backbone": "resnet18", "backbone_kwargs": {"width": 8},
+                                           "hidden": [16, 8], "num_classes": 3}, [2, 32, 32, 3], 1.0),
 ]
 #: torch-only constructor arguments per case (echojax.export.torch_kwargs_for gives them at export time)
 TORCH_KWARGS = {"vit_mu8": {"image_size": [32, 48]},
