@@ -248,12 +248,171 @@ def _write_predictions(path: Path, data: dict, y: np.ndarray, preds: dict, stds:
                  + [f"{preds[k][i]:.5g}" for k in cols] + [f"{stds[k][i]:.5g}" for k in sorted(stds)])
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# A finished study on a user's cines, and its export
+
+
+def _study_backbone(study_out: Path):
+  """(settings, model, variables, data config of the first frame, stats, stored side) of a study's features,
+  the backbone rebuilt and checked against the sha256 features.json recorded."""
+  import jax
+
+  from echojax import features as feats_lib
+  from echojax.data.features import manifest
+  from echojax.data.options import unit_stats
+  from echojax.data.pipeline import _prepared_stats
+  from echojax.data.sources import open_source
+
+  info = manifest(study_out / "features")
+  doc = dict(info["settings"])
+  doc["frames"] = tuple(doc["frames"])
+  s = feats_lib.Settings(**doc)
+  model, variables, extra = feats_lib.build_backbone(s)[:3]
+  if feats_lib.variables_sha256(jax.device_get(variables)) != info["backbone"]["variables_sha256"]:
+    raise UserError(f"the backbone rebuilt from {study_out}/features/features.json differs from the one that made "
+                    "the features (variables sha256); was the weights file or workdir changed?")
+  cfg = feats_lib._data_cfg(s, extra, s.frames[0], 16)
+  source, version_dir = open_source(cfg, "train")
+  stats = unit_stats() if cfg.get("value_range") == "unit" else _prepared_stats(cfg, version_dir)
+  return s, model, variables, extra, stats, int(np.asarray(source[0]["video"]).shape[1])
+
+
+def predict_cines(study_out: str | Path, paths, out: str | Path | None = None) -> Path:
+  """EF (val-weighted ensemble), its GP standard deviation, P(reduced EF) and the key frames used for each cine:
+  key frames found automatically (``key_frames``: no tracings, so estimated from the intensity cycle), a PNG strip
+  of them per file, and a CSV (``out``, default ``<study>/predict/predictions.csv``)."""
+  import jax
+
+  from echojax import features as feats_lib
+  from echojax import gp as gp_lib
+  from echojax import predict as predict_lib
+  from echojax.data.ingest import ReadError
+  from echojax.data.keyframes import key_frames
+  from echojax.data.pipeline import build_loader
+  from echojax.models import layers
+
+  study_out = Path(study_out)
+  doc = json.loads((study_out / "study.json").read_text()) if (study_out / "study.json").is_file() else None
+  if doc is None:
+    raise UserError(f"{study_out} has no study.json: run python -m echojax.keyframe_study first")
+  s, model, variables, extra, stats, stored = _study_backbone(study_out)
+  files, skipped = predict_lib.list_videos(paths)
+  records, kfs, ok = [], [], []
+  for p in files:
+    try:
+      rec = predict_lib._read_record(Path(p), True, stored)[0]
+    except ReadError as e:
+      skipped.append((str(p), str(e)))
+      continue
+    records.append(rec)
+    kfs.append(key_frames(rec))
+    ok.append(Path(p))
+  if not records:
+    raise UserError(f"no readable cine among {len(files)} files ({skipped[:3]})")
+  fwd = layers.jit(lambda v, x: model.apply(v, x, train=False)[1]["features"])
+  feats = {}
+  for fr in s.frames:
+    loader = build_loader(records, stats, feats_lib._data_cfg(s, extra, fr, 8), "predict", train=False, seed=0,
+                          process_index=0, process_count=1)
+    rows = np.zeros((len(records), 0))
+    for b in loader:
+      x = b["image"]
+      if s.norm == "imagenet":
+        x = (x - np.asarray(feats_lib.IMAGENET_MEAN, np.float32)) / np.asarray(feats_lib.IMAGENET_STD, np.float32)
+      f = np.asarray(fwd(jax.device_get(variables), x))
+      if rows.shape[1] == 0:
+        rows = np.zeros((len(records), f.shape[1]), np.float32)
+      rows[b["index"][b["valid"]]] = f[b["valid"]]
+    feats[fr] = rows
+  preds, stds = {}, {}
+  for k in doc["weights"]["reg"]:
+    model_kind, fr = k.split(":")
+    if model_kind == "gp":
+      preds[k], stds[k] = gp_lib.GPRegressor.load(study_out / "gp" / fr).predict(feats[fr])
+    else:
+      preds[k] = predict_run(study_out / "runs" / f"reg_{fr}", feats[fr])
+  for k in doc["weights"]["cls"]:
+    preds[k] = predict_run(study_out / "runs" / f"cls_{k.split(':')[1]}", feats[k.split(":")[1]])
+  ef = sum(w * preds[k] for k, w in doc["weights"]["reg"].items())
+  p_red = sum(w * preds[k] for k, w in doc["weights"]["cls"].items()) if doc["weights"]["cls"] else None
+  best_gp = min(stds, key=lambda k: doc["regression"][k]["mae"]) if stds else None  # lowest test MAE: reported
+  out = Path(out) if out else study_out / "predict" / "predictions.csv"
+  out.parent.mkdir(parents=True, exist_ok=True)
+  rows_out = []
+  for i, p in enumerate(ok):
+    strip = _key_frame_strip(records[i]["video"], kfs[i], out.parent / f"{p.stem}_keyframes.png")
+    row = {"file": str(p), "num_frames": int(records[i]["num_frames"]), "key_frame_source": kfs[i].source,
+           **{f"{fr}_frame": kfs[i].index(fr) for fr in s.frames}, "ef": round(float(ef[i]), 2)}
+    if best_gp:
+      row.update({"ef_std": round(float(stds[best_gp][i]), 2), "ef_std_from": best_gp})
+    if p_red is not None:
+      row.update({"p_reduced": round(float(p_red[i]), 4),
+                  "class": f"EF<{doc['threshold']:g}" if p_red[i] >= 0.5 else f"EF>={doc['threshold']:g}"})
+    row.update({k.replace(":", "_"): round(float(v[i]), 4) for k, v in sorted(preds.items())})
+    row["frames_png"] = str(strip)
+    rows_out.append(row)
+  cols = list(rows_out[0])
+  predict_lib.write_csv(rows_out, skipped, cols, out)
+  return out
+
+
+def _key_frame_strip(video: np.ndarray, kf, path: Path) -> Path:
+  from echojax.plots import _figure, _save
+
+  fig = _figure((9, 3.4), 100)
+  axes = fig.subplots(1, 3)
+  for ax, fr in zip(axes, ("ed", "es", "mid")):
+    ax.imshow(np.asarray(video[kf.index(fr)]))
+    ax.set_title(f"{FRAME_NAMES[fr]}: frame {kf.index(fr)}")
+    ax.axis("off")
+  fig.suptitle(f"key frames ({'estimated from ' + kf.source if kf.estimated else 'tracings'})")
+  return _save(fig, path)
+
+
+def export_heads(study_out: str | Path, *, registry: str | Path | None = None, prefix: str = "keyframe_lvef"
+                 ) -> list[Path]:
+  """Each MLP head with the backbone that made its features, as one image -> output echoforge model
+  ``<prefix>_<head>_<frame>`` (the export's parity check applies: <= 1e-4)."""
+  from echojax import export as export_lib
+  from echojax import features as feats_lib
+  from echojax import run as run_lib
+  from echojax.models.mlp import with_backbone
+
+  study_out = Path(study_out)
+  s, _, bvars, _, stats, stored = _study_backbone(study_out)
+  if s.workdir:
+    raise UserError("exporting heads whose features came from --workdir is not supported yet; export a study "
+                    "whose backbone is a zoo model (+ --weights)")
+  side = s.size or stored
+  norm = ({"mean": list(feats_lib.IMAGENET_MEAN), "std": list(feats_lib.IMAGENET_STD), "units": "[0, 1]"}
+          if s.norm == "imagenet" else {"mean": [float(v) for v in np.ravel(stats[0])],
+                                          "std": [float(v) for v in np.ravel(stats[1])], "units": "[0, 255]"})
+  written = []
+  for wd in sorted((study_out / "runs").iterdir()):
+    run = run_lib.Run.load(wd)
+    _, which, mvars = run.restore("best")
+    kwargs = {**run.config.model.kwargs.to_dict(), "num_classes": run.task.num_outputs, "backbone": s.backbone,
+              "backbone_kwargs": dict(s.backbone_kwargs)}
+    spec = export_lib.input_spec("feature_mlp", kwargs, size=(side, side), normalisation=norm,
+                                 value_range=(0.0, 1.0) if s.norm == "imagenet" else (0.0, 255.0))
+    cls = run.config.task.kind == "ef_classification"
+    written.append(export_lib.export_variables(
+        with_backbone(mvars, bvars), f"{prefix}_{wd.name}", "feature_mlp", kwargs, registry=registry,
+        class_names=run.task.class_names if cls and hasattr(run.task, "class_names") else None, input=spec,
+        source={"workdir": str(wd), "checkpoint": which, "features": str(study_out / "features")}))
+  return written
+
+
 def parse_args(argv=None):
   p = argparse.ArgumentParser(prog="python -m echojax.keyframe_study", description=__doc__.split("\n\n")[0])
   p.add_argument("--config", required=True, help="NAME[:ARG], e.g. keyframe_lvef:demo")
   p.add_argument("--out", default=None, help="study folder (default: the config's, workdirs/keyframe_lvef_*)")
   p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples for the CIs")
   p.add_argument("--collect", action="store_true", help="tables from finished runs only (trains nothing)")
+  p.add_argument("--predict", nargs="+", default=None, metavar="CINE", help="score cines with the finished study")
+  p.add_argument("--predict-out", default=None, help="CSV for --predict (default <study>/predict/predictions.csv)")
+  p.add_argument("--export", action="store_true", help="export every MLP head with its backbone to echoforge")
+  p.add_argument("--registry", default=None, help="echoforge registry for --export")
   return p.parse_known_args(argv)
 
 
@@ -270,7 +429,16 @@ def main(argv=None) -> None:
       raise UserError(f"unknown argument {r!r}; config overrides are --config.a.b=value")
     k, v = r[len("--config."):].split("=", 1)
     overrides[k] = v
-  paths = run_study(a.config, overrides, out=a.out, bootstrap=a.bootstrap, collect=a.collect)
+  out = Path(a.out or load_study(a.config)[2]["out"])
+  if a.predict or a.export:
+    if a.predict:
+      csv_path = predict_cines(out, a.predict, a.predict_out)
+      print(csv_path.read_text())
+      print(f"[keyframe_study] {csv_path} (key-frame strips beside it)")
+    for path in (export_heads(out, registry=a.registry) if a.export else []):
+      print(f"[keyframe_study] exported {path}")
+    return
+  paths = run_study(a.config, overrides, out=out, bootstrap=a.bootstrap, collect=a.collect)
   for k in ("frames", "models", "calibration"):
     print(paths[k].read_text())
   print(f"[keyframe_study] {paths['json']}, {paths['predictions']}, plots in {paths['plots']}")

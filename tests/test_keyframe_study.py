@@ -4,6 +4,7 @@ the GP and its uncertainty metrics, and the one-command study on the smoke phant
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +140,13 @@ def test_gp_fits_train_only_is_calibrated_and_saves_exactly(tmp_path):
   m2, s2 = GPRegressor.load(tmp_path / "gp").predict(x[400:])
   np.testing.assert_array_equal(m2, mean)
   np.testing.assert_array_equal(s2, std)
+  import torch
+
+  from echoforge.gp import GaussianProcess
+
+  tm, ts = GaussianProcess.load(tmp_path / "gp")(torch.from_numpy(x[400:]))
+  np.testing.assert_allclose(tm.numpy(), mean, rtol=0, atol=1e-4)
+  np.testing.assert_allclose(ts.numpy(), std, rtol=0, atol=1e-4)
   with pytest.raises(UserError, match="NaN"):
     gp.predict(np.full((2, 10), np.nan))
   with pytest.raises(UserError, match="dims"):
@@ -178,6 +186,30 @@ def test_study_smoke_end_to_end(tmp_path):
   assert sum(w.values()) == pytest.approx(1.0)
   assert (tmp_path / "s" / "runs" / "cls_es" / "config.json").is_file()
   assert (paths["plots"] / "referral.png").is_file() and (paths["plots"] / "calibration_gp_es.png").is_file()
+  # a user's cine: key frames found (estimated, no tracings), EF with its std, the class, a PNG strip
+  from echojax.data.datasets import DATASETS  # noqa: F401
+  from echojax.data.prepare import ensure_synthetic
+
+  raw = sorted((ensure_synthetic("echonet_dynamic", "112", num=40, seed=0).parent / "raw" / "Videos").glob("*.avi"))[:2]
+  assert len(raw) == 2
+  (tmp_path / "broken.avi").write_bytes(b"")
+  csv_path = keyframe_study.predict_cines(tmp_path / "s", raw + [tmp_path / "broken.avi"])
+  import csv
+
+  rows = list(csv.DictReader(csv_path.open()))
+  assert [r["file"] for r in rows] == [str(p) for p in raw]  # the empty file is listed in the .skipped.csv
+  assert "broken.avi" in (csv_path.parent / "predictions.skipped.csv").read_text()
+  for r in rows:
+    assert r["key_frame_source"] != "tracings" and float(r["ef_std"]) > 0 and r["class"] in ("EF<40", "EF>=40")
+    assert int(r["ed_frame"]) != int(r["es_frame"]) and Path(r["frames_png"]).is_file()
+  # each head exports with its backbone (image in, parity checked by the export)
+  import echoforge
+  import torch
+
+  exported = keyframe_study.export_heads(tmp_path / "s", registry=tmp_path / "reg")
+  assert len(exported) == 6
+  net = echoforge.load_model("keyframe_lvef_cls_es", registry=tmp_path / "reg")
+  assert net(torch.zeros(1, 3, 28, 28)).shape == (1, 2)
   # --collect rebuilds the tables from the finished runs without training
   again = keyframe_study.run_study("keyframe_lvef:smoke", out=tmp_path / "s", bootstrap=20, collect=True)
   assert again["models"].read_text() == models
