@@ -213,3 +213,37 @@ def test_study_smoke_end_to_end(tmp_path):
   # --collect rebuilds the tables from the finished runs without training
   again = keyframe_study.run_study("keyframe_lvef:smoke", out=tmp_path / "s", bootstrap=20, collect=True)
   assert again["models"].read_text() == models
+
+
+def test_extract_with_imagenet_weights_from_a_local_file(tmp_path):
+  """A torchvision-named .pth (made here from the torch mirror) is loaded, recorded with its sha256, and the
+  features equal the torch ResNet's pooled output on the same ImageNet-normalised key frames."""
+  import torch
+
+  from echoforge import torchvision_names
+  from echoforge.models import build
+  from echojax.data.pipeline import build_loader
+  from echojax.data.sources import open_source
+
+  torch.manual_seed(0)
+  net = build("resnet18", num_classes=10, width=8).eval()
+  sd = net.state_dict()
+  names = torchvision_names.to_torchvision({k: tuple(v.shape) for k, v in sd.items()})
+  path = tmp_path / "resnet18-imagenet.pth"
+  torch.save({names[k]: v for k, v in sd.items()}, path)
+  out = F.extract(tmp_path / "f", settings(weights=str(path), norm="imagenet"), splits=("val",), progress=False)
+  info = FD.manifest(out)
+  assert info["backbone"]["weights"]["kind"] == "file"
+  assert info["backbone"]["weights"]["sha256"] == F.file_sha256(path)
+  got = FD.read_features(out, "val")["features"][:, 1]  # es
+  s = settings(weights=str(path), norm="imagenet")
+  source, _ = open_source({**TINY, "preset": "image"}, "val")
+  batch = next(iter(build_loader(source, (np.zeros(1, np.float32), np.full(1, 255.0, np.float32)),
+                                 F._data_cfg(s, {}, "es", len(source)), "val", train=False, seed=0,
+                                 process_index=0, process_count=1)))
+  x = (batch["image"] - np.asarray(F.IMAGENET_MEAN, np.float32)) / np.asarray(F.IMAGENET_STD, np.float32)
+  feats_net = build("resnet18", num_classes=0, width=8).eval()
+  feats_net.load_state_dict({k: v for k, v in sd.items() if not k.startswith(("fc.", "head."))})
+  with torch.no_grad():
+    ref = feats_net(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
+  np.testing.assert_allclose(got, ref[:len(got)], rtol=1e-4, atol=1e-4)
