@@ -12,5 +12,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "[setup] installing echojax and pinned dependencies into .venv (first time: ~2 minutes)"
-.venv/bin/python -m pip install -q -e ".[torch,dev]"
+.venv/bin/python -m pip install -q -e ".[torch,dev,cloud]"
 echo "[setup] done: $(.venv/bin/python -c 'import jax; print("jax", jax.__version__, jax.devices())')"
