@@ -7,7 +7,8 @@ convention and the bootstrap confidence intervals, which are vectorised numpy be
 loop is far slower (``benchmarks/metrics.py``; tests check they equal scikit-learn per resample).
 
 Modules: ``ranking`` (AUROC, AUPRC, ROC/PR curves), ``regression``, ``binary`` (binary and EF cut-off metrics),
-``classification`` (multi-class), ``bootstrap`` (resampling, intervals), ``folds`` (cross-validation summaries,
+``classification`` (multi-class), ``paired`` (McNemar, paired bootstrap, Holm), ``bootstrap`` (resampling,
+intervals), ``folds`` (cross-validation summaries,
 JSON helpers), ``_checks`` (input validation).
 
 Conventions
@@ -33,10 +34,12 @@ from echojax.metrics.folds import flatten, format_mean_std, format_summary, json
 from echojax.metrics.ranking import (auroc, average_precision, permutation_test_auroc, precision_recall_curve,
                                      roc_curve)
 from echojax.metrics.regression import regression_metrics
+from echojax.metrics.paired import holm, mcnemar_test, paired_bootstrap, pooled_accuracy
 from echojax.metrics.uncertainty import interval_coverage, referral_curve
 
 __all__ = [
     "auroc", "average_precision", "binary_metrics", "classification_metrics", "ef_threshold_metrics", "flatten",
     "format_mean_std", "format_summary", "json_safe", "permutation_test_auroc", "precision_recall_curve", "regression_metrics", "roc_curve",
-    "summarize_folds", "interval_coverage", "referral_curve",
+    "summarize_folds", "interval_coverage", "referral_curve", "holm", "mcnemar_test", "paired_bootstrap",
+    "pooled_accuracy",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 
 from echojax.errors import UserError
 from echojax.metrics._checks import _binary_labels, _check_bootstrap_args, _same_length, _vector
-from echojax.metrics.bootstrap import _add_ci, _bootstrap_ranking
+from echojax.metrics.bootstrap import _add_ci, _bootstrap_classification, _bootstrap_ranking
 from echojax.metrics.ranking import auroc, average_precision
 
 
@@ -19,7 +19,7 @@ def _binary_from_predictions(y: np.ndarray, pred: np.ndarray, score: np.ndarray,
                              notes: list[str], bootstrap: int = 0, seed: int = 0,
                              ci: float = 0.95) -> dict[str, float]:
   """Confusion-based and ranking metrics for bool labels ``y``, bool predictions and a ranking score
-  (+ bootstrap CIs of AUROC and AUPRC when ``bootstrap`` > 0)."""
+  (+ bootstrap CIs of accuracy, AUROC and AUPRC when ``bootstrap`` > 0)."""
   from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
                                precision_recall_fscore_support)
 
@@ -49,6 +49,8 @@ def _binary_from_predictions(y: np.ndarray, pred: np.ndarray, score: np.ndarray,
       "n_pos": n_pos, "n_neg": n_neg, "n": int(y.size),
   }
   if bootstrap > 0:
+    _add_ci(out, "accuracy", _bootstrap_classification(y.astype(np.int64), np.asarray(pred, np.int64), 2, bootstrap,
+                                                       seed)["accuracy"], ci, notes, f"{what}: ")
     boot = _bootstrap_ranking(y, score, bootstrap, seed)
     for name in ("auroc", "auprc"):
       if math.isnan(out[name]):  # one class: the note above already says why
@@ -64,8 +66,8 @@ def binary_metrics(y_true: Any, prob_pos: Any, threshold: float = 0.5, *, bootst
   ``prob_pos >= threshold``).
 
   Keys: accuracy, precision, recall (= sensitivity), specificity, npv, f1, balanced_accuracy, auroc, auprc,
-  tp/fp/fn/tn, n_pos, n_neg, n, threshold, notes; with ``bootstrap`` > 0 also auroc_ci_low/high and
-  auprc_ci_low/high (percentile bootstrap, vectorised).
+  tp/fp/fn/tn, n_pos, n_neg, n, threshold, notes; with ``bootstrap`` > 0 also
+  accuracy_ci_low/high, auroc_ci_low/high and auprc_ci_low/high (percentile bootstrap, vectorised).
   """
   _check_bootstrap_args(bootstrap, ci)
   y = _binary_labels(y_true, "y_true")

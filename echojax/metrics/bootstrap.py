@@ -91,7 +91,8 @@ def _bootstrap_regression(y_true: np.ndarray, err: np.ndarray, num: int, seed: i
 
 def _bootstrap_classification(y: np.ndarray, pred: np.ndarray, num_classes: int, num: int,
                                seed: int) -> dict[str, np.ndarray]:
-  """Accuracy (= micro-F1), macro-F1, balanced accuracy and macro precision / recall / specificity on ``num``
+  """Accuracy (= micro-F1), macro-F1, balanced accuracy, macro precision / recall / specificity and per-class
+  precision / recall / F1 (``class_*``, (num, C)) on ``num``
   bootstrap resamples of (label, prediction) pairs, with the point estimate's conventions (macro over classes seen
   in the resample's labels or predictions; balanced accuracy over classes in its labels; specificity over seen
   classes that have negatives). Vectorised over a (chunk, n, C) one-hot tensor."""
@@ -100,7 +101,7 @@ def _bootstrap_classification(y: np.ndarray, pred: np.ndarray, num_classes: int,
   chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // (n * num_classes))
   classes = np.arange(num_classes)
   out = {k: [] for k in ("accuracy", "macro_f1", "balanced_accuracy", "macro_precision", "macro_recall",
-                         "macro_specificity")}
+                         "macro_specificity", "class_precision", "class_recall", "class_f1")}
   done = 0
   while done < num:
     b = min(chunk, num - done)
@@ -120,6 +121,10 @@ def _bootstrap_classification(y: np.ndarray, pred: np.ndarray, num_classes: int,
     n_seen = np.maximum(seen.sum(axis=1), 1)
     out["macro_precision"].append(np.where(seen, tp / np.maximum(predicted, 1), 0.0).sum(axis=1) / n_seen)
     out["macro_recall"].append(recall.sum(axis=1) / n_seen)
+    # per class (b, C), NaN where the point estimate's convention makes it NaN (class unseen; recall: no examples)
+    out["class_precision"].append(np.where(seen, tp / np.maximum(predicted, 1), np.nan))
+    out["class_recall"].append(np.where(present, tp / np.maximum(support, 1), np.nan))
+    out["class_f1"].append(np.where(seen, f1, np.nan))
     negatives = n - support  # specificity = TN / (TN + FP), over seen classes that have negatives
     has_neg = seen & (negatives > 0)
     spec = np.where(has_neg, (negatives - fp) / np.maximum(negatives, 1), 0.0)

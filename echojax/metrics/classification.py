@@ -10,7 +10,7 @@ import numpy as np
 
 from echojax.errors import UserError
 from echojax.metrics._checks import _check_bootstrap_args, _same_length, _vector
-from echojax.metrics.bootstrap import _add_ci, _bootstrap_classification
+from echojax.metrics.bootstrap import _add_ci, _bootstrap_classification, _bootstrap_ranking
 from echojax.metrics.ranking import auroc, average_precision
 
 
@@ -20,7 +20,8 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
 
   With ``bootstrap`` > 0, percentile-bootstrap ``ci`` intervals are added for accuracy, micro_f1 (the same
   numbers), macro_f1, balanced_accuracy and macro precision / recall / specificity as ``<name>_ci_low`` /
-  ``<name>_ci_high``.
+  ``<name>_ci_high``, and inside ``per_class`` for each class's precision, recall, F1 and (classes with examples
+  of both kinds) one-vs-rest AUROC / AUPRC.
 
   Keys: accuracy, balanced_accuracy, micro_f1, macro_f1, weighted_f1, macro_precision, macro_recall, macro_specificity,
   auroc_macro_ovr, auprc_macro_ovr, log_loss, top2_accuracy (C > 2), confusion_matrix (list of lists, rows = true
@@ -135,6 +136,13 @@ def classification_metrics(labels: Any, probs: Any, class_names: Sequence[str] |
     for name in ("accuracy", "macro_f1", "balanced_accuracy", "macro_precision", "macro_recall", "macro_specificity"):
       _add_ci(out, name, boot[name], ci, notes)
     out["micro_f1_ci_low"], out["micro_f1_ci_high"] = out["accuracy_ci_low"], out["accuracy_ci_high"]
+    for i, name in enumerate(class_names):
+      for key in ("precision", "recall", "f1"):
+        _add_ci(per_class[name], key, boot[f"class_{key}"][:, i], ci, notes, f"class {name}: ")
+      if 0 < support[i] < n:
+        ranking = _bootstrap_ranking(y == i, p[:, i], bootstrap, seed)
+        for key in ("auroc", "auprc"):
+          _add_ci(per_class[name], key, ranking[key], ci, notes, f"class {name}: ")
   out.update({
       "confusion_matrix": cm.tolist(),
       "per_class": per_class,
