@@ -1,11 +1,12 @@
 """Evaluate a trained run on a split: metrics JSON, per-video predictions CSV and PNG plots.
 
-    python -m echojax.evaluate --workdir DIR [--split test] [--clips all] [--checkpoint best|latest|auto]
+    python -m echojax.evaluate --workdir DIR [--split test] [--clips all|one|beats] [--checkpoint best|latest|auto]
                                [--bootstrap 1000] [--data-dir OTHER_PREPARED_DATA] [--out DIR]
 
 Rebuilds the run's model from ``DIR/config.json``, restores the checkpoint onto the current devices, runs the
 model over the split in fixed-shape batches (padding rows carry ``valid=False`` and are dropped), averages the
-predictions of all clips of a video (test-time augmentation with ``--clips all``), then writes into
+predictions of all clips of a video (test-time augmentation with ``--clips all``; ``--clips beats``: one clip per
+heartbeat, EchoNet-Dynamic's beat-by-beat evaluation, with the all-clips metrics beside it), then writes into
 ``DIR/eval/<split>_<checkpoint>/``: ``metrics.json``, ``predictions.csv`` (file name / index, target, prediction,
 per-class probabilities for classification) and the task's plots plus training curves from ``metrics.jsonl``.
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from echojax import run as run_lib
 from echojax import sharding, tasks
+from echojax.data.options import CLIPS
 from echojax.errors import UserError, cli_main
 from echojax.metrics import json_safe
 from echojax.models import layers
@@ -131,11 +133,17 @@ class Evaluator:
     cat.pop("clip_id", None)
     uniq, inverse = np.unique(index, return_inverse=True)
     counts = np.bincount(inverse).astype(np.float64)
-    per_video = {}
+    per_video, spread = {}, {"num_clips": counts.astype(np.int64)}
     for k, v in cat.items():
       acc = np.zeros((len(uniq),) + v.shape[1:], np.float64)
       np.add.at(acc, inverse, v.astype(np.float64))
       per_video[k] = acc / counts.reshape((-1,) + (1,) * (v.ndim - 1))
+      if v.ndim == 1 and not k.startswith("target:") and not k.startswith("_"):  # spread over a video's clips
+        sq = np.zeros(len(uniq), np.float64)
+        np.add.at(sq, inverse, (v.astype(np.float64) - per_video[k][inverse]) ** 2)
+        spread[k] = np.sqrt(sq / counts)
+        spread[f"{k}:clips"] = [v[inverse == j] for j in range(len(uniq))]
+    self.spread = spread  # per video: clip count, std (ddof 0) and values of each scalar prediction
     targets = {k: per_video.pop("target:" + k) for k in self.task.target_keys}
     return per_video, targets, uniq, mean_loss
 
@@ -223,6 +231,16 @@ def write_predictions_csv(path: Path, indices, names, columns: dict[str, np.ndar
       w.writerow(([names[row]] if names is not None else []) + [int(idx)] + vals)
 
 
+def beat_columns(spread: dict) -> dict[str, Any]:
+  """Predictions-CSV columns of a beat-by-beat evaluation: ``num_beats`` and, per scalar prediction (``ef``),
+  ``<key>_beat_std`` (std over the beats, ddof 0) and ``<key>_beats`` (each beat's value, ";"-separated)."""
+  cols: dict[str, Any] = {"num_beats": spread["num_clips"]}
+  for k in [k for k in spread if k != "num_clips" and not k.endswith(":clips")]:
+    cols[f"{k}_beat_std"] = spread[k]
+    cols[f"{k}_beats"] = np.array([";".join(f"{float(x):.4g}" for x in vals) for vals in spread[f"{k}:clips"]])
+  return cols
+
+
 def loader_input_shape(loader, config) -> tuple[int, ...]:
   """The model input's batch shape, without using up the first batch of the pass that predict() reads (nor
   building the loader, and for clips="all" its clip table, twice): the loader's ``spec()`` (the pipeline's
@@ -248,6 +266,12 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   ev.loaders["cli"] = loader
   preds, targets, indices, loss = ev.per_video(variables, split, clips, name="cli")
   metrics = {"loss": loss, **task.metrics(preds, targets, bootstrap=bootstrap)}
+  columns = {**task.csv_columns(preds, targets), **aux_columns(preds)}
+  if clips == "beats":  # beside it, the all-clips figure of the same checkpoint, and the per-beat spread
+    columns.update(beat_columns(ev.spread))
+    ev.loaders["cli_all"] = run.loader(split, "all", data)
+    all_preds, all_targets, _, _ = ev.per_video(variables, split, "all", name="cli_all")
+    metrics["all_clips"] = task.metrics(all_preds, all_targets, bootstrap=bootstrap)
   tag = f"{Path(str(data['data_dir'])).name}_" if data and data.get("data_dir") else ""  # external data
   out = Path(out_dir) if out_dir else workdir / "eval" / f"{tag}{split}_{checkpoint}"
   out.mkdir(parents=True, exist_ok=True)
@@ -256,8 +280,7 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
              "num_classes": int(getattr(task, "num_outputs", 0) or 0) if "accuracy" in metrics else 0,
              "metrics": metrics}
   (out / "metrics.json").write_text(json.dumps(json_safe(summary), indent=2, sort_keys=True))
-  write_predictions_csv(out / "predictions.csv", indices, file_names(loader, indices),
-                        {**task.csv_columns(preds, targets), **aux_columns(preds)})
+  write_predictions_csv(out / "predictions.csv", indices, file_names(loader, indices), columns)
   written = task.plots(preds, targets, metrics, out)
   written += training_curves(workdir / "metrics.jsonl", out)
   log.info("wrote %s (metrics.json, predictions.csv, %d plots)", out, len(written))
@@ -279,8 +302,11 @@ def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(prog="python -m echojax.evaluate", description=__doc__.split("\n\n")[0])
   p.add_argument("--workdir", required=True, help="training run folder (holds config.json and checkpoints/)")
   p.add_argument("--split", default="test")
-  p.add_argument("--clips", default="all", choices=["all", "one"],
-                 help="'all': average every clip of a video (test-time augmentation); 'one': one clip per video")
+  p.add_argument("--clips", default="all", choices=list(CLIPS),
+                 help="'all': average every clip of a video (test-time augmentation); 'one': one clip per video; "
+                      "'beats': one clip per heartbeat (ECG R peaks, else the intensity cycle), the video's value "
+                      "their mean, reported beside the all-clips metrics (metrics.all_clips) with the per-beat "
+                      "spread in predictions.csv")
   p.add_argument("--checkpoint", default="best", choices=["best", "latest", "auto"],
                  help="best (falls back to latest when no validation ran), latest, or auto")
   p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0 = none)")
@@ -298,8 +324,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def headline(summary: dict) -> str:
-  """One readable line with the numbers people look for first."""
+  """One readable line with the numbers people look for first (beat-by-beat: both figures)."""
   m, where = summary["metrics"], f"{summary['split']} ({summary['num_videos']} items, step {summary['step']})"
+  if "all_clips" in m and "mae" in m:
+    a = m["all_clips"]
+    return (f"{where}: beat-by-beat MAE {m['mae']:.2f}, RMSE {m['rmse']:.2f}, R2 {m['r2']:.3f}; all clips MAE "
+            f"{a['mae']:.2f}, RMSE {a['rmse']:.2f}, R2 {a['r2']:.3f}")
   if "mae_train_mean_baseline" in m:
     return (f"{where}: EF MAE {m['mae']:.2f} vs {m['mae_train_mean_baseline']:.2f} for predicting the training mean "
             f"(ratio {m['mae_ratio_to_baseline']:.2f}); RMSE {m['rmse']:.2f}, R2 {m['r2']:.3f}")

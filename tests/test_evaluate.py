@@ -119,3 +119,44 @@ def test_ef_classification_smoke_train_then_evaluate_test_split(tmp_path):
   assert ext["num_videos"] == len(rows) > 0 and ext["step"] == saved["step"]
   assert {r["file_name"] for r in rows}.isdisjoint(r["file_name"] for r in _rows(tmp_path / "eval" / "test_best" /
                                                                                   "predictions.csv"))
+
+
+def test_beat_clip_starts_follow_the_r_peaks():
+  from echojax.data.frames import beat_clip_starts
+  record = {"video": np.zeros((100, 4, 4, 3), np.uint8), "num_frames": 100, "fps": 25.0,
+            "r_peaks": np.array([5, 30, 55, 80])}  # RR 1 s: three complete cycles inside the cine
+  assert beat_clip_starts(record, 8, 2) == ([5, 30, 55], "r_peaks")
+  # a clip of 63 frames cannot start after frame 37: the last beat's clip is moved back to fit
+  assert beat_clip_starts(record, 32, 2) == ([5, 30, 37], "r_peaks")
+  flat = {"video": np.zeros((40, 4, 4, 3), np.uint8), "num_frames": 40, "fps": 25.0}
+  assert beat_clip_starts(flat, 8, 2) == ([], "none")  # no cycle: evaluation falls back to every clip
+
+
+@pytest.mark.slow
+def test_beat_by_beat_ef_beside_all_clips(tmp_path):
+  """clips="beats" on the EchoNet phantoms: one clip per beat found by the intensity cycle, the video's EF their
+  mean, the per-beat values and spread in predictions.csv, and the all-clips metrics of the same checkpoint."""
+  from echojax.data.frames import beat_clip_starts
+  from echojax.run import Run
+
+  train(load_config("echonet_ef:smoke", {}), tmp_path)
+  beats = evaluate.evaluate_workdir(tmp_path, split="val", clips="beats", bootstrap=0)
+  every = evaluate.evaluate_workdir(tmp_path, split="val", clips="all", bootstrap=0, out_dir=tmp_path / "all")
+  m = beats["metrics"]
+  assert m["all_clips"]["mae"] == pytest.approx(every["metrics"]["mae"], rel=1e-5)
+  rows = _rows(tmp_path / "eval" / "val_best" / "predictions.csv")
+  run = Run.load(tmp_path)
+  source, config = run.loader("val", "one").source, run.config  # the split's records
+  found = 0
+  for r in rows:
+    values = [float(v) for v in r["ef_beats"].split(";")]
+    assert int(r["num_beats"]) == len(values) >= 1
+    assert float(r["prediction"]) == pytest.approx(np.mean(values), abs=0.01)
+    assert float(r["ef_beat_std"]) == pytest.approx(np.std(values), abs=0.01)
+    starts, _ = beat_clip_starts(source[int(r["index"])], config.data.frames, config.data.period)
+    found += bool(starts)
+    if starts:
+      assert int(r["num_beats"]) == len(starts)
+  assert m["mae"] == pytest.approx(np.mean([abs(float(r["prediction"]) - float(r["target"])) for r in rows]),
+                                   rel=1e-3)
+  assert found > 0  # the phantoms' beats are found (else every video fell back to all clips)

@@ -165,6 +165,39 @@ def _all_clip_rows(source: Any, frames: int, period: int, stride: int) -> np.nda
   return np.asarray(rows, np.int64).reshape(-1, 4)
 
 
+def beat_clip_starts(record: Mapping[str, Any], frames: int, period: int) -> tuple[list[int], str]:
+  """Starts of the per-beat clips of a cine and where the beats came from: one clip per complete plausible
+  cardiac cycle (``echojax.data.ecg.sampler.record_phases``: stored R peaks, then the stored ECG, then the
+  intensity cycle), starting at the cycle's end-diastole, moved back to fit when it would run past the last frame
+  (a moved clip that equals the previous one is dropped). No cycle: ``([], "none")``."""
+  from echojax.data.ecg.sampler import record_phases
+
+  n = _num_frames(record)
+  phases = record_phases(record)
+  last = max(n - ((frames - 1) * period + 1), 0)
+  starts: list[int] = []
+  for ed, _, _ in phases.cycles(n):
+    s = min(int(ed), last)
+    if not starts or s != starts[-1]:
+      starts.append(s)
+  return starts, (phases.source if starts else "none")
+
+
+def _beat_clip_rows(source: Any, frames: int, period: int, stride: int) -> tuple[np.ndarray, dict[str, int]]:
+  """Rows for clips='beats' (reads each whole record once to find its beats) and how many records took their
+  beats from each source; a record without a beat falls back to its clips='all' rows (counted as "none")."""
+  from tqdm import tqdm
+
+  rows, sources = [], {}
+  for i in tqdm(range(len(source)), desc="finding beats", unit="video", leave=False, disable=len(source) < 50):
+    record = source[i]
+    starts, src = beat_clip_starts(record, frames, period)
+    sources[src] = sources.get(src, 0) + 1
+    for c, s in enumerate(starts or clip_starts(_num_frames(record), frames, period, stride)):
+      rows.append((i, c, s, 1))
+  return np.asarray(rows, np.int64).reshape(-1, 4), sources
+
+
 def _frame_indices(num_frames: int, opts: Mapping[str, Any], start: int, train: bool,
                    rng: np.random.Generator) -> np.ndarray:
   frames, period = int(opts["frames"]), int(opts["period"])

@@ -10,7 +10,9 @@ Data config fields (ml_collections.ConfigDict or dict; defaults in ``DEFAULTS``)
 - ``clips`` (eval only): "one" (one clip per video at ``eval_start`` = "zero" or "center") or "all" (every clip
   start ``clip_stride`` apart, default ``frames * period``, plus one clip ending at the last frame; each clip is its
   own row with ``index`` + ``clip_id`` so evaluation can average per video; ``clip_stride=1`` is
-  EchoNet-Dynamic's test-time augmentation).
+  EchoNet-Dynamic's test-time augmentation) or "beats" (one clip per cardiac cycle, starting at its end-diastole:
+  the R peaks of the record's ECG when it has one, else its intensity cycle (``frames.beat_clip_starts``); a cine
+  without a plausible cycle gets the "all" clips; EchoNet-Dynamic's beat-by-beat evaluation).
 - ``pad_mode``: videos shorter than a clip are padded with black frames ("zeros") or the last frame ("repeat");
   ``mask`` (B,T) is False on padded frames either way.
 - ``batch_size``: the GLOBAL batch; each process loads ``batch_size // process_count`` rows.
@@ -66,6 +68,9 @@ from echojax.errors import UserError
 STATS_FILE = "echojax_stats.json"
 PRESETS = ("video_clip", "image")
 VALUE_RANGES = (None, "dataset", "unit")  # None and "dataset": the prepared mean/std; "unit": x / 255
+
+#: evaluation clip choices (``data.clips``; ``evaluate --clips``)
+CLIPS = ("one", "all", "beats")
 
 DEFAULTS: dict[str, Any] = {
     "name": "echonet_dynamic",
@@ -139,8 +144,8 @@ def resolve_options(data_cfg: Any) -> dict[str, Any]:
   for k in ("frames", "period", "batch_size"):
     if int(opts[k]) < 1:
       raise UserError(f"config field data.{k} must be >= 1, got {opts[k]}")
-  if opts["clips"] not in ("one", "all"):
-    raise UserError(f"config field data.clips is {opts['clips']!r}; use 'one' or 'all'")
+  if opts["clips"] not in CLIPS:
+    raise UserError(f"config field data.clips is {opts['clips']!r}; use one of {', '.join(CLIPS)}")
   if opts["eval_start"] not in ("zero", "center"):
     raise UserError(f"config field data.eval_start is {opts['eval_start']!r}; use 'zero' or 'center'")
   if opts["pad_mode"] not in ("zeros", "repeat"):

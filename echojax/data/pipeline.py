@@ -20,6 +20,7 @@ every process yields the same number of batches.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,13 +28,16 @@ from typing import Any, Iterator
 import grain.python as grain
 import numpy as np
 
-from echojax.data.frames import LazyFrames, PreadFrameStore, _all_clip_rows, _resize, clip_starts  # noqa: F401
+from echojax.data.frames import (LazyFrames, PreadFrameStore, _all_clip_rows, _beat_clip_rows, _resize,  # noqa: F401
+                                 clip_starts)
 from echojax.data.options import (DEFAULTS, PRESETS, STATS_FILE, VALUE_RANGES, _cfg_get, _to_dict,  # noqa: F401
                                   check_value_range, load_stats, resolve_options, unit_stats)
 from echojax.data.samplers import FrameSampler, get_frame_sampler, register_frame_sampler  # noqa: F401
 from echojax.data.sources import FastTfdsSource, RowSource, _source_desc, fast_source, open_source  # noqa: F401
 from echojax.data.transforms import ClipTransform, PendingClip, batch_samples  # noqa: F401
 from echojax.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -193,9 +197,15 @@ def build_loader(source: Any, stats: tuple[np.ndarray, np.ndarray], data_cfg: An
                       f"{split!r} split of {opts['name']}; lower data.batch_size (to {num_examples} or less) or "
                       "prepare more data")
   else:
-    if opts["clips"] == "all" and opts["preset"] == "video_clip" and frame_sampler is None:
+    if opts["clips"] in ("all", "beats") and opts["preset"] == "video_clip" and frame_sampler is None:
       stride = int(opts["clip_stride"] or int(opts["frames"]) * int(opts["period"]))
-      rows = _all_clip_rows(source, int(opts["frames"]), int(opts["period"]), stride)
+      if opts["clips"] == "beats":
+        rows, beat_sources = _beat_clip_rows(source, int(opts["frames"]), int(opts["period"]), stride)
+        log.info("beat-by-beat clips of %s: %d clips of %d videos; beats from %s", desc, len(rows), num_examples,
+                 ", ".join(f"{k} {v}" for k, v in sorted(beat_sources.items()))
+                 + (" (no cycle found: those videos use every clip)" if "none" in beat_sources else ""))
+      else:
+        rows = _all_clip_rows(source, int(opts["frames"]), int(opts["period"]), stride)
     else:
       rows = np.stack([np.arange(num_examples), np.zeros(num_examples), -np.ones(num_examples),
                        np.ones(num_examples)], axis=1)

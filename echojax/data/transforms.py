@@ -123,7 +123,7 @@ class ClipTransform(grain.RandomMapTransform):
     else:
       out["video"] = x
       out["mask"] = mask & bool(element["_valid"])
-    if self.opts["clips"] == "all" and not self.train:
+    if self.opts["clips"] in ("all", "beats") and not self.train:
       out["clip_id"] = np.int32(element["_clip_id"])
     for key in self.opts["targets"] or [k for k in ("ef", "label") if k in record]:
       if key not in record:
