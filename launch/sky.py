@@ -34,7 +34,7 @@ import subprocess
 from pathlib import Path
 
 from echojax.errors import UserError, cli_main
-from launch.sweep import eval_command, load_sweep, train_command
+from launch.sweep import eval_commands, load_sweep, train_command
 
 MOUNT = "/echojax-runs"
 VENV = "~/echojax-venv"
@@ -78,7 +78,7 @@ def run_script(sweep: dict, run: dict, workdir: str, *, accelerators: str, num_n
     ]
   lines.append(shlex.join(train_command(sweep, run, workdir, "python")))
   lines += ['if [ "${SKYPILOT_NODE_RANK:-0}" = "0" ]; then',
-            "  " + shlex.join(eval_command(sweep, workdir, "python")),
+            *("  " + shlex.join(cmd) for cmd in eval_commands(sweep, workdir, "python")),
             "fi"]
   return "\n".join(lines) + "\n"
 
