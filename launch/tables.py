@@ -123,6 +123,11 @@ class RunView:
       return list(csv.DictReader(f))
 
 
+def _short(title: str, width: int = 72) -> str:
+  first = title.split("\n")[0]
+  return first if len(first) <= width else first[:width - 3].rstrip() + "..."
+
+
 def _cells(row: list[Any]) -> list[Cell]:
   return [c if isinstance(c, Cell) else Cell(c) for c in row[1:]]
 
@@ -157,11 +162,12 @@ def write_table(table: Table, out: Path, stem: str = "table") -> dict[str, Path]
       col = [cells[i][j] for i in keep]
       vals = [float(c.value) if _is_rate(c) else float("nan") for c in col]
       series[name] = vals
-      errs[name] = [[v - c.low if _finite(c.low) else float("nan") for v, c in zip(vals, col)],
-                    [c.high - v if _finite(c.high) else float("nan") for v, c in zip(vals, col)]]
+      # max(0, .): a percentile interval need not contain its point estimate (or only to rounding)
+      errs[name] = [[max(0.0, v - c.low) if _finite(c.low) else float("nan") for v, c in zip(vals, col)],
+                    [max(0.0, c.high - v) if _finite(c.high) else float("nan") for v, c in zip(vals, col)]]
     labels = [str(table.rows[i][0]) for i in keep]
     paths["png"] = plot_metric_vs_param(labels, series, out / f"{stem}.png", yerr=errs, xlabel=table.header[0],
-                                        ylabel=table.ylabel, title=table.title.split("\n")[0][:90],
+                                        ylabel=table.ylabel, title=_short(table.title),
                                         figsize=(max(6.0, 0.7 * len(labels) + 3), 4.8))
   return paths
 

@@ -22,10 +22,14 @@ NAME = "spatiotemporal_weighting"
 
 def test_sweep_expands_to_fixed_learned_dynamic(monkeypatch):
   monkeypatch.delenv("ECHOJAX_SWEEP_RUNS", raising=False)
-  sweep = load_sweep(NAME, "demo")
-  assert sweep["config"] == "view_video_spatiotemporal:demo" and sweep["split"] == "test"
+  sweep = load_sweep(NAME, "smoke")
+  assert sweep["config"] == "view_video_spatiotemporal:smoke" and sweep["split"] == "test"
   assert [r["name"] for r in sweep["runs"]] == ["fixed_0", "fixed_0.25", "fixed_0.5", "fixed_0.75", "fixed_1",
                                                 "learned", "dynamic"]
+  demo = load_sweep(NAME, "demo")  # the demo repeats each setting over three seeds, on 40 phantoms per view
+  assert [r["name"] for r in demo["runs"][:4]] == ["fixed_0_s0", "fixed_0_s1", "fixed_0_s2", "fixed_0.25_s0"]
+  assert {r["overrides"]["data.synthetic_num"] for r in demo["runs"]} == {40}
+  assert [r["overrides"]["seed"] for r in demo["runs"][:3]] == [0, 1, 2] and demo["compare"]
   assert [r["overrides"]["model.kwargs.mode"] for r in sweep["runs"]] == [
       "fixed:0", "fixed:0.25", "fixed:0.5", "fixed:0.75", "fixed:1", "learned", "dynamic"]
   # every override is a valid config override that reaches the model's mode
@@ -56,8 +60,12 @@ def test_local_smoke_sweep_writes_table_plot_and_gate_weights(tmp_path):
   table = (out / "results.md").read_text()
   assert "95% bootstrap CI" in table and f"[{float(rows[0]['ci_low']):.3f}, {float(rows[0]['ci_high']):.3f}]" in table
   assert table.count("| ok |") == 2 and "| fixed_1 | 1 |" in table and "| dynamic | dynamic |" in table
-  pngs = list(out.glob("*.png"))
-  assert len(pngs) == 1 and pngs[0].stat().st_size > 1000
+  pngs = sorted(p.name for p in out.glob("*.png"))
+  assert pngs == ["metrics_micro_f1_vs_spatial_weight_w__fixed____mode.png", "paired.png", "table.png"], pngs
+  assert all((out / p).stat().st_size > 1000 for p in pngs)
+  (pair,) = list(csv.DictReader((out / "paired.csv").open()))  # the two settings on the same test cines
+  assert pair["A vs B"] == "fixed_1 vs dynamic" and pair["differs (Holm p < 0.05)"] in ("yes", "no")
+  assert float(pair["accuracy A"]) == pytest.approx(values[0]) and float(pair["accuracy B"]) == pytest.approx(values[1])
 
   for name in runs:
     ev = out / name / "eval_test"
