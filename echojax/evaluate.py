@@ -133,17 +133,14 @@ class Evaluator:
     cat.pop("clip_id", None)
     uniq, inverse = np.unique(index, return_inverse=True)
     counts = np.bincount(inverse).astype(np.float64)
-    per_video, spread = {}, {"num_clips": counts.astype(np.int64)}
+    per_video = {}
     for k, v in cat.items():
       acc = np.zeros((len(uniq),) + v.shape[1:], np.float64)
       np.add.at(acc, inverse, v.astype(np.float64))
       per_video[k] = acc / counts.reshape((-1,) + (1,) * (v.ndim - 1))
-      if v.ndim == 1 and not k.startswith("target:") and not k.startswith("_"):  # spread over a video's clips
-        sq = np.zeros(len(uniq), np.float64)
-        np.add.at(sq, inverse, (v.astype(np.float64) - per_video[k][inverse]) ** 2)
-        spread[k] = np.sqrt(sq / counts)
-        spread[f"{k}:clips"] = [v[inverse == j] for j in range(len(uniq))]
-    self.spread = spread  # per video: clip count, std (ddof 0) and values of each scalar prediction
+    # each scalar prediction's clip values with their video (beat_columns groups them; nothing computed here)
+    self.clip_values = (inverse, {k: v for k, v in cat.items()
+                                  if v.ndim == 1 and not k.startswith(("target:", "_"))})
     targets = {k: per_video.pop("target:" + k) for k in self.task.target_keys}
     return per_video, targets, uniq, mean_loss
 
@@ -231,13 +228,18 @@ def write_predictions_csv(path: Path, indices, names, columns: dict[str, np.ndar
       w.writerow(([names[row]] if names is not None else []) + [int(idx)] + vals)
 
 
-def beat_columns(spread: dict) -> dict[str, Any]:
-  """Predictions-CSV columns of a beat-by-beat evaluation: ``num_beats`` and, per scalar prediction (``ef``),
-  ``<key>_beat_std`` (std over the beats, ddof 0) and ``<key>_beats`` (each beat's value, ";"-separated)."""
-  cols: dict[str, Any] = {"num_beats": spread["num_clips"]}
-  for k in [k for k in spread if k != "num_clips" and not k.endswith(":clips")]:
-    cols[f"{k}_beat_std"] = spread[k]
-    cols[f"{k}_beats"] = np.array([";".join(f"{float(x):.4g}" for x in vals) for vals in spread[f"{k}:clips"]])
+def beat_columns(clip_values: tuple[np.ndarray, dict[str, np.ndarray]]) -> dict[str, Any]:
+  """Predictions-CSV columns of a beat-by-beat evaluation from ``Evaluator.clip_values`` (each clip's video and
+  scalar predictions): ``num_beats`` and, per scalar prediction (``ef``), ``<key>_beat_std`` (std over the beats,
+  ddof 0) and ``<key>_beats`` (each beat's value, ";"-separated), in the videos' order."""
+  inverse, values = clip_values
+  order = np.argsort(inverse, kind="stable")  # clips grouped by video, in clip order
+  counts = np.bincount(inverse)
+  cols: dict[str, Any] = {"num_beats": counts}
+  for k, v in values.items():
+    groups = np.split(np.asarray(v, np.float64)[order], np.cumsum(counts)[:-1])
+    cols[f"{k}_beat_std"] = np.array([g.std() for g in groups])
+    cols[f"{k}_beats"] = np.array([";".join(f"{x:.4g}" for x in g) for g in groups])
   return cols
 
 
@@ -268,7 +270,7 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", clips: Any = "all
   metrics = {"loss": loss, **task.metrics(preds, targets, bootstrap=bootstrap)}
   columns = {**task.csv_columns(preds, targets), **aux_columns(preds)}
   if clips == "beats":  # beside it, the all-clips figure of the same checkpoint, and the per-beat spread
-    columns.update(beat_columns(ev.spread))
+    columns.update(beat_columns(ev.clip_values))
     ev.loaders["cli_all"] = run.loader(split, "all", data)
     all_preds, all_targets, _, _ = ev.per_video(variables, split, "all", name="cli_all")
     metrics["all_clips"] = task.metrics(all_preds, all_targets, bootstrap=bootstrap)
