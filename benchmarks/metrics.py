@@ -78,10 +78,11 @@ def sklearn_regression(yt, yp, idx):
 
 def sklearn_classification(y, pred, idx):
   from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                               precision_score, recall_score)
+                               precision_recall_fscore_support, precision_score, recall_score)
 
   out = {k: [] for k in ("accuracy", "macro_f1", "balanced_accuracy", "macro_precision", "macro_recall",
-                         "macro_specificity")}
+                         "macro_specificity", "class_precision", "class_recall", "class_f1")}
+  classes = np.arange(max(int(y.max()), int(pred.max())) + 1)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # a resample where a predicted class has no true example
     for i in idx:
@@ -97,6 +98,12 @@ def sklearn_classification(y, pred, idx):
       neg = len(y[i]) - support
       ok = neg > 0
       out["macro_specificity"].append(float(np.mean((neg - predicted + tp)[ok] / neg[ok])) if ok.any() else np.nan)
+      # per class, NaN where echojax's point estimate is NaN (class neither true nor predicted; recall: no example)
+      p, r, f, sup = precision_recall_fscore_support(y[i], pred[i], labels=classes, zero_division=0)
+      seen = (sup > 0) | np.isin(classes, pred[i])
+      out["class_precision"].append(np.where(seen, p, np.nan))
+      out["class_recall"].append(np.where(sup > 0, r, np.nan))
+      out["class_f1"].append(np.where(seen, f, np.nan))
   return out
 
 

@@ -416,14 +416,17 @@ def test_classification_bootstrap_cis_equal_sklearn_on_the_same_resamples():
   pred = probs.argmax(1)
   idx = np.random.default_rng(11).integers(0, n, size=(num, n))  # one chunk: the same draws as the metrics
   want = {"accuracy": [], "macro_f1": [], "balanced_accuracy": [], "macro_precision": [], "macro_recall": [],
-          "macro_specificity": []}
+          "macro_specificity": [], "class_precision": [], "class_recall": [], "class_f1": []}
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # resamples where a predicted class has no true example
     for i in idx:
       want["macro_precision"].append(precision_score(y[i], pred[i], average="macro", zero_division=0))
       want["macro_recall"].append(recall_score(y[i], pred[i], average="macro", zero_division=0))
       # specificity: no scikit-learn function; the point estimate on the resample is the reference
-      want["macro_specificity"].append(M.classification_metrics(y[i], probs[i])["macro_specificity"])
+      point = M.classification_metrics(y[i], probs[i])
+      want["macro_specificity"].append(point["macro_specificity"])
+      for key in ("precision", "recall", "f1"):  # per class, the point estimate on the resample (NaN conventions)
+        want[f"class_{key}"].append([point["per_class"][str(k)][key] for k in range(c)])
       want["accuracy"].append(accuracy_score(y[i], pred[i]))
       want["macro_f1"].append(f1_score(y[i], pred[i], average="macro", zero_division=0))
       want["balanced_accuracy"].append(balanced_accuracy_score(y[i], pred[i]))
@@ -433,6 +436,14 @@ def test_classification_bootstrap_cis_equal_sklearn_on_the_same_resamples():
     boot = B._bootstrap_classification(y, pred, c, num, seed=11)
   for name, vals in want.items():
     np.testing.assert_allclose(boot[name], vals, rtol=1e-12, atol=1e-12)  # per resample
+    if name.startswith("class_"):  # per-class intervals: inside per_class, from the finite resamples
+      key = name[len("class_"):]
+      for k in range(c):
+        v = np.asarray(vals)[:, k]
+        low, high = np.quantile(v[np.isfinite(v)], [0.025, 0.975])
+        pc = m["per_class"][str(k)]
+        assert pc[f"{key}_ci_low"] == pytest.approx(low) and pc[f"{key}_ci_high"] == pytest.approx(high)
+      continue
     low, high = np.quantile(vals, [0.025, 0.975])
     assert m[f"{name}_ci_low"] == pytest.approx(low) and m[f"{name}_ci_high"] == pytest.approx(high)
     assert m[f"{name}_ci_low"] <= m[name] <= m[f"{name}_ci_high"]
